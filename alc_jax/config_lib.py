@@ -1,0 +1,115 @@
+"""Config checks that run before anything compiles; each error says what to change."""
+
+import json
+import os
+
+from alc_jax import attention, objectives
+
+DATASETS = ('fashion_mnist', 'cifar10', 'svhn_cropped', 'imagenet_1pct', 'npz', 'folder')
+MODELS = ('cnn13', 'wrn28_2', 'resnet18')
+NUM_CLASSES = {'fashion_mnist': 10, 'cifar10': 10, 'svhn_cropped': 10, 'imagenet_1pct': 1000}
+# Fields that may differ between a run and its resumption (they change no result).
+BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
+               'eval_batch_size', 'progress_every_seconds', 'num_train_steps', 'num_epochs')
+
+
+class ConfigError(ValueError):
+  """A config that cannot run, with the fix in the message."""
+
+
+def _choice(value, choices, field):
+  if value not in choices:
+    raise ConfigError(f'config.{field}={value!r} is not known; choose one of {list(choices)} '
+                      f'(e.g. --config.{field}={choices[0]}).')
+
+
+def validate(config, num_devices=1):
+  """Raises ConfigError for a config that cannot run; silent otherwise."""
+  _choice(config.method, objectives.METHODS, 'method')
+  _choice(config.sntg.base, ('pi_model', 'mean_teacher'), 'sntg.base')
+  _choice(config.dataset.name, DATASETS, 'dataset.name')
+  _choice(config.model.name, MODELS, 'model.name')
+  _choice(config.alc.imbalance, ('none', 'hard', 'soft'), 'alc.imbalance')
+  _choice(config.alc.similarity, attention.SIMILARITIES, 'alc.similarity')
+  _choice(config.alc.pooling, attention.POOLINGS, 'alc.pooling')
+  _choice(config.alc.outputs, ('logits', 'probs'), 'alc.outputs')
+  _choice(config.alc.scope, ('global', 'per_device'), 'alc.scope')
+  _choice(config.compute_dtype, ('float32', 'bfloat16'), 'compute_dtype')
+  if config.dataset.name in ('npz', 'folder') and not config.dataset.path:
+    raise ConfigError(f'dataset {config.dataset.name!r} needs --config.dataset.path=...')
+  if config.num_runs < 1:
+    raise ConfigError(f'config.num_runs={config.num_runs} must be >= 1.')
+  if not 0 < config.labeled_batch_size < config.batch_size:
+    raise ConfigError(
+        f'config.labeled_batch_size={config.labeled_batch_size} must be > 0 and below '
+        f'config.batch_size={config.batch_size}: each batch holds labeled_batch_size labeled and '
+        f'batch_size - labeled_batch_size unlabeled examples.')
+  if config.batch_size % num_devices:
+    raise ConfigError(
+        f'config.batch_size={config.batch_size} is not divisible by the {num_devices} devices: '
+        f'choose a multiple of {num_devices}.')
+  if config.alc.enabled and config.alc.scope == 'per_device' and config.batch_size % num_devices:
+    raise ConfigError('per-device ALC needs the batch to split evenly over devices.')
+  if config.dataset.imbalance_ratio < 1:
+    raise ConfigError(
+        f'config.dataset.imbalance_ratio={config.dataset.imbalance_ratio} is below 1; it is the '
+        f'largest-to-smallest class ratio (1 = balanced, the paper uses 5, 10, 15).')
+  num_classes = NUM_CLASSES.get(config.dataset.name)
+  if (num_classes and config.dataset.imbalance_ratio == 1
+      and config.dataset.num_labels % num_classes):
+    raise ConfigError(
+        f'config.dataset.num_labels={config.dataset.num_labels} is not labels per class times '
+        f'{num_classes} classes: a balanced split needs a multiple of {num_classes} '
+        f'(e.g. {num_classes * max(1, config.dataset.num_labels // num_classes)}).')
+  if config.dataset.num_labels <= 0:
+    raise ConfigError('config.dataset.num_labels must be positive.')
+  for field in ('consistency_weight', 'alc.weight', 'sntg.weight', 'vat.weight',
+                'vat.entmin_weight', 'weight_decay', 'consistency_rampup_epochs',
+                'lr_warmup_epochs', 'pseudo_label_threshold'):
+    value = config
+    for part in field.split('.'):
+      value = value[part]
+    if value < 0:
+      raise ConfigError(f'config.{field}={value} is negative; weights must be >= 0.')
+  if config.learning_rate <= 0:
+    raise ConfigError(f'config.learning_rate={config.learning_rate} must be positive.')
+  if not 0 <= config.ema_decay < 1:
+    raise ConfigError(f'config.ema_decay={config.ema_decay} must be in [0, 1) (the paper: 0.97).')
+  if config.num_train_steps <= 0 and config.num_epochs <= 0:
+    raise ConfigError('set config.num_epochs > 0 or config.num_train_steps > 0.')
+  if config.dataset.name == 'imagenet_1pct' and config.num_runs != 1:
+    raise ConfigError('ImageNet streams from TFDS: set config.num_runs=1.')
+
+
+def check_labels_fit(config, num_train_examples):
+  """More labels than examples is an error (checked once the data set's size is known)."""
+  wanted = config.dataset.num_labels + config.dataset.validation_size
+  if wanted > num_train_examples:
+    raise ConfigError(
+        f'config.dataset.num_labels + validation_size = {wanted} exceeds the '
+        f'{num_train_examples} training examples of {config.dataset.name!r}.')
+
+
+def check_workdir(config, workdir):
+  """A workdir holds one experiment: refuse to resume a run of a different config in it."""
+  path = os.path.join(workdir, 'config.json')
+  current = {k: v for k, v in flatten(config.to_dict()).items() if k not in BOOKKEEPING}
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      saved = {k: v for k, v in flatten(json.load(f)).items() if k not in BOOKKEEPING}
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if diff:
+      details = ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in diff[:8])
+      raise ConfigError(
+          f'{workdir} holds a run of a different config ({details}). Use a new --workdir, or '
+          f'rerun with the config that started it to resume.')
+
+
+def flatten(tree, prefix=''):
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = list(value) if isinstance(value, tuple) else value
+  return out

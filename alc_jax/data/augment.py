@@ -1,0 +1,102 @@
+"""Device-side input normalisation and augmentation (pure jnp, jit- and vmap-able).
+
+The augmentation is the Temporal Ensembling / Mean Teacher recipe the paper inherits from the
+Mean Teacher code (Sec. 5): random translation by up to 2 pixels with reflect padding, horizontal
+flips on CIFAR-10 only, and additive Gaussian input noise (std 0.15 in normalised units). It runs
+inside the compiled train step so the host only ships uint8 images.
+
+The student and teacher branches need independent perturbations of the same images: call
+augment twice with different keys, e.g. `k1, k2 = jax.random.split(rng)`.
+"""
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def normalize(images: Array, mean, std, zca: Optional[Array] = None,
+              zca_mean: Optional[Array] = None) -> Array:
+  """Maps uint8 images to float32 network inputs.
+
+  Args:
+    images: (..., H, W, C) uint8 (or any numeric) images in [0, 255].
+    mean: per-channel mean, shape (C,) or scalar, in [0, 1] units.
+    std: per-channel standard deviation, shape (C,) or scalar, in [0, 1] units.
+    zca: optional (D, D) whitening matrix, D = H * W * C, applied to each normalised image
+      flattened in HWC order as a row vector: x_white = x_flat @ zca (ZCA matrices are
+      symmetric, so this equals zca @ x_flat).
+    zca_mean: optional (D,) per-pixel mean of the normalised training images, subtracted before
+      whitening: x_white = (x_flat - zca_mean) @ zca.
+
+  Returns:
+    float32 array of the same shape: (x / 255 - mean) / std, whitened if zca is given.
+  """
+  x = jnp.asarray(images).astype(jnp.float32) / 255.0
+  x = (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+  if zca is not None:
+    shape = x.shape
+    d = shape[-3] * shape[-2] * shape[-1]
+    flat = x.reshape(-1, d)
+    if zca_mean is not None:
+      flat = flat - jnp.asarray(zca_mean, jnp.float32)
+    x = (flat @ jnp.asarray(zca, jnp.float32)).reshape(shape)
+  return x
+
+
+def _translate(rng: Array, images: Array, translate: int) -> Array:
+  """Shifts each image by its own (dy, dx) in [-translate, translate]^2, reflecting the border."""
+  n, h, w, c = images.shape
+  if translate >= min(h, w):
+    raise ValueError(f'reflect padding needs translate < image size, got {translate} for '
+                     f'{h}x{w} images')
+  padded = jnp.pad(images, ((0, 0), (translate, translate), (translate, translate), (0, 0)),
+                   mode='reflect')
+  # Crop offset o in [0, 2t] is the shift o - t; randint's upper bound is exclusive.
+  offsets = jax.random.randint(rng, (n, 2), 0, 2 * translate + 1)
+
+  def crop(image, offset):
+    return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
+
+  return jax.vmap(crop)(padded, offsets)
+
+
+def augment(rng: Array, images: Array, translate: int = 2, flip: bool = False,
+            noise_std: float = 0.15) -> Array:
+  """One random draw of the Temporal Ensembling / Mean Teacher augmentation.
+
+  Every example gets its own translation, flip and noise. Two calls with different keys give
+  the two independent views of the student and teacher branches.
+
+  Args:
+    rng: PRNG key.
+    images: (N, H, W, C) images, normally the float output of normalize (the noise std is in
+      those units).
+    translate: largest shift in pixels along each axis (independently); 0 disables it.
+    flip: whether to flip each image horizontally with probability 1/2 (CIFAR-10 only).
+    noise_std: standard deviation of additive Gaussian noise; 0 disables it. Needs float images.
+    translate, flip and noise_std are Python values that decide the traced program: mark them
+    static (functools.partial or static_argnames) when jitting.
+
+  Returns:
+    Array of the same shape and dtype as images.
+  """
+  images = jnp.asarray(images)
+  if images.ndim != 4:
+    raise ValueError(f'images must be (N, H, W, C), got shape {images.shape}')
+  if translate < 0 or noise_std < 0:
+    raise ValueError(f'translate and noise_std must be >= 0, got {translate}, {noise_std}')
+  translate_rng, flip_rng, noise_rng = jax.random.split(rng, 3)
+  x = images
+  if translate:
+    x = _translate(translate_rng, x, int(translate))
+  if flip:
+    flipped = jax.random.bernoulli(flip_rng, 0.5, (x.shape[0],))
+    x = jnp.where(flipped[:, None, None, None], x[:, :, ::-1, :], x)
+  if noise_std:
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      raise ValueError(f'Gaussian noise needs float images (normalize first), got {x.dtype}')
+    x = x + noise_std * jax.random.normal(noise_rng, x.shape, x.dtype)
+  return x

@@ -1,0 +1,43 @@
+"""Trains one experiment: `python -m alc_jax.main --config=configs/NAME.py --workdir=DIR`.
+
+This file is intentionally kept short; the logic is in libraries importable in Colab
+(`alc_jax.train.train_and_evaluate`, and the pure losses in `alc_jax.losses`). Override any config
+field from the command line, e.g. `--config.seed=3 --config.alc.enabled=True`. Rerunning the same
+command resumes from the latest checkpoint in the workdir. On a TPU pod or a multi-node GPU job,
+pass `--multihost` on every worker (launch/ has scripts that do).
+"""
+
+import os
+
+from absl import app, flags, logging
+import jax
+from ml_collections import config_flags
+
+from alc_jax import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
+flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (TPU pods, SLURM, ...).')
+config_flags.DEFINE_config_file('config', None, 'Experiment configuration file.', lock_config=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
+  if FLAGS.multihost:
+    jax.distributed.initialize()
+  # Keep TensorFlow (used by TFDS input pipelines only) off the accelerators.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], 'GPU')
+  except ImportError:
+    pass
+  logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
+               jax.local_devices())
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config', 'workdir'])
+  app.run(main)

@@ -1,0 +1,47 @@
+"""Backbones: CNN-13 (Table 1), WRN-28-2 (Oliver et al. 2018), ResNet-18 (He et al. 2016).
+
+Every model is called as `model.apply(variables, x, train=...)` on normalised float images
+(B, H, W, C) and returns `(logits, features)`: float32 logits (B, num_classes) and the last
+convolutional feature map before global average pooling (B, h, w, c), float32, which the
+attention head consumes. Variables: 'params' and 'batch_stats'; in train mode pass
+`mutable=['batch_stats']` (and `rngs={'dropout': key}` for CNN-13's dropout).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from alc_jax.models.cnn13 import CNN13
+from alc_jax.models.resnet import ResNet
+from alc_jax.models.wrn import WideResNet
+
+MODEL_NAMES = ('cnn13', 'wrn28_2', 'resnet18')
+
+
+def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn.Module:
+  """Builds the backbone named by `model_config.name`.
+
+  Args:
+    model_config: ConfigDict (or dict) with `name` (one of MODEL_NAMES), `width` (channel
+      multiplier, 1.0 = published network) and `dropout` (CNN-13 only; the residual networks
+      have no dropout, as in their references).
+    num_classes: number of output logits.
+    dtype: computation dtype, e.g. jnp.bfloat16 on GPU/TPU; params stay float32.
+
+  Returns:
+    An unbound flax.linen Module.
+
+  Raises:
+    ValueError: for an unknown model name.
+  """
+  name = model_config.get('name')
+  width = float(model_config.get('width', 1.0))
+  if name == 'cnn13':
+    return CNN13(num_classes, width=width, dropout=float(model_config.get('dropout', 0.5)),
+                 dtype=dtype)
+  if name == 'wrn28_2':
+    return WideResNet(num_classes, depth=28, widen_factor=2, width=width, dtype=dtype)
+  if name == 'resnet18':
+    return ResNet(num_classes, stage_sizes=(2, 2, 2, 2), width=width, dtype=dtype)
+  raise ValueError(f'Unknown model name {name!r}; valid choices: {", ".join(MODEL_NAMES)}.')

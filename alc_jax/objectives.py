@@ -1,0 +1,166 @@
+"""One training objective per method, assembled from the pure losses (Eq. 1, 3, 6, 13-15).
+
+`compute_loss` is the body of the train step's loss: it augments the batch on device, runs the
+student (and the teacher or second pass), and adds up the terms the config asks for:
+
+  total = CE (weighted by 1 - r_c for imbalance, Eq. 14/15)
+        + w1(t) * consistency       (Pi-model Eq. 1, Mean Teacher Eq. 3, weighted for Eq. 14/15)
+        + w1(t) * pseudo-label / SNTG terms, or the VAT (+EntMin) terms
+        + w2(t) * l_alc             (Eq. 13, when config.alc.enabled)
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from alc_jax import attention, ema, losses
+from alc_jax.data import augment, normalize
+
+METHODS = ('supervised', 'pseudo_label', 'pi_model', 'mean_teacher', 'sntg', 'vat', 'vat_entmin')
+
+
+class Classifier(nn.Module):
+  """A backbone returning (logits, features) plus, for ALC, the attention head on the features.
+
+  `groups` > 1 splits the batch into that many consecutive groups, each with its own S (the
+  per-device scope); the head's parameters are shared by the groups.
+  """
+  backbone: nn.Module
+  head: Optional[nn.Module] = None
+  groups: int = 1
+
+  def __call__(self, x, train: bool = False, with_similarity: bool = False):
+    logits, features = self.backbone(x, train=train)
+    similarity = None
+    if self.head is not None and (with_similarity or self.is_initializing()):
+      grouped = features.reshape(self.groups, -1, *features.shape[1:])
+      similarity = self.head(grouped)  # (groups, B / groups, B / groups)
+    return logits, features, similarity
+
+
+def base_method(config) -> str:
+  """The consistency method underneath: SNTG runs on its base, the others are their own."""
+  return config.sntg.base if config.method == 'sntg' else config.method
+
+
+def _vat_loss(forward, x, logits, rng, xi, epsilon):
+  """LDS of Miyato et al.: KL(p(x) || p(x + r_adv)), r_adv from one power iteration."""
+
+  def normalize(d):
+    return d / (jnp.sqrt(jnp.sum(d * d, axis=(1, 2, 3), keepdims=True)) + 1e-12)
+
+  def kl_at(r):
+    return losses.kl_divergence(logits, forward(x + r))
+
+  d = normalize(jax.random.normal(rng, x.shape, x.dtype))
+  grad = jax.grad(kl_at)(xi * d)
+  return kl_at(epsilon * normalize(jax.lax.stop_gradient(grad)))
+
+
+def compute_loss(params, state, batch, rng, *, model: Classifier, config, data_stats,
+                 rampup_steps: float):
+  """The loss of one run on one global batch.
+
+  Args:
+    params: student parameters (differentiated).
+    state: the run's `train.TrainState` (batch statistics, teacher, class prior, step).
+    batch: dict with `image` uint8 (B, H, W, C), `label` int32 (B,) (-1 where unlabeled) and
+      `labeled` bool (B,).
+    rng: this step's key.
+    model: the `Classifier`.
+    config: the experiment config.
+    data_stats: (mean, std, zca, zca_mean) for on-device normalisation (`data.normalize`).
+    rampup_steps: length of the sigmoid ramp-up of w1 and w2, in steps.
+
+  Returns:
+    (total loss, (metrics dict, new student batch_stats, new teacher batch_stats)).
+  """
+  method, base = config.method, base_method(config)
+  x = normalize(batch['image'], *data_stats)
+  labels, labeled = batch['label'], batch['labeled']
+  k_aug, k_aug2, k_drop, k_drop2, k_vat = jax.random.split(rng, 5)
+
+  def augmented(key):  # Two independent draws per example for the two branches.
+    return augment(key, x, config.augment.translate, config.augment.flip,
+                               config.augment.noise_std)
+
+  def forward(p, batch_stats, inputs, dropout_key, with_similarity=False):
+    return model.apply({'params': p, 'batch_stats': batch_stats}, inputs, train=True,
+                       with_similarity=with_similarity, rngs={'dropout': dropout_key},
+                       mutable=['batch_stats'])
+
+  use_alc = config.alc.enabled
+  x_student = augmented(k_aug)
+  (logits, features, similarity), updates = forward(params, state.batch_stats, x_student, k_drop,
+                                                     with_similarity=use_alc)
+  new_batch_stats = updates['batch_stats']
+  new_teacher_stats = state.teacher_batch_stats
+  ramp = losses.sigmoid_rampup(state.step, rampup_steps)
+  w1 = config.consistency_weight * ramp
+
+  teacher_logits = None
+  if base == 'pi_model':  # Eq. 1: a second stochastic pass of the student is the target z.
+    (teacher_logits, _, _), _ = forward(params, state.batch_stats, augmented(k_aug2), k_drop2)
+  elif base == 'mean_teacher':  # Eq. 3: the EMA teacher (Eq. 2) under its own noise eta'.
+    (teacher_logits, _, _), t_updates = forward(
+        ema.teacher_params(state.opt_state), state.teacher_batch_stats, augmented(k_aug2),
+        k_drop2)
+    new_teacher_stats = t_updates['batch_stats']
+  if teacher_logits is not None:
+    teacher_logits = jax.lax.stop_gradient(teacher_logits)
+
+  # Label-imbalance weights (Eq. 14 hard, Eq. 15 soft); r = class share of the labeled set.
+  imbalance = config.alc.imbalance if use_alc else 'none'
+  sup_weights = cons_weights = None
+  if imbalance != 'none':
+    sup_weights = losses.imbalance_weight(jnp.clip(labels, 0), state.prior)
+    if teacher_logits is not None:
+      hard = losses.imbalance_weight(jnp.argmax(teacher_logits, -1), state.prior)
+      cons_weights = hard if imbalance == 'hard' else jnp.where(
+          labeled, hard, losses.soft_imbalance_weight(teacher_logits, state.prior))
+
+  terms = {'supervised': losses.cross_entropy(logits, labels, sup_weights, labeled)}
+  total = terms['supervised']
+  if teacher_logits is not None:
+    terms['consistency'] = losses.softmax_mse(logits, teacher_logits, cons_weights)
+    total += w1 * terms['consistency']
+  if method == 'pseudo_label':
+    terms['pseudo_label'] = losses.pseudo_label_loss(
+        logits, config.pseudo_label_threshold, mask=~labeled)
+    total += w1 * terms['pseudo_label']
+  elif method == 'sntg':
+    embeddings = jnp.mean(features.astype(jnp.float32), axis=(1, 2))
+    terms['sntg'] = losses.sntg_loss(embeddings, teacher_logits, config.sntg.margin)
+    total += w1 * config.sntg.weight * terms['sntg']
+  elif method in ('vat', 'vat_entmin'):
+    vat_forward = lambda inputs: forward(params, state.batch_stats, inputs, k_drop)[0][0]
+    terms['vat'] = _vat_loss(vat_forward, x_student, jax.lax.stop_gradient(logits), k_vat,
+                             config.vat.xi, config.vat.epsilon)
+    total += config.vat.weight * ramp * terms['vat']
+    if method == 'vat_entmin':
+      terms['entropy'] = losses.entropy(logits)
+      total += config.vat.entmin_weight * terms['entropy']
+
+  metrics = {}
+  if use_alc:  # Eq. 13, with the three open points as config switches (configs/default.py).
+    outputs = logits if config.alc.outputs == 'logits' else jax.nn.softmax(logits)
+    if config.alc.stop_gradient_similarity:
+      similarity = jax.lax.stop_gradient(similarity)
+    groups = similarity.shape[0]
+    grouped = lambda a: a.reshape(groups, -1, *a.shape[1:])
+    terms['alc'] = jnp.mean(jax.vmap(losses.label_consistency)(similarity, grouped(outputs)))
+    w2 = config.alc.weight * ramp
+    total += w2 * terms['alc']
+    metrics['weights/alc'] = w2
+    diagnostics = jax.vmap(attention.similarity_diagnostics)(
+        similarity, grouped(labels), grouped(labeled))
+    metrics.update({f'monitors/{k}': jnp.mean(v) for k, v in diagnostics.items()})
+
+  terms['total'] = total
+  metrics.update({f'losses/{k}': v for k, v in terms.items()})
+  metrics['weights/consistency'] = w1
+  correct = (jnp.argmax(logits, -1) == labels) & labeled
+  metrics['train/accuracy'] = jnp.sum(correct) / jnp.maximum(jnp.sum(labeled), 1)
+  return total, (metrics, new_batch_stats, new_teacher_stats)

@@ -1,0 +1,362 @@
+"""Training and evaluation: pure jit-compiled steps over a device mesh, and the loop around them.
+
+Every step is vmapped over `config.num_runs` independent runs (leading axis R of the state and the
+batch; R = 1 for an ordinary run), and data-parallel over all devices of all hosts: the batch axis
+is sharded over the mesh axis 'data', the state is replicated. BatchNorm statistics and the ALC
+similarity are therefore computed over the global batch, as on one device.
+"""
+
+import dataclasses
+import functools
+import os
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from alc_jax import attention, checkpointing, config_lib, ema, models, objectives, reporting
+from alc_jax import data as data_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any  # Student: backbone and ALC head.
+  batch_stats: Any  # Student BatchNorm statistics.
+  teacher_batch_stats: Any  # The teacher's own running statistics (see ema.py).
+  opt_state: Any  # SGD momentum and the EMA teacher parameters (ema.ema_teacher).
+  prior: jax.Array  # r of Eq. 14: class share of this run's labeled set.
+  rng: jax.Array  # Raw key data of this run (uint32, checkpointable); step key = fold_in(rng, step).
+
+
+def create_model(config, num_classes, num_devices=1):
+  dtype = jnp.bfloat16 if config.compute_dtype == 'bfloat16' else jnp.float32
+  backbone = models.create_model(config.model, num_classes, dtype=dtype)
+  head = attention.create_head(config.alc) if config.alc.enabled else None
+  groups = num_devices if config.alc.scope == 'per_device' else 1
+  return objectives.Classifier(backbone=backbone, head=head, groups=groups)
+
+
+def create_optimizer(config, total_steps, steps_per_epoch):
+  """SGD with Nesterov momentum, cosine-annealed lr, L2 weight decay, then the EMA teacher."""
+  warmup = int(config.lr_warmup_epochs * steps_per_epoch)
+  if warmup > 0:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup, total_steps)
+  else:
+    schedule = optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1))
+  tx = optax.chain(
+      optax.add_decayed_weights(config.weight_decay),  # Coupled L2, as torch SGD weight_decay.
+      optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov),
+      ema.ema_teacher(config.ema_decay))
+  return tx, schedule
+
+
+def init_state(rng, model, tx, image_shape, prior):
+  """One run's initial state (vmap it for several runs)."""
+  init_key, run_key = jax.random.split(rng)
+  x = jnp.zeros((2, *image_shape), jnp.float32)
+  variables = model.init({'params': init_key, 'dropout': init_key}, x, train=False)
+  params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  return TrainState(step=jnp.zeros([], jnp.int32), params=params, batch_stats=batch_stats,
+                    teacher_batch_stats=batch_stats, opt_state=tx.init(params),
+                    prior=jnp.asarray(prior, jnp.float32), rng=jax.random.key_data(run_key))
+
+
+def train_step(state, batch, rng, *, model, tx, config, data_stats, rampup_steps, schedule):
+  """One SGD step of one run: (state, batch, rng) -> (state, metrics). Pure; vmap/jit it."""
+  grad_fn = jax.value_and_grad(objectives.compute_loss, has_aux=True)
+  (_, (metrics, batch_stats, teacher_stats)), grads = grad_fn(
+      state.params, state, batch, rng, model=model, config=config, data_stats=data_stats,
+      rampup_steps=rampup_steps)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  if objectives.base_method(config) != 'mean_teacher':
+    teacher_stats = batch_stats  # No teacher forward pass: its statistics follow the student's.
+  metrics['learning_rate'] = schedule(state.step)
+  metrics['monitors/grad_norm'] = optax.global_norm(grads)
+  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            batch_stats=batch_stats, teacher_batch_stats=teacher_stats,
+                            opt_state=opt_state)
+  return new_state, metrics
+
+
+def eval_step(state, batch, *, model, data_stats):
+  """Correct-prediction counts of student and teacher (eval mode, running BN statistics)."""
+  x = data_lib.normalize(batch['image'], *data_stats)
+  mask, labels = batch['mask'], batch['label']
+  out = {'count': jnp.sum(mask)}
+  for name, params, stats in (('student', state.params, state.batch_stats),
+                              ('teacher', ema.teacher_params(state.opt_state),
+                               state.teacher_batch_stats)):
+    logits = model.apply({'params': params, 'batch_stats': stats}, x, train=False)[0]
+    out[f'{name}_correct'] = jnp.sum((jnp.argmax(logits, -1) == labels) & mask)
+    if logits.shape[-1] > 5:
+      top5 = jnp.any(jax.lax.top_k(logits, 5)[1] == labels[:, None], axis=-1)
+      out[f'{name}_top5_correct'] = jnp.sum(top5 & mask)
+  return out
+
+
+class _Preemption:
+  """SIGTERM sets a flag; the loop saves a checkpoint and exits cleanly at the next step."""
+
+  def __init__(self):
+    self.requested = False
+    if jax.process_count() == 1:
+      try:
+        signal.signal(signal.SIGTERM, self._handler)
+      except ValueError:  # Not the main thread (e.g. a notebook worker): no handler.
+        pass
+
+  def _handler(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def should_stop(self, step):
+    if jax.process_count() > 1:  # JAX's coordination service makes all hosts agree on the step.
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+
+def _check_finite(metrics, step):
+  bad = [k for k, v in metrics.items() if not np.all(np.isfinite(np.asarray(v)))]
+  if bad:
+    raise FloatingPointError(
+        f'non-finite value at step {step} in {", ".join(sorted(bad))}; the last good checkpoint '
+        f'is kept. Lower config.learning_rate or the loss weights, or check the input data.')
+
+
+def _mean_metrics(rows):
+  return {k: float(np.mean([np.mean(np.asarray(r[k])) for r in rows])) for k in rows[0]}
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything a run needs, built from a config: data, model, compiled steps, initial state."""
+  config: ml_collections.ConfigDict
+  dataset: Any
+  splits: list
+  seeds: list
+  split_seeds: list
+  labeled_batch_size: int
+  steps_per_epoch: int
+  total_steps: int
+  data_stats: tuple
+  model: Any
+  initial_state: TrainState
+  train_step: Any  # jit(vmap(train_step)): (state, global batch) -> (state, metrics)
+  eval_step: Any  # jit(vmap(eval_step)): (state, global eval batch) -> counts per run
+  batch_sharding: Any
+  eval_sharding: Any
+  eval_batch_size: int
+
+  def train_batches(self, start_step=0):
+    """Global batches (R, B, ...) from `start_step` on: a pure function of (seed, step)."""
+    # Rows keep the sampler's order (labeled first) on any number of devices: every row costs the
+    # same compute, and per-row random draws then match the single-device run exactly.
+    proc, nproc = jax.process_index(), jax.process_count()
+    samplers = [data_lib.BatchSampler(s.labeled, s.unlabeled, self.config.batch_size,
+                                      self.labeled_batch_size, seed=seed)
+                for s, seed in zip(self.splits, self.seeds)]
+    for local in data_lib.make_train_iterator(self.dataset.x_train, self.dataset.y_train, samplers,
+                                              start_step=start_step, process_index=proc,
+                                              process_count=nproc):
+      yield {k: _to_global(v, self.batch_sharding, self.config.batch_size, 1)
+             for k, v in local.items()}
+
+  def evaluate(self, state, x, y):
+    """Accuracies (per run) of student and teacher on (x, y)."""
+    totals = None
+    for b in data_lib.eval_batches(x, y, self.eval_batch_size, jax.process_index(),
+                                   jax.process_count()):
+      out = self.eval_step(state, {k: _to_global(v, self.eval_sharding, self.eval_batch_size, 0)
+                                   for k, v in b.items()})
+      out = jax.tree.map(np.asarray, out)
+      totals = out if totals is None else jax.tree.map(np.add, totals, out)
+    count = totals.pop('count')
+    return {k.replace('_correct', '_accuracy'): v / count for k, v in totals.items()}
+
+
+def _to_global(local, sharding, global_rows, axis):
+  """A global array from this process's rows (`axis` is the batch axis)."""
+  shape = list(local.shape)
+  shape[axis] = global_rows
+  return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
+
+
+def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
+  """Validates the config, loads the data, splits labels per run and compiles the steps."""
+  config = ml_collections.ConfigDict(config)
+  num_devices = jax.device_count()
+  config_lib.validate(config, num_devices)
+  dataset = data_lib.load_dataset(config.dataset)
+  config_lib.check_labels_fit(config, len(dataset.y_train))
+  runs = config.num_runs
+  seeds = [config.seed + r for r in range(runs)]
+  split_seeds = [config.dataset.split_seed if config.dataset.split_seed >= 0 else s for s in seeds]
+  splits = [data_lib.make_label_split(dataset.y_train, dataset.num_classes,
+                                      config.dataset.num_labels, config.dataset.imbalance_ratio,
+                                      config.dataset.validation_size, seed=s) for s in split_seeds]
+  # The supervised baseline sees labeled examples only: every row of its batches is labeled.
+  labeled_bs = config.batch_size if config.method == 'supervised' else config.labeled_batch_size
+  priors = np.stack([np.bincount(dataset.y_train[s.labeled], minlength=dataset.num_classes)
+                     / len(s.labeled) for s in splits])
+  num_train = len(splits[0].labeled) + len(splits[0].unlabeled)
+  steps_per_epoch = max(num_train // config.batch_size, 1)
+  total_steps = (config.num_train_steps if config.num_train_steps > 0
+                 else int(config.num_epochs * steps_per_epoch))
+  as_array = lambda a: None if a is None else jnp.asarray(a)
+  data_stats = tuple(map(as_array, (dataset.mean, dataset.std, dataset.zca, dataset.zca_mean)))
+
+  model = create_model(config, dataset.num_classes, num_devices)
+  tx, schedule = create_optimizer(config, total_steps, steps_per_epoch)
+  # Auto axes: XLA propagates the batch sharding through the step (one program for any mesh).
+  mesh = jax.make_mesh((num_devices,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P(None, 'data'))
+  eval_sharding = NamedSharding(mesh, P('data'))
+  image_shape = dataset.x_train.shape[1:]
+  keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+  init = jax.jit(jax.vmap(lambda k, prior: init_state(jax.random.wrap_key_data(k), model, tx,
+                                                      image_shape, prior)),
+                 out_shardings=replicated)
+  state = init(keys, jnp.asarray(priors))
+
+  step_fn = functools.partial(train_step, model=model, tx=tx, config=config,
+                              data_stats=data_stats, schedule=schedule,
+                              rampup_steps=config.consistency_rampup_epochs * steps_per_epoch)
+
+  def run_step(state, batch):
+    step_keys = jax.vmap(lambda k, s: jax.random.key_data(
+        jax.random.fold_in(jax.random.wrap_key_data(k), s)))(state.rng, state.step)
+    return jax.vmap(lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k)))(
+        state, batch, step_keys)
+
+  p_train = jax.jit(run_step, in_shardings=(replicated, batch_sharding),
+                    out_shardings=(replicated, replicated), donate_argnums=0)
+  p_eval = jax.jit(jax.vmap(functools.partial(eval_step, model=model, data_stats=data_stats),
+                            in_axes=(0, None)),
+                   in_shardings=(replicated, eval_sharding), out_shardings=replicated)
+  return Experiment(
+      config=config, dataset=dataset, splits=splits, seeds=seeds, split_seeds=split_seeds,
+      labeled_batch_size=labeled_bs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+      data_stats=data_stats, model=model, initial_state=state, train_step=p_train,
+      eval_step=p_eval, batch_sharding=batch_sharding, eval_sharding=eval_sharding,
+      eval_batch_size=-(-config.eval_batch_size // num_devices) * num_devices)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the results."""
+  config = ml_collections.ConfigDict(config)
+  config_lib.validate(config, jax.device_count())
+  config_lib.check_workdir(config, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    reporting.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  exp = create_experiment(config)
+  total_steps, runs = exp.total_steps, config.num_runs
+
+  manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
+  state, start_step = manager.restore_latest(exp.initial_state)
+  writer = reporting.create_writer(workdir)
+  if start_step == 0:
+    writer.write_hparams({k: v for k, v in config_lib.flatten(config.to_dict()).items()
+                          if isinstance(v, (int, float, str, bool))})
+  batches = exp.train_batches(start_step)
+  progress = reporting.Progress(total_steps, start_step, config.batch_size * runs,
+                                config.progress_every_seconds)
+  preemption = _Preemption()
+  history, best, train_rows, pending = [], {}, [], None
+  t_start, step = time.time(), start_step
+  print(f'{config.method}{" + ALC" if config.alc.enabled else ""} on {config.dataset.name} '
+        f'({config.dataset.num_labels} labels, {runs} run(s)): {total_steps} steps '
+        f'({exp.steps_per_epoch}/epoch) from step {start_step} on {jax.device_count()} '
+        f'{jax.devices()[0].device_kind} device(s).', flush=True)
+
+  while step < total_steps:
+    state, metrics = exp.train_step(state, next(batches))
+    if pending is not None:  # Check the previous step's metrics while this one runs.
+      _check_finite(pending, step)
+      train_rows.append(pending)
+    pending = metrics
+    step += 1
+    is_last = step == total_steps
+    stop = preemption.should_stop(step)
+    if step % config.log_every_steps == 0 or is_last or stop:
+      pending = jax.tree.map(np.asarray, pending)
+      _check_finite(pending, step)
+      train_rows.append(pending)
+      scalars = _mean_metrics(train_rows)
+      scalars['train/steps_per_second'] = progress.steps_per_second(step)
+      writer.write_scalars(step, scalars)
+      train_rows, pending = [], None
+      progress.maybe_print(step, scalars['losses/total'], force=is_last)
+    if step % config.eval_every_steps == 0 or is_last:
+      result = exp.evaluate(state, exp.dataset.x_test, exp.dataset.y_test)
+      history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
+      for k, v in result.items():
+        best[k] = np.maximum(best.get(k, v), v)
+      writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()})
+      progress.last_accuracy = (f'student {100 * np.mean(result["student_accuracy"]):.2f}% '
+                                f'teacher {100 * np.mean(result["teacher_accuracy"]):.2f}%')
+    if step % config.checkpoint_every_steps == 0 or is_last or stop:
+      if pending is not None:  # Never checkpoint a state whose step produced NaN.
+        _check_finite(jax.tree.map(np.asarray, pending), step)
+      manager.save(step, state)
+    if stop:
+      manager.wait()
+      writer.flush()
+      print(f'Preempted: saved the checkpoint of step {step}; rerun the same command to resume.',
+            flush=True)
+      return {'preempted_at_step': step}
+  manager.wait()
+  writer.flush()
+  wall = time.time() - t_start
+
+  if not history:  # Resumed a finished run: evaluate the restored state.
+    result = exp.evaluate(state, exp.dataset.x_test, exp.dataset.y_test)
+    history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
+    best = dict(result)
+  final = {k: v for k, v in history[-1].items() if k != 'step'}
+  results = {
+      'method': config.method, 'alc': bool(config.alc.enabled),
+      'alc_imbalance': config.alc.imbalance if config.alc.enabled else 'none',
+      'dataset': config.dataset.name, 'num_labels': config.dataset.num_labels,
+      'imbalance_ratio': config.dataset.imbalance_ratio, 'model': config.model.name,
+      'model_width': config.model.width, 'num_runs': runs, 'seeds': exp.seeds,
+      'split_seeds': exp.split_seeds, 'steps': step, 'epochs': step / exp.steps_per_epoch,
+      'steps_per_epoch': exp.steps_per_epoch, 'batch_size': config.batch_size,
+      'labeled_batch_size': exp.labeled_batch_size, 'wall_time_s': wall,
+      'resumed_from_step': start_step,
+      'images_per_second': (step - start_step) * config.batch_size * runs / max(wall, 1e-9),
+      'final': final, 'best': {k: np.asarray(v).tolist() for k, v in best.items()},
+      'summary': {f'{k}_{stat}': float(fn(100 * np.asarray(v))) for k, v in final.items()
+                  for stat, fn in (('mean', np.mean), ('std', np.std))},
+      'config': config.to_dict(), **reporting.environment(),
+  }
+  if jax.process_index() == 0:
+    reporting.write_json(os.path.join(workdir, 'results.json'), results)
+    if config.alc.enabled:
+      _save_similarity(state, exp, workdir)
+  print('Final test accuracy (%): ' + ', '.join(
+      f'{k} {v:.2f}' for k, v in results['summary'].items() if k.endswith('accuracy_mean')),
+        flush=True)
+  return results
+
+
+def _save_similarity(state, exp, workdir, size=100):
+  """S of run 0 on the first `size` test images (eval mode), for the plots of launch/aggregate.py."""
+  first = jax.tree.map(lambda a: a[0], state)
+  model, dataset = exp.model, exp.dataset
+  x = data_lib.normalize(dataset.x_test[:size], *exp.data_stats)
+  variables = {'params': first.params, 'batch_stats': first.batch_stats}
+  _, _, similarity = model.clone(groups=1).apply(variables, x, train=False, with_similarity=True)
+  np.savez(os.path.join(workdir, 'similarity.npz'), similarity=np.asarray(similarity)[0],
+           labels=dataset.y_test[:size])

@@ -1,0 +1,118 @@
+"""Shared defaults for every experiment. Each other config file is a small override of this one.
+
+Values follow Section 5 of Chen, Yang & Ling (Neurocomputing 2020) where the paper states them;
+where the paper is silent, the comment says what we chose and why (usually: what the Mean Teacher
+reference code of Tarvainen & Valpola does, since the paper says it builds on that code).
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+
+  # --- What to train -------------------------------------------------------------------------
+  # One of: supervised, pseudo_label, pi_model, mean_teacher, sntg, vat, vat_entmin.
+  config.method = 'mean_teacher'
+  config.seed = 0  # Seeds initialisation, dropout/augmentation noise and (unless split_seed) the label split.
+  # Independent runs trained side by side in one compiled program (vmap over runs); run r uses
+  # seed + r for everything, including its own label split. A 5-seed table then costs one run.
+  config.num_runs = 1
+
+  # --- Attention-based label consistency (Sec. 3.3-3.5) ----------------------------------------
+  config.alc = ml_collections.ConfigDict()
+  config.alc.enabled = False  # Adds w2 * l_alc (Eq. 6 / 13) to the method's objective.
+  config.alc.weight = 1.0  # w2 of Eq. 6; 1 in the paper, 100 on CIFAR-10 (Sec. 5.1, 5.3).
+  # Sample weighting for imbalanced labels: 'none' (Eq. 6), 'hard' (Eq. 14) or 'soft' (Eq. 15).
+  config.alc.imbalance = 'none'
+  # Similarity S: 'attention' (Eq. 7-12, the paper's ALC), or the attention-free rows of Table 9:
+  # 'sample' (Eq. 16), 'gaussian' (Eq. 17), 'cosine' (Eq. 18).
+  config.alc.similarity = 'attention'
+  # Pooling pair of the sample attention (Table 8 a/b/d, Table 9): 'max_avg' (Eq. 10-12),
+  # 'max' (GMaxPool only), 'avg' (GAvgPool only), 'average' (mean of the max-only and avg-only
+  # similarities), 'gmp_avg' (generalized max pooling of Murray & Perronnin 2014 with GAvgPool).
+  config.alc.pooling = 'max_avg'
+  config.alc.channel_attention = True  # SE channel attention, Eq. 7-9 (Table 8 row c turns it off).
+  config.alc.se_reduction = 16  # SE bottleneck ratio (Hu et al. 2018's default; the paper is silent).
+  # Width of the shared MLP of Eq. 10-11 (hidden and output); 0 = the feature's channel count.
+  config.alc.mlp_dim = 0
+  config.alc.gaussian_temperature = 0.06  # t of Eq. 17, the value the paper found on validation data.
+  config.alc.gmp_lambda = 1.0  # Ridge regulariser of generalized max pooling.
+  # The three points the paper leaves open (defaults: the paper's reading):
+  # (a) False: gradient flows into S, so the attention head is trained by Eq. 13 (the only loss
+  #     that reaches it). True detaches S: the head then stays at its initialisation.
+  config.alc.stop_gradient_similarity = False
+  # (b) True: the softmax of Eq. 12 runs over all i including i = j (the paper's sum). False masks
+  #     the diagonal, which removes the trivial minimiser of Eq. 13 (all mass on i = j).
+  config.alc.include_self = True
+  # (c) 'logits': p is the pre-softmax output (the paper: "before the Softmax layer");
+  #     'probs': the softmax probabilities.
+  config.alc.outputs = 'logits'
+  # 'global': S over the whole global batch, as on one device; 'per_device': block-diagonal S,
+  # one block per device (cheaper at very large batch, and what a per-GPU implementation computes).
+  config.alc.scope = 'global'
+
+  # --- Consistency (w1 of Eq. 6) and the EMA teacher (Eq. 2) -----------------------------------
+  config.consistency_weight = 5.0  # w1: 5 Fashion-MNIST, 100 CIFAR-10, 5 SVHN (Sec. 5).
+  # Sigmoid ramp-up exp(-5 (1 - t/T)^2) of Laine & Aila / Mean Teacher for w1 (and w2), in epochs.
+  # The paper is silent; 5 epochs is the Mean Teacher PyTorch reference's CIFAR-10 setting.
+  config.consistency_rampup_epochs = 5.0
+  config.ema_decay = 0.97  # alpha of Eq. 2 (Sec. 5: 0.97 in all experiments).
+  config.pseudo_label_threshold = 0.0  # Lee 2013 uses argmax (0); Oliver et al. 2018 use 0.95.
+  config.sntg = ml_collections.ConfigDict()
+  config.sntg.base = 'pi_model'  # SNTG's public code runs on the Pi-model.
+  config.sntg.weight = 0.4  # lambda of Luo et al. 2018, relative to w1.
+  config.sntg.margin = 1.0  # Contrastive margin for pairs of different teacher-predicted classes.
+  config.vat = ml_collections.ConfigDict()
+  config.vat.epsilon = 6.0  # Perturbation radius (Miyato et al.: 6.0 CIFAR-10, 2.5 SVHN).
+  config.vat.xi = 1e-6  # Finite-difference step of the power iteration.
+  config.vat.weight = 1.0  # Weight of the LDS term (ramped up like w1).
+  config.vat.entmin_weight = 1.0  # Entropy minimisation weight for 'vat_entmin'.
+
+  # --- Data ---------------------------------------------------------------------------------
+  config.dataset = ml_collections.ConfigDict()
+  # fashion_mnist, cifar10, svhn_cropped, imagenet_1pct, npz (config.dataset.path), folder.
+  config.dataset.name = 'fashion_mnist'
+  config.dataset.path = ''  # For 'npz' (a .npz file) and 'folder' (a folder with train/ and test/).
+  config.dataset.data_dir = ''  # TFDS data dir; '' = TFDS' default (~/tensorflow_datasets).
+  config.dataset.num_labels = 250  # Labeled examples in total (25 per class x 10 classes).
+  # Largest-to-smallest class ratio of the labeled set; 1 = balanced (Sec. 5.7: 5, 10, 15).
+  config.dataset.imbalance_ratio = 1.0
+  config.dataset.validation_size = 0  # Held out of the training set for hyperparameter choice.
+  config.dataset.split_seed = -1  # Label split seed; -1 = the run's seed.
+  config.dataset.zca = False  # ZCA whitening (CIFAR-10 option of the Mean Teacher reference).
+  config.dataset.image_size = 224  # ImageNet crops only.
+
+  # --- Batches and augmentation (Sec. 5; the Temporal Ensembling / Mean Teacher recipe) -------------
+  config.batch_size = 100  # Global batch (all devices, all hosts).
+  config.labeled_batch_size = 10  # Labeled examples in every global batch: 10 / 30 / 3 (Sec. 5.2-5.4).
+  config.augment = ml_collections.ConfigDict()
+  config.augment.translate = 2  # Random translation by up to this many pixels, reflect padding.
+  config.augment.flip = False  # Horizontal flip (CIFAR-10 only).
+  config.augment.noise_std = 0.15  # Gaussian input noise (the reference CNN-13's noise layer).
+
+  # --- Model --------------------------------------------------------------------------------
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'cnn13'  # cnn13, wrn28_2, resnet18.
+  # Channel multiplier for CPU-sized runs (1.0 = the published network, Table 1).
+  config.model.width = 1.0
+  config.model.dropout = 0.5  # CNN-13 dropout after each pooling (reference network).
+  config.compute_dtype = 'float32'  # 'bfloat16' computes convolutions in bf16 on GPU/TPU.
+
+  # --- Optimisation (Sec. 5) ------------------------------------------------------------------
+  config.num_epochs = 400.0  # One epoch = len(training set) / batch_size steps.
+  config.num_train_steps = -1  # > 0 overrides num_epochs.
+  config.learning_rate = 0.1  # Initial lr of the cosine annealing (Sec. 5).
+  config.lr_warmup_epochs = 0.0  # Linear warm-up (the paper: none).
+  config.momentum = 0.9
+  config.nesterov = True
+  config.weight_decay = 2e-4  # Mean Teacher reference value (the paper is silent).
+
+  # --- Bookkeeping ------------------------------------------------------------------------
+  config.log_every_steps = 100
+  config.eval_every_steps = 1000  # Also evaluated at the end.
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.eval_batch_size = 500
+  config.progress_every_seconds = 30.0  # Terminal progress line (steps/s, ETA, latest accuracy).
+  return config

@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny learnable image data set as .npz and a tiny config that trains on it."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+
+def make_tiny_images(n, num_classes, size, rng):
+  """Class c = a bright square in one of `num_classes` positions, plus noise: easy to learn."""
+  labels = np.arange(n) % num_classes
+  rng.shuffle(labels)
+  images = rng.integers(0, 60, size=(n, size, size, 1))
+  half = size // 2
+  for c in range(num_classes):
+    r, q = divmod(c, 2)
+    images[labels == c, r * half:(r + 1) * half, q * half:(q + 1) * half] += 150
+  return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+@pytest.fixture(scope='session')
+def tiny_npz(tmp_path_factory):
+  rng = np.random.default_rng(0)
+  x_train, y_train = make_tiny_images(480, 4, 16, rng)
+  x_test, y_test = make_tiny_images(96, 4, 16, rng)
+  path = tmp_path_factory.mktemp('data') / 'tiny.npz'
+  np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+  return str(path)
+
+
+def tiny_config(npz_path, **overrides):
+  """configs/smoke.py on the tiny data set, with `overrides` ('alc.enabled': True, ...)."""
+  from configs import smoke  # pylint: disable=g-import-not-at-top
+  config = smoke.get_config()
+  config.dataset.name = 'npz'
+  config.dataset.path = npz_path
+  config.dataset.num_labels = 40
+  config.batch_size = 16
+  config.labeled_batch_size = 4
+  config.model.width = 0.0625
+  config.eval_batch_size = 48
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
