@@ -16,6 +16,9 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
+# The B x B products are tiny next to the network; full float32 precision keeps them exact to the
+# equation on GPUs/TPUs too, whose default float32 matmul rounds operands to tf32/bf16.
+_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def _f32(x: Array) -> Array:
@@ -46,7 +49,7 @@ def alc_similarity(x_max: Array, x_avg: Array, include_self: bool = True) -> Arr
   Returns:
     (B, B) float32 array whose rows sum to 1.
   """
-  logits = _f32(x_avg) @ jnp.swapaxes(_f32(x_max), -1, -2)
+  logits = jnp.matmul(_f32(x_avg), jnp.swapaxes(_f32(x_max), -1, -2), precision=_HIGHEST)
   if not include_self:
     logits = jnp.where(jnp.eye(logits.shape[-1], dtype=bool), -jnp.inf, logits)
   return jax.nn.softmax(logits, axis=-1)
@@ -70,8 +73,9 @@ def label_consistency(similarity: Array, outputs: Array) -> Array:
   s = _f32(similarity)
   o = _f32(outputs)
   sq_norms = jnp.sum(o * o, axis=-1)
-  total = (jnp.sum(s, axis=0) @ sq_norms + jnp.sum(s, axis=1) @ sq_norms
-           - 2.0 * jnp.sum(o * (s @ o)))
+  total = (jnp.dot(jnp.sum(s, axis=0), sq_norms, precision=_HIGHEST)
+           + jnp.dot(jnp.sum(s, axis=1), sq_norms, precision=_HIGHEST)
+           - 2.0 * jnp.sum(o * jnp.matmul(s, o, precision=_HIGHEST)))
   return total / s.shape[0]
 
 
@@ -176,7 +180,8 @@ def sntg_loss(embeddings: Array, teacher_logits: Array, margin: float = 1.0) -> 
   pred = jnp.argmax(jax.lax.stop_gradient(teacher_logits), axis=-1)
   same = (pred[:, None] == pred[None, :]).astype(jnp.float32)
   sq_norms = jnp.sum(h * h, axis=-1)
-  d2 = jnp.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * h @ h.T, 0.0)
+  d2 = jnp.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * jnp.matmul(h, h.T, precision=_HIGHEST),
+                   0.0)
   # sqrt has an infinite derivative at 0; pairs at distance 0 only matter in the pull term.
   d = jnp.sqrt(jnp.where(d2 > 1e-12, d2, 1.0)) * (d2 > 1e-12)
   pair = same * d2 + (1.0 - same) * jnp.maximum(margin - d, 0.0) ** 2

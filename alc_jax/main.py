@@ -24,6 +24,8 @@ config_flags.DEFINE_config_file('config', None, 'Experiment configuration file.'
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:  # Orbax logs every file it writes at INFO; -v 0 shows it.
+    logging.set_verbosity(logging.WARNING)
   if FLAGS.multihost:
     jax.distributed.initialize()
   # Keep TensorFlow (used by TFDS input pipelines only) off the accelerators.

@@ -10,14 +10,19 @@ from importlib import metadata
 
 import jax
 import numpy as np
-from clu import metric_writers
-from clu.metric_writers import interface
+
+try:
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  _WriterBase = metric_writers.MetricWriter
+except ImportError:  # clu's TensorBoard writer imports TensorFlow; without it: JSON lines only.
+  metric_writers = None
+  _WriterBase = object
 
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-datasets',
             'ml-collections', 'clu', 'numpy')
 
 
-class JsonlWriter(interface.MetricWriter):
+class JsonlWriter(_WriterBase):
   """Appends one JSON object per write_scalars call to a file: easy to read without TensorBoard."""
 
   def __init__(self, path):
@@ -58,6 +63,10 @@ class JsonlWriter(interface.MetricWriter):
 
 def create_writer(workdir):
   """TensorBoard events + metrics.jsonl on the first process; logging only on the others."""
+  if metric_writers is None:
+    print('TensorFlow is not installed: writing metrics.jsonl only (no TensorBoard events).')
+    return JsonlWriter(os.path.join(workdir, 'metrics.jsonl' if jax.process_index() == 0
+                                    else f'metrics.{jax.process_index()}.jsonl'))
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(workdir, just_logging=True)
   return metric_writers.MultiWriter([
@@ -74,6 +83,10 @@ class Progress:
     self._t0, self._s0 = time.time(), start_step
     self._last_print = 0.0
     self.last_accuracy = None
+
+  def restart(self, step):
+    """Starts the clock at `step` (call after the first, compiling, step so rates exclude it)."""
+    self._t0, self._s0 = time.time(), step
 
   def steps_per_second(self, step):
     return (step - self._s0) / max(time.time() - self._t0, 1e-9)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ['ALC_TFDS_DOWNLOAD'] = '0'  # Offline CI: a missing data set fails at once.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
@@ -52,3 +53,11 @@ def tiny_config(npz_path, **overrides):
       node = node[p]
     node[leaf] = value
   return config
+
+
+def pytest_configure(config):
+  # The tests compare against float64 NumPy: on a GPU/TPU run them with full float32 matmuls
+  # (their default rounds matmul operands to tf32/bf16). A no-op on the CPU.
+  del config
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_default_matmul_precision', 'highest')

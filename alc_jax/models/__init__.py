@@ -24,8 +24,9 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
 
   Args:
     model_config: ConfigDict (or dict) with `name` (one of MODEL_NAMES), `width` (channel
-      multiplier, 1.0 = published network) and `dropout` (CNN-13 only; the residual networks
-      have no dropout, as in their references).
+      multiplier, 1.0 = published network), `dropout` (CNN-13 only; the residual networks
+      have no dropout, as in their references) and `bn_momentum` (CNN-13 and WRN; ResNet-18 keeps
+      torchvision's 0.9).
     num_classes: number of output logits.
     dtype: computation dtype, e.g. jnp.bfloat16 on GPU/TPU; params stay float32.
 
@@ -37,11 +38,13 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
   """
   name = model_config.get('name')
   width = float(model_config.get('width', 1.0))
+  bn_momentum = float(model_config.get('bn_momentum', 0.999))
   if name == 'cnn13':
     return CNN13(num_classes, width=width, dropout=float(model_config.get('dropout', 0.5)),
-                 dtype=dtype)
+                 bn_momentum=bn_momentum, dtype=dtype)
   if name == 'wrn28_2':
-    return WideResNet(num_classes, depth=28, widen_factor=2, width=width, dtype=dtype)
+    return WideResNet(num_classes, bn_momentum=bn_momentum, depth=28, widen_factor=2, width=width,
+                      dtype=dtype)
   if name == 'resnet18':
     return ResNet(num_classes, stage_sizes=(2, 2, 2, 2), width=width, dtype=dtype)
   raise ValueError(f'Unknown model name {name!r}; valid choices: {", ".join(MODEL_NAMES)}.')

@@ -40,11 +40,13 @@ class CNN13(nn.Module):
     num_classes: number of output logits.
     width: channel multiplier (1.0 = the published network).
     dropout: dropout rate after the first two max-pools.
+    bn_momentum: BatchNorm running-average momentum (the TF reference: 0.999).
     dtype: computation dtype (params stay float32).
   """
   num_classes: int
   width: float = 1.0
   dropout: float = 0.5
+  bn_momentum: float = 0.999
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -55,7 +57,7 @@ class CNN13(nn.Module):
       x = nn.Conv(scale_channels(channels, self.width), kernel, padding=padding,
                   use_bias=False, kernel_init=conv_init, dtype=self.dtype,
                   name=f'conv{name}')(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.999, epsilon=1e-3,
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
                        dtype=self.dtype, name=f'bn{name}')(x)
       return nn.leaky_relu(x, negative_slope=0.1)
 

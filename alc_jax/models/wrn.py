@@ -55,9 +55,11 @@ class WideResNet(nn.Module):
     depth: 6n + 4 layers (28: n = 4 units per group).
     widen_factor: k of WRN-d-k.
     width: extra channel multiplier (1.0 = the published network).
+    bn_momentum: BatchNorm running-average momentum (the reference: 0.999).
     dtype: computation dtype (params stay float32).
   """
   num_classes: int
+  bn_momentum: float = 0.999
   depth: int = 28
   widen_factor: int = 2
   width: float = 1.0
@@ -71,7 +73,7 @@ class WideResNet(nn.Module):
     ch = functools.partial(scale_channels, width=self.width)
     conv = functools.partial(nn.Conv, use_bias=False, padding='SAME', kernel_init=conv_init,
                              dtype=self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.999,
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=1e-3, dtype=self.dtype)
 
     x = conv(ch(16), (3, 3), name='init_conv')(jnp.asarray(x, self.dtype))
