@@ -55,6 +55,8 @@ def validate(config, num_devices=1):
         f'config.dataset.imbalance_ratio={config.dataset.imbalance_ratio} is below 1; it is the '
         f'largest-to-smallest class ratio (1 = balanced, the paper uses 5, 10, 15).')
   num_classes = NUM_CLASSES.get(config.dataset.name)
+  if config.dataset.name == 'imagenet_1pct':
+    num_classes = None  # TFDS' fixed 1% subset decides the labels; num_labels is informational.
   if (num_classes and config.dataset.imbalance_ratio == 1
       and config.dataset.num_labels % num_classes):
     raise ConfigError(

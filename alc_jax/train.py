@@ -25,6 +25,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from alc_jax import attention, checkpointing, config_lib, ema, models, objectives, reporting
 from alc_jax import data as data_lib
+from alc_jax.data import imagenet
+
+STREAMED = ('imagenet_1pct',)  # Data sets streamed with tf.data instead of held in memory.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @flax.struct.dataclass
@@ -158,24 +162,46 @@ class Experiment:
   eval_batch_size: int
 
   def train_batches(self, start_step=0):
-    """Global batches (R, B, ...) from `start_step` on: a pure function of (seed, step)."""
-    # Rows keep the sampler's order (labeled first) on any number of devices: every row costs the
-    # same compute, and per-row random draws then match the single-device run exactly.
+    """Global batches (R, B, ...) from `start_step` on.
+
+    In-memory data sets: a pure function of (seed, step), so a resumed run sees exactly the
+    batches of an uninterrupted one. Streamed ImageNet: a tf.data stream reseeded with the step
+    (resumes see fresh, not identical, batches).
+    """
     proc, nproc = jax.process_index(), jax.process_count()
-    samplers = [data_lib.BatchSampler(s.labeled, s.unlabeled, self.config.batch_size,
-                                      self.labeled_batch_size, seed=seed)
-                for s, seed in zip(self.splits, self.seeds)]
-    for local in data_lib.make_train_iterator(self.dataset.x_train, self.dataset.y_train, samplers,
-                                              start_step=start_step, process_index=proc,
-                                              process_count=nproc):
+    if self.dataset is None:
+      stream = imagenet.imagenet_train_iterator(
+          self.config.dataset, self.config.batch_size, self.labeled_batch_size,
+          seed=self.seeds[0] * 1_000_003 + start_step, process_index=proc, process_count=nproc)
+      local_batches = ({k: v[None] for k, v in b.items()} for b in stream)
+    else:
+      # Rows keep the sampler's order (labeled first) on any number of devices: every row costs
+      # the same compute, and per-row random draws then match the single-device run exactly.
+      samplers = [data_lib.BatchSampler(s.labeled, s.unlabeled, self.config.batch_size,
+                                        self.labeled_batch_size, seed=seed)
+                  for s, seed in zip(self.splits, self.seeds)]
+      local_batches = data_lib.make_train_iterator(
+          self.dataset.x_train, self.dataset.y_train, samplers, start_step=start_step,
+          process_index=proc, process_count=nproc)
+    for local in local_batches:
       yield {k: _to_global(v, self.batch_sharding, self.config.batch_size, 1)
              for k, v in local.items()}
 
-  def evaluate(self, state, x, y):
-    """Accuracies (per run) of student and teacher on (x, y)."""
+  def test_batches(self):
+    """This process's rows of the global test batches (padded, with a mask)."""
+    proc, nproc = jax.process_index(), jax.process_count()
+    n = self.config.dataset.eval_examples
+    if self.dataset is None:
+      return imagenet.imagenet_eval_iterator(self.config.dataset, self.eval_batch_size, proc, nproc,
+                                             num_examples=n if n > 0 else None)
+    n = n if n > 0 else len(self.dataset.y_test)
+    return data_lib.eval_batches(self.dataset.x_test[:n], self.dataset.y_test[:n],
+                                 self.eval_batch_size, proc, nproc)
+
+  def evaluate(self, state, batches=None):
+    """Accuracies (per run) of student and teacher on `batches` (default: the test set)."""
     totals = None
-    for b in data_lib.eval_batches(x, y, self.eval_batch_size, jax.process_index(),
-                                   jax.process_count()):
+    for b in self.test_batches() if batches is None else batches:
       out = self.eval_step(state, {k: _to_global(v, self.eval_sharding, self.eval_batch_size, 0)
                                    for k, v in b.items()})
       out = jax.tree.map(np.asarray, out)
@@ -196,33 +222,43 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   config = ml_collections.ConfigDict(config)
   num_devices = jax.device_count()
   config_lib.validate(config, num_devices)
-  dataset = data_lib.load_dataset(config.dataset)
-  config_lib.check_labels_fit(config, len(dataset.y_train))
   runs = config.num_runs
   seeds = [config.seed + r for r in range(runs)]
   split_seeds = [config.dataset.split_seed if config.dataset.split_seed >= 0 else s for s in seeds]
-  splits = [data_lib.make_label_split(dataset.y_train, dataset.num_classes,
-                                      config.dataset.num_labels, config.dataset.imbalance_ratio,
-                                      config.dataset.validation_size, seed=s) for s in split_seeds]
   # The supervised baseline sees labeled examples only: every row of its batches is labeled.
   labeled_bs = config.batch_size if config.method == 'supervised' else config.labeled_batch_size
-  priors = np.stack([np.bincount(dataset.y_train[s.labeled], minlength=dataset.num_classes)
-                     / len(s.labeled) for s in splits])
-  num_train = len(splits[0].labeled) + len(splits[0].unlabeled)
+  if config.dataset.name in STREAMED:
+    # ImageNet 1%: TFDS' fixed labeled subset, streamed (alc_jax/data/imagenet.py).
+    dataset, splits = None, []
+    num_classes = imagenet.NUM_CLASSES['imagenet2012']
+    num_train = imagenet.KNOWN_SIZES['imagenet2012'][0]
+    image_shape = (config.dataset.image_size, config.dataset.image_size, 3)
+    priors = np.full((runs, num_classes), 1.0 / num_classes)  # ~13 labels per class.
+    stats = (IMAGENET_MEAN, IMAGENET_STD, None, None)
+  else:
+    dataset = data_lib.load_dataset(config.dataset)
+    config_lib.check_labels_fit(config, len(dataset.y_train))
+    splits = [data_lib.make_label_split(dataset.y_train, dataset.num_classes,
+                                        config.dataset.num_labels, config.dataset.imbalance_ratio,
+                                        config.dataset.validation_size, seed=s)
+              for s in split_seeds]
+    num_classes, image_shape = dataset.num_classes, dataset.x_train.shape[1:]
+    num_train = len(splits[0].labeled) + len(splits[0].unlabeled)
+    priors = np.stack([np.bincount(dataset.y_train[s.labeled], minlength=num_classes)
+                       / len(s.labeled) for s in splits])  # r of Eq. 14, per run.
+    stats = (dataset.mean, dataset.std, dataset.zca, dataset.zca_mean)
   steps_per_epoch = max(num_train // config.batch_size, 1)
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else int(config.num_epochs * steps_per_epoch))
-  as_array = lambda a: None if a is None else jnp.asarray(a)
-  data_stats = tuple(map(as_array, (dataset.mean, dataset.std, dataset.zca, dataset.zca_mean)))
+  data_stats = tuple(None if a is None else jnp.asarray(a, jnp.float32) for a in stats)
 
-  model = create_model(config, dataset.num_classes, num_devices)
+  model = create_model(config, num_classes, num_devices)
   tx, schedule = create_optimizer(config, total_steps, steps_per_epoch)
   # Auto axes: XLA propagates the batch sharding through the step (one program for any mesh).
   mesh = jax.make_mesh((num_devices,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P(None, 'data'))
   eval_sharding = NamedSharding(mesh, P('data'))
-  image_shape = dataset.x_train.shape[1:]
   keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
   init = jax.jit(jax.vmap(lambda k, prior: init_state(jax.random.wrap_key_data(k), model, tx,
                                                       image_shape, prior)),
@@ -302,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       train_rows, pending = [], None
       progress.maybe_print(step, scalars['losses/total'], force=is_last)
     if step % config.eval_every_steps == 0 or is_last:
-      result = exp.evaluate(state, exp.dataset.x_test, exp.dataset.y_test)
+      result = exp.evaluate(state)
       history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
       for k, v in result.items():
         best[k] = np.maximum(best.get(k, v), v)
@@ -324,7 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   wall = time.time() - t_start
 
   if not history:  # Resumed a finished run: evaluate the restored state.
-    result = exp.evaluate(state, exp.dataset.x_test, exp.dataset.y_test)
+    result = exp.evaluate(state)
     history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
     best = dict(result)
   final = {k: v for k, v in history[-1].items() if k != 'step'}
@@ -348,19 +384,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if jax.process_index() == 0:
     reporting.write_json(os.path.join(workdir, 'results.json'), results)
     if config.alc.enabled:
-      _save_similarity(state, exp, workdir)
+      _save_similarity(state, exp, workdir, next(iter(exp.test_batches())))
   print('Final test accuracy (%): ' + ', '.join(
       f'{k} {v:.2f}' for k, v in results['summary'].items() if k.endswith('accuracy_mean')),
         flush=True)
   return results
 
 
-def _save_similarity(state, exp, workdir, size=100):
+def _save_similarity(state, exp, workdir, batch, size=100):
   """S of run 0 on the first `size` test images (eval mode), for the plots of launch/aggregate.py."""
-  first = jax.tree.map(lambda a: a[0], state)
-  model, dataset = exp.model, exp.dataset
-  x = data_lib.normalize(dataset.x_test[:size], *exp.data_stats)
+  first = jax.tree.map(lambda a: np.asarray(a)[0], state)
+  rows = np.flatnonzero(batch['mask'])[:size]  # Skip the padding of the last eval batch.
+  x = data_lib.normalize(batch['image'][rows], *exp.data_stats)
   variables = {'params': first.params, 'batch_stats': first.batch_stats}
-  _, _, similarity = model.clone(groups=1).apply(variables, x, train=False, with_similarity=True)
+  _, _, similarity = exp.model.clone(groups=1).apply(variables, x, train=False,
+                                                     with_similarity=True)
   np.savez(os.path.join(workdir, 'similarity.npz'), similarity=np.asarray(similarity)[0],
-           labels=dataset.y_test[:size])
+           labels=batch['label'][rows])

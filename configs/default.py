@@ -82,6 +82,7 @@ def get_config():
   config.dataset.split_seed = -1  # Label split seed; -1 = the run's seed.
   config.dataset.zca = False  # ZCA whitening (CIFAR-10 option of the Mean Teacher reference).
   config.dataset.image_size = 224  # ImageNet crops only.
+  config.dataset.eval_examples = -1  # Evaluate on the first N test examples; -1 = all of them.
 
   # --- Batches and augmentation (Sec. 5; the Temporal Ensembling / Mean Teacher recipe) -------------
   config.batch_size = 100  # Global batch (all devices, all hosts).

@@ -4,6 +4,7 @@
 # methods of one label count at once on the GPU. Reduced protocol: STEPS steps instead of 400
 # epochs (600 steps per epoch). Reruns resume from the checkpoints in ROOT.
 # Usage: STEPS=3000 ROOT=/tmp/study bash launch/gpu_fmnist_study.sh
+#        ALC_VARIANTS=1 LABELS_LIST=250 ... runs the ALC variants of the paper's open points instead.
 set -uo pipefail
 STEPS="${STEPS:-3000}"; ROOT="${ROOT:-runs/gpu_fmnist}"; RUNS="${RUNS:-3}"
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.15  # Five processes share the GPU.
@@ -13,6 +14,12 @@ declare -A ROWS=(
   [pi_model_alc]="--config.method=pi_model --config.alc.enabled=True"
   [mean_teacher]="--config.method=mean_teacher"
   [mean_teacher_alc]="--config.method=mean_teacher --config.alc.enabled=True")
+if [ "${ALC_VARIANTS:-0}" = 1 ]; then  # The three open points of the paper (configs/default.py).
+  MT_ALC="--config.method=mean_teacher --config.alc.enabled=True"
+  ROWS=([mt_alc_stopgrad_s]="$MT_ALC --config.alc.stop_gradient_similarity=True"
+        [mt_alc_no_self]="$MT_ALC --config.alc.include_self=False"
+        [mt_alc_probs]="$MT_ALC --config.alc.outputs=probs")
+fi
 for LABELS in ${LABELS_LIST:-250 500}; do
   for ROW in "${!ROWS[@]}"; do
     WD="$ROOT/fashion_mnist_${LABELS}/$ROW/seeds0-$((RUNS - 1))"

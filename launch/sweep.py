@@ -34,11 +34,12 @@ def _csv(text):
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--configs', nargs='+', required=True, help='Config files (space or comma list).')
   p.add_argument('--rows', default='', help="Comma list of rows; default: each config's ROWS.")
-  p.add_argument('--ratios', default='', help="Imbalance ratios for configs with RATIOS ('ROW,RATIO'"
-                 " argument); default: the config's RATIOS.")
+  p.add_argument('--ratios', default='',
+                 help="Imbalance ratios of configs taking 'ROW,RATIO'; default: their RATIOS.")
   p.add_argument('--seeds', default='0,1,2,3,4', help='Comma list (the paper averages 5 runs).')
   p.add_argument('--root', default='runs', help='Parent of all workdirs.')
   p.add_argument('--parallel', type=int, default=1, help='Jobs running at once.')
@@ -197,8 +198,9 @@ def main(argv=None):
   for job in skip:
     print(f'  skip {job.workdir}')
   if args.dry_run:
-    for job in todo:
-      print(f'  run  {job.workdir}\n       {shlex.join(job.command)}')
+    for job in todo:  # 'resume': started before, continues from its checkpoint.
+      verb = 'resume' if os.path.isdir(job.workdir) else 'run '
+      print(f'  {verb} {job.workdir}\n       {shlex.join(job.command)}')
     return 0
   done, failed = run_jobs(todo, args.parallel, len(jobs), len(skip))
   print(f'summary: {len(done)} done, {len(skip)} skipped, {len(failed)} failed')

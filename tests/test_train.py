@@ -170,3 +170,23 @@ def test_eight_devices_equal_one_device(tiny_npz, tmp_path):
   assert one.files == eight.files
   for name in one.files:
     np.testing.assert_allclose(one[name], eight[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_imagenet_config_trains_under_mock_data(tmp_path):
+  """configs/imagenet_1pct.py (ResNet-18, streamed TFDS data), narrowed, under tfds mock data."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from configs import imagenet_1pct  # pylint: disable=g-import-not-at-top
+  config = imagenet_1pct.get_config()
+  config.model.width = 0.0625
+  config.dataset.image_size = 32
+  config.augment.translate = 2
+  config.batch_size, config.labeled_batch_size = 8, 4
+  config.num_train_steps = 2
+  config.eval_every_steps = config.checkpoint_every_steps = 2
+  config.dataset.eval_examples = 16
+  config.eval_batch_size = 8
+  with tfds.testing.mock_data(num_examples=16):
+    results = train.train_and_evaluate(config, str(tmp_path))
+  assert results['steps'] == 2 and results['model'] == 'resnet18'
+  assert 'student_top5_accuracy' in results['final']
+  assert np.load(tmp_path / 'similarity.npz')['similarity'].shape == (8, 8)

@@ -1,0 +1,344 @@
+"""Collects every results.json under a root into results.md tables and PNG plots.
+
+  python launch/aggregate.py --root runs/ --out docs/ [--metric auto|student|teacher]
+                             [--which final|best]
+
+Experiments and rows come from the sweep's layout, root/<config stem>/<row>/seed<k>/results.json
+(launch/sweep.py; also seed<a>-<b> and seeds<a>-<b>); a results.json elsewhere is filed under
+'<dataset>_<num_labels>' and its method.
+Each run of a results.json counts as one seed (a job with num_runs = 3 gives 3 seeds). Ours is the
+mean +- std (numpy's std, ddof = 0, like results.json's summary) of the test accuracy at the end
+of training ('final') over seeds, beside the paper's number (launch/paper_numbers.py).
+'auto' reports the teacher (EMA) model for Mean Teacher (as the Mean Teacher paper does) and the
+student otherwise. Plots (matplotlib, Agg): accuracy over training per row (Fig. 5/7), accuracy
+against w2 where runs differ only in config.alc.weight (Fig. 6), S of 100 test images ordered by
+class, and the attention monitors over training.
+"""
+
+import argparse
+import collections
+import importlib
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
+  if path not in sys.path:
+    sys.path.insert(0, path)
+
+import paper_numbers  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+NAMES = {'supervised': 'Supervised', 'pseudo_label': 'Pseudo-Label', 'pi_model': 'Π model',
+         'mean_teacher': 'MeanTeacher', 'sntg': 'SNTG', 'vat': 'VAT', 'vat_entmin': 'VAT + EntMin'}
+SEED_DIR = re.compile(r'^seeds?\d+(-\d+)?$')  # seed3, seed0-2 (sweep.py), seeds0-2.
+RATIO_SUFFIX = re.compile(r'_ratio[0-9.]+$')
+MONITORS = ('monitors/similarity_diagonal', 'monitors/similarity_entropy',
+            'monitors/similarity_same_class')
+
+# One results.json: where it belongs, its accuracies (percent, one per run) and which model.
+Run = collections.namedtuple(
+    'Run', 'experiment stem name base workdir results accuracy top5 model')
+
+
+def method_label(results):
+  """'MeanTeacher + ALC (soft) [pooling max]' from results.json's fields."""
+  label = NAMES.get(results['method'], results['method'])
+  if results.get('alc'):
+    label += ' + ALC'
+    if results.get('alc_imbalance', 'none') != 'none':
+      label += f" ({results['alc_imbalance']})"
+    alc = results.get('config', {}).get('alc', {})
+    if alc.get('similarity', 'attention') != 'attention':
+      label += f" [{alc['similarity']} similarity]"
+    else:
+      if alc.get('pooling', 'max_avg') != 'max_avg':
+        label += f" [pooling {alc['pooling']}]"
+      if not alc.get('channel_attention', True):
+        label += ' [no channel attention]'
+  return label
+
+
+def metric_key(results, metric):
+  """'teacher_accuracy' or 'student_accuracy' for this run."""
+  if metric != 'auto':
+    return f'{metric}_accuracy'
+  config = results.get('config', {})
+  base = config.get('sntg', {}).get('base') if results['method'] == 'sntg' else results['method']
+  teacher = base == 'mean_teacher' and 'teacher_accuracy' in results.get('final', {})
+  return 'teacher_accuracy' if teacher else 'student_accuracy'
+
+
+def load_runs(root, metric='auto', which='final'):
+  runs = []
+  for dirpath, dirs, files in os.walk(root):
+    dirs[:] = sorted(d for d in dirs if d != 'checkpoints')  # Nothing of ours in there.
+    if 'results.json' not in files:
+      continue
+    try:
+      runs.append(_load_run(root, dirpath, metric, which))
+    except (OSError, ValueError, KeyError) as e:  # A truncated or foreign results.json.
+      print(f'skipping {dirpath}/results.json: {e!r}', file=sys.stderr)
+  return runs
+
+
+def _load_run(root, dirpath, metric, which):
+  with open(os.path.join(dirpath, 'results.json'), encoding='utf-8') as f:
+    results = json.load(f)
+  parts = os.path.relpath(dirpath, root).split(os.sep)
+  if len(parts) >= 3 and SEED_DIR.match(parts[-1]):
+    stem, name = parts[-3], parts[-2]
+  else:  # Not the sweep's layout: file it under its data set and method.
+    stem = f"{results['dataset']}_{results['num_labels']}"
+    name = re.sub(r'[^a-z0-9]+', '_', method_label(results).lower()).strip('_')
+  experiment = stem
+  if results.get('imbalance_ratio', 1) != 1:
+    experiment = f"{stem} (1:{results['imbalance_ratio']:g})"
+  key = metric_key(results, metric)
+  accuracy = 100 * np.asarray(results[which][key], float).reshape(-1)
+  top5 = results[which].get(key.replace('_accuracy', '_top5_accuracy'))
+  top5 = None if top5 is None else 100 * np.asarray(top5, float).reshape(-1)
+  return Run(experiment, stem, name, name.split('--')[0], dirpath, results, accuracy, top5,
+             key.split('_')[0])
+
+
+def _row_order(stem):
+  """The config's ROWS (the paper's order), else the paper's table order."""
+  try:
+    rows = importlib.import_module(f'configs.{stem}').ROWS
+  except (ImportError, AttributeError, ValueError):
+    rows = [name for s, name in paper_numbers.PAPER if s == stem]
+  return [RATIO_SUFFIX.sub('', r) for r in rows]
+
+
+def _base_row(name):
+  """'mean_teacher_alc_soft_ratio10--alc.weight=3' -> 'mean_teacher_alc_soft'."""
+  return RATIO_SUFFIX.sub('', name.split('--')[0])
+
+
+def group(runs):
+  """{experiment: {row name: [Run]}}: experiments by stem and ratio, rows in the paper's order."""
+  by_experiment = {}
+  for run in sorted(runs, key=lambda r: (r.stem, r.results.get('imbalance_ratio', 1), r.name,
+                                         r.workdir)):
+    by_experiment.setdefault(run.experiment, {}).setdefault(run.name, []).append(run)
+  out = {}
+  for experiment, rows in by_experiment.items():
+    order = _row_order(next(iter(rows.values()))[0].stem)
+
+    def rank(name, order=order):  # Paper order, then numbers by value (w2=2 before w2=10).
+      base = _base_row(name)
+      number = r'[0-9]+(?:\.[0-9]+)?'
+      natural = [(0, float(t), '') if re.fullmatch(number, t) else (1, 0.0, t)
+                 for t in re.findall(number + '|[^0-9]+', name)]
+      return (order.index(base) if base in order else len(order), natural)
+
+    out[experiment] = {name: rows[name] for name in sorted(rows, key=rank)}
+  return out
+
+
+def _pm(values):
+  return f'{np.mean(values):.2f} ± {np.std(values):.2f}'
+
+
+def _paper(reported, top5=False):
+  if reported is None:
+    return '—'
+  if reported.mean is None:
+    return f'— ({reported.note})'
+  if top5:
+    return '—' if reported.top5 is None else f'{reported.top5:.2f}'
+  return f'{reported.mean:.2f}' + ('' if reported.std is None else f' ± {reported.std:.2f}')
+
+
+def table(rows):
+  """Markdown table of one experiment."""
+  has_top5 = any(run.top5 is not None for runs in rows.values() for run in runs)
+  head = ['row', 'method', 'eval', 'ours (%)', 'n', 'epochs', 'paper (%)', 'diff']
+  if has_top5:
+    head += ['ours top-5 (%)', 'paper top-5 (%)']
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for name, runs in rows.items():
+    acc = np.concatenate([r.accuracy for r in runs])
+    epochs = sorted({round(r.results.get('epochs', float('nan')), 1) for r in runs})
+    reported = None if '--' in name else paper_numbers.lookup(runs[0].stem, name)
+    diff = ('—' if reported is None or reported.mean is None
+            else f'{np.mean(acc) - reported.mean:+.2f}')
+    row = [RATIO_SUFFIX.sub('', name), method_label(runs[0].results), runs[0].model, _pm(acc),
+           str(len(acc)), '/'.join(f'{e:g}' for e in epochs), _paper(reported), diff]
+    if has_top5:
+      top5 = [r.top5 for r in runs if r.top5 is not None]
+      row += [_pm(np.concatenate(top5)) if top5 else '—', _paper(reported, top5=True)]
+    lines.append('| ' + ' | '.join(row) + ' |')
+  return '\n'.join(lines)
+
+
+def read_metrics(workdir):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def mean_curve(runs, key):
+  """(epochs, mean over workdirs) of `key` at the steps every workdir logged it."""
+  per_run = []
+  for run in runs:
+    spe = run.results.get('steps_per_epoch') or 1
+    per_run.append({row['step'] / spe: row[key] for row in read_metrics(run.workdir) if key in row})
+  common = sorted(set.intersection(*(set(c) for c in per_run))) if per_run else []
+  return np.array(common), np.array([np.mean([c[x] for c in per_run]) for x in common])
+
+
+def slug(text):
+  return re.sub(r'[^A-Za-z0-9_.-]+', '_', text).strip('_')
+
+
+def plot_curves(plt, experiment, rows, metric, out):
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  drawn = False
+  for name, runs in rows.items():
+    key = 'eval/' + metric_key(runs[0].results, metric)
+    x, y = mean_curve(runs, key)
+    if len(x):
+      ax.plot(x, 100 * y, label=f'{RATIO_SUFFIX.sub("", name)}: {method_label(runs[0].results)}')
+      drawn = True
+  if not drawn:
+    plt.close(fig)
+    return None
+  ax.set(xlabel='epoch', ylabel='test accuracy (%)', title=experiment)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  return _save(plt, fig, out, f'curves_{slug(experiment)}.png')
+
+
+def plot_w2(plt, runs, out):
+  """Accuracy against w2 for each (experiment, row) whose runs differ in config.alc.weight."""
+  groups = collections.defaultdict(lambda: collections.defaultdict(list))
+  for run in runs:
+    if run.results.get('alc'):
+      weight = run.results.get('config', {}).get('alc', {}).get('weight')
+      if weight is not None:
+        groups[(run.experiment, run.base)][float(weight)].append(run.accuracy)
+  files = []
+  for (experiment, base), by_weight in sorted(groups.items()):
+    if len(by_weight) < 2:
+      continue
+    weights = sorted(by_weight)
+    accs = [np.concatenate(by_weight[w]) for w in weights]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.errorbar(weights, [a.mean() for a in accs], yerr=[a.std() for a in accs], marker='o',
+                capsize=3)
+    if min(weights) > 0:
+      ax.set_xscale('log')
+    ax.set(xlabel='w2', ylabel='test accuracy (%)', title=f'{experiment}: {base}')
+    ax.grid(alpha=0.3)
+    files.append(_save(plt, fig, out, f'w2_{slug(experiment)}_{slug(base)}.png'))
+  return files
+
+
+def plot_similarity(plt, experiment, rows, out):
+  """S of the first 100 test images of the first seed of each ALC row, ordered by class."""
+  found = []
+  for name, runs in rows.items():
+    path = os.path.join(runs[0].workdir, 'similarity.npz')
+    if os.path.exists(path):
+      found.append((name, runs[0], np.load(path)))
+  if not found:
+    return None
+  fig, axes = plt.subplots(1, len(found), figsize=(4.2 * len(found), 4), squeeze=False)
+  for ax, (name, run, data) in zip(axes[0], found):
+    order = np.argsort(data['labels'], kind='stable')
+    labels = data['labels'][order]
+    image = ax.imshow(data['similarity'][np.ix_(order, order)], cmap='viridis')
+    for edge in np.flatnonzero(np.diff(labels)) + 0.5:  # Class boundaries.
+      ax.axhline(edge, color='w', lw=0.4)
+      ax.axvline(edge, color='w', lw=0.4)
+    ax.set_title(f'{RATIO_SUFFIX.sub("", name)}', fontsize=9)
+    ax.set(xlabel='i (ordered by class)', ylabel='j')
+    fig.colorbar(image, ax=ax, fraction=0.046)
+  fig.suptitle(f'{experiment}: similarity S (test images)')
+  return _save(plt, fig, out, f'similarity_{slug(experiment)}.png')
+
+
+def plot_monitors(plt, experiment, rows, out):
+  fig, axes = plt.subplots(1, len(MONITORS), figsize=(5 * len(MONITORS), 3.5))
+  drawn = False
+  for name, runs in rows.items():
+    if not runs[0].results.get('alc'):
+      continue
+    for ax, key in zip(axes, MONITORS):
+      x, y = mean_curve(runs, key)
+      if len(x):
+        ax.plot(x, y, label=RATIO_SUFFIX.sub('', name))
+        drawn = True
+  if not drawn:
+    plt.close(fig)
+    return None
+  for ax, key in zip(axes, MONITORS):
+    ax.set(xlabel='epoch', title=key.split('/')[-1])
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7)
+  fig.suptitle(f'{experiment}: attention diagnostics')
+  return _save(plt, fig, out, f'attention_{slug(experiment)}.png')
+
+
+def _save(plt, fig, out, name):
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, name), dpi=110)
+  plt.close(fig)
+  return name
+
+
+def aggregate(root, out, metric='auto', which='final'):
+  """Writes out/results.md and the plots; returns the markdown text."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  os.makedirs(out, exist_ok=True)
+  runs = load_runs(root, metric, which)
+  eval_model = {'auto': 'teacher for MeanTeacher, student otherwise'}.get(metric, metric)
+  text = [f'# Results under `{root}`', '',
+          f'Test accuracy at the {which} evaluation, mean ± std (ddof 0) over seeds; model: '
+          f'{eval_model}. `paper` is the paper\'s number (launch/paper_numbers.py), `diff` = ours '
+          '- paper. Rows with a `--key=value` suffix vary a hyperparameter and get no paper '
+          'number.', '']
+  if not runs:
+    text.append('No results.json found.')
+  for experiment, rows in group(runs).items():
+    stem = next(iter(rows.values()))[0].stem
+    sources = sorted({r.source for (s, _), r in paper_numbers.PAPER.items() if s == stem})
+    title = experiment + (f" (paper: {', '.join(sources)})" if sources else '')
+    text += [f'## {title}', '', table(rows), '']
+    for name in (plot_curves(plt, experiment, rows, metric, out),
+                 plot_monitors(plt, experiment, rows, out),
+                 plot_similarity(plt, experiment, rows, out)):
+      if name:
+        text += [f'![{name}]({name})', '']
+  for name in plot_w2(plt, runs, out):
+    text += [f'![{name}]({name})', '']
+  markdown = '\n'.join(text)
+  with open(os.path.join(out, 'results.md'), 'w', encoding='utf-8') as f:
+    f.write(markdown)
+  return markdown
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--root', default='runs', help='Searched recursively for results.json.')
+  p.add_argument('--out', default='docs', help='Where results.md and the PNGs go.')
+  p.add_argument('--metric', default='auto', choices=('auto', 'student', 'teacher'))
+  p.add_argument('--which', default='final', choices=('final', 'best'))
+  args = p.parse_args(argv)
+  aggregate(args.root, args.out, args.metric, args.which)
+  print(f'wrote {os.path.join(args.out, "results.md")}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

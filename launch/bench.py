@@ -1,0 +1,418 @@
+"""Train-step throughput of the ALC trainer (a benchmark, not a test).
+
+  python launch/bench.py [--quick] [--models cnn13,wrn28_2] [--methods ...] [--width W]
+      [--batch-size B] [--dtype float32|bfloat16] [--num-runs R] [--steps N] [--json out.json]
+      [--mfu] [--peer] [--pairwise [--pairwise-sizes 100,256,...]] [--vectorized N] [--skip-table]
+
+The table: for each model and method row, one `train.create_experiment` on a synthetic .npz data
+set (random uint8 32x32x3 images, 10 classes: no download, and the step's cost does not depend on
+the pixels), then the jitted, vmapped train step compiled ahead of time and timed step by step with
+`jax.block_until_ready`. img/s = batch * runs / median step time. A few batches are fetched once up
+front and reused, so the host input pipeline is NOT timed (launch/bench_input.py measures it).
+`compile s` is the wall time of the first step (lowering + XLA compilation + one execution).
+
+Peak memory: on GPU/TPU the allocator's `peak_bytes_in_use`, on CPU the process' max RSS
+(getrusage); both are high-water marks of the whole process so far, so a row can only inherit a
+larger earlier value. `xla MB` is the compiled step's own footprint (arguments + outputs + temporaries
+- donated aliases, from `memory_analysis()`), which is per row.
+
+Extra sections (each also prints in the same run):
+  --mfu          model FLOPs utilisation: XLA's FLOP count of the step / step time, against the
+                 measured peak of a large f32 and bf16 matmul on the same device.
+  --peer         the same Mean Teacher CNN-13 step in PyTorch (launch/bench_torch_peer.py, same
+                 width and batch), and ours / theirs in images/s.
+  --pairwise     the ALC pairwise term alone (alc_similarity + label_consistency, forward and
+                 backward) as the batch grows, sharded over all devices on the batch axis.
+  --vectorized N N seed-vectorised runs in one program (config.num_runs = N) against N separate
+                 runs one after another.
+
+The last line is `alc_overhead R`, R = ms/step(MT + ALC) / ms/step(MT) of this run (CNN-13 if it
+was benchmarked): the table always measures those two rows (added to --methods if missing).
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('ALC_TFDS_DOWNLOAD', '0')
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import jax  # pylint: disable=wrong-import-position
+import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=wrong-import-position
+
+from alc_jax import losses, train  # pylint: disable=wrong-import-position
+from configs import default  # pylint: disable=wrong-import-position
+
+# Row name -> (label in the table, config overrides).
+METHODS = {
+    'supervised': ('supervised', {'method': 'supervised'}),
+    'pi_model': ('Pi', {'method': 'pi_model'}),
+    'pi_model_alc': ('Pi+ALC', {'method': 'pi_model', 'alc.enabled': True}),
+    'mean_teacher': ('MT', {'method': 'mean_teacher'}),
+    'mean_teacher_alc': ('MT+ALC', {'method': 'mean_teacher', 'alc.enabled': True}),
+    'mean_teacher_alc_soft': ('MT+ALC soft', {'method': 'mean_teacher', 'alc.enabled': True,
+                                              'alc.imbalance': 'soft'}),
+}
+MODELS = ('cnn13', 'wrn28_2')
+NUM_BATCHES = 4  # Distinct batches cycled through: the step never sees the very same input twice in a row.
+QUICK_WIDTH, QUICK_STEPS = 0.25, 5
+
+
+def on_accelerator():
+  return jax.devices()[0].platform != 'cpu'
+
+
+def machine():
+  d = jax.devices()[0]
+  cpu = platform.processor() or platform.machine()
+  try:  # platform.processor() is often empty or just 'x86_64' on Linux.
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  # The load average says whether other processes shared the CPU while this ran.
+  load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
+  return (f'{cpu}, {os.cpu_count()} CPUs (load average {load}); JAX {jax.__version__} on '
+          f'{jax.device_count()} x {d.device_kind} ({d.platform})')
+
+
+def peak_memory():
+  """(bytes, what) of the process' memory high-water mark."""
+  if on_accelerator():
+    stats = jax.devices()[0].memory_stats() or {}
+    if 'peak_bytes_in_use' in stats:
+      return stats['peak_bytes_in_use'], 'device peak_bytes_in_use'
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'host max RSS'  # KiB on Linux.
+
+
+def xla_bytes(compiled):
+  m = compiled.memory_analysis()
+  if m is None:
+    return float('nan')
+  return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+          - m.alias_size_in_bytes)
+
+
+def xla_flops(compiled):
+  """FLOPs of one call from XLA's cost analysis (a dict, or a list of dicts in older JAX)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get('flops', float('nan')))
+
+
+def write_synthetic_npz(path, batch_size, seed=0):
+  rng = np.random.default_rng(seed)
+  n_train = max(1000, 4 * batch_size)  # Enough unlabeled examples for a few distinct batches.
+  np.savez(path, x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+           y_train=np.arange(n_train) % 10,
+           x_test=rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8),
+           y_test=np.arange(100) % 10)
+
+
+def make_config(args, npz, model, method, num_runs=None):
+  config = default.get_config()
+  config.dataset.name = 'npz'
+  config.dataset.path = npz
+  # At least a batch of labels, so the supervised row (all rows labeled) draws full batches.
+  config.dataset.num_labels = max(250, -(-args.batch_size // 10) * 10)
+  config.batch_size = args.batch_size
+  config.labeled_batch_size = max(1, args.batch_size // 10)  # The paper's 10 of 100.
+  config.model.name = model
+  config.model.width = args.width
+  config.compute_dtype = args.dtype
+  config.num_runs = num_runs or args.num_runs
+  config.num_train_steps = 10000  # Only shapes the lr schedule; nothing trains that long here.
+  for key, value in METHODS[method][1].items():
+    node = config
+    *parents, leaf = key.split('.')
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def time_steps(config, steps, warmup=1):
+  """Builds the experiment, compiles its step and times `steps` steps. Returns a result dict."""
+  exp = train.create_experiment(config)
+  it = exp.train_batches()
+  batches = [next(it) for _ in range(NUM_BATCHES)]  # Fetched once: the input pipeline is not timed.
+  state = exp.initial_state
+  start = time.perf_counter()
+  # Ahead-of-time compilation of the trainer's own jitted step: the same program a run executes,
+  # and its cost and memory analyses come for free.
+  compiled = exp.train_step.lower(state, batches[0]).compile()
+  state, metrics = compiled(state, batches[0])
+  jax.block_until_ready((state, metrics))
+  compile_s = time.perf_counter() - start
+  times = []
+  for i in range(warmup + steps):
+    start = time.perf_counter()
+    state, metrics = compiled(state, batches[(i + 1) % NUM_BATCHES])
+    jax.block_until_ready((state, metrics))
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  step_s = statistics.median(times)
+  images = config.batch_size * config.num_runs
+  out = {'images_per_second': images / step_s, 'ms_per_step': 1e3 * step_s,
+         'step_times_s': times, 'compile_s': compile_s, 'flops_per_step': xla_flops(compiled),
+         'xla_bytes': xla_bytes(compiled)}
+  out['peak_bytes'], out['peak_kind'] = peak_memory()
+  del exp, state, metrics, compiled, batches
+  gc.collect()
+  return out
+
+
+def matmul_peak(dtype, n):
+  """FLOP/s of an n x n x n matmul in `dtype` (median of repeats): the device's practical peak."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
+  f = jax.jit(jnp.dot)
+  jax.block_until_ready(f(a, b))
+  times = []
+  for _ in range(5):
+    start = time.perf_counter()
+    jax.block_until_ready(f(a, b))
+    times.append(time.perf_counter() - start)
+  return 2 * n ** 3 / statistics.median(times)
+
+
+def pairwise_bench(sizes, dim=128, classes=10, repeats=10):
+  """Forward + backward of alc_similarity + label_consistency alone, batch sharded over devices."""
+  n_dev = jax.device_count()
+  # Auto axes, as the trainer's mesh: XLA propagates the batch sharding through the matmuls.
+  mesh = jax.make_mesh((n_dev,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+  rows = []
+  for b in sizes:
+    # A batch that does not split evenly over the devices is replicated instead (said in the row).
+    spec = P('data') if b % n_dev == 0 else P()
+    sharding = NamedSharding(mesh, spec)
+
+    def loss(x_max, x_avg, outputs, spec=spec):
+      s = losses.alc_similarity(x_max, x_avg)
+      # Keep S row-sharded like the batch: each device holds B/n rows of the global B x B matrix.
+      s = jax.lax.with_sharding_constraint(s, NamedSharding(mesh, P(*spec, None)))
+      return losses.label_consistency(s, outputs)
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    keys = jax.random.split(jax.random.key(b), 3)
+    args = [jax.device_put(jax.random.normal(k, shape, jnp.float32) / np.sqrt(dim), sharding)
+            for k, shape in zip(keys, ((b, dim), (b, dim), (b, classes)))]
+    compiled = step.lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(compiled(*args))
+      times.append(time.perf_counter() - start)
+    mem = compiled.memory_analysis()
+    peak, kind = peak_memory()
+    rows.append({'batch': b, 'sharded': spec != P(), 'ms': 1e3 * statistics.median(times),
+                 'bxb_mib': b * b * 4 / 2 ** 20,  # One float32 B x B matrix (S, its logits, dS).
+                 'xla_temp_mib': (mem.temp_size_in_bytes / 2 ** 20) if mem else float('nan'),
+                 'peak_mib': peak / 2 ** 20, 'peak_kind': kind})
+  return rows
+
+
+def run_peer(args, npz_dir):
+  """The PyTorch Mean Teacher CNN-13 step (launch/bench_torch_peer.py) in a subprocess."""
+  out = os.path.join(npz_dir, 'peer.json')
+  cmd = [sys.executable, os.path.join(ROOT, 'launch', 'bench_torch_peer.py'),
+         '--width', str(args.width), '--batch-size', str(args.batch_size),
+         '--labeled-batch-size', str(max(1, args.batch_size // 10)), '--steps',
+         str(args.steps), '--json', out]
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  print(proc.stdout, end='')
+  if proc.returncode != 0:
+    print(f'peer benchmark failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}')
+    return None
+  with open(out, encoding='utf-8') as f:
+    return json.load(f)
+
+
+def print_table(rows, mfu_peaks):
+  head = (f'{"model":<8} {"method":<12} {"width":>6} {"dtype":>8} {"batch":>6} {"runs":>4} '
+          f'{"img/s":>9} {"ms/step":>9} {"compile s":>9} {"peak MiB":>9} {"xla MiB":>8}')
+  if mfu_peaks:
+    head += f' {"GFLOP/step":>10} {"TFLOP/s":>8} {"MFU":>6}'
+  print(head)
+  for r in rows:
+    line = (f'{r["model"]:<8} {r["label"]:<12} {r["width"]:>6g} {r["dtype"]:>8} {r["batch"]:>6} '
+            f'{r["runs"]:>4} {r["images_per_second"]:>9.1f} {r["ms_per_step"]:>9.1f} '
+            f'{r["compile_s"]:>9.1f} {r["peak_bytes"] / 2 ** 20:>9.0f} '
+            f'{r["xla_bytes"] / 2 ** 20:>8.1f}')
+    if mfu_peaks:
+      rate = r['flops_per_step'] / (r['ms_per_step'] / 1e3)
+      r['mfu'] = rate / mfu_peaks[r['dtype']]
+      line += f' {r["flops_per_step"] / 1e9:>10.2f} {rate / 1e12:>8.3f} {100 * r["mfu"]:>5.1f}%'
+    print(line, flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--quick', action='store_true',
+                      help=f'CPU-sized: width {QUICK_WIDTH} and {QUICK_STEPS} timed steps '
+                           '(unless given)')
+  parser.add_argument('--models', default=','.join(MODELS))
+  parser.add_argument('--methods', default=','.join(METHODS))
+  parser.add_argument('--width', type=float, default=None, help='channel multiplier (1.0 = paper)')
+  parser.add_argument('--batch-size', type=int, default=100)
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  parser.add_argument('--num-runs', type=int, default=1, help='seed-vectorised runs per program')
+  parser.add_argument('--steps', type=int, default=None, help='timed steps per row (default 20)')
+  parser.add_argument('--json', default='', help='write every measurement to this file')
+  parser.add_argument('--skip-table', action='store_true',
+                      help='only the extra sections (then no alc_overhead line)')
+  parser.add_argument('--mfu', action='store_true')
+  parser.add_argument('--peer', action='store_true')
+  parser.add_argument('--pairwise', action='store_true')
+  parser.add_argument('--pairwise-sizes', default='100,256,512,1024,2048,4096')
+  parser.add_argument('--vectorized', type=int, default=0, metavar='N')
+  args = parser.parse_args()
+  if args.width is None:
+    args.width = QUICK_WIDTH if args.quick else 1.0
+  if args.steps is None:
+    args.steps = QUICK_STEPS if args.quick else 20
+  models = [m for m in args.models.split(',') if m]
+  methods = [m for m in args.methods.split(',') if m]
+  for m in models:
+    if m not in MODELS:
+      parser.error(f'unknown model {m!r}; choose from {",".join(MODELS)}')
+  for m in methods:
+    if m not in METHODS:
+      parser.error(f'unknown method {m!r}; choose from {",".join(METHODS)}')
+  added = [m for m in ('mean_teacher', 'mean_teacher_alc') if m not in methods]
+  if not args.skip_table:
+    methods += added  # alc_overhead needs both.
+
+  print(f'machine: {machine()}', flush=True)
+  if args.quick:
+    print(f'--quick: narrowed networks (width {args.width}, i.e. {args.width:g} x the published '
+          f'channels) and {args.steps} timed steps per row; CPU-sized, not the paper\'s networks.')
+  if not args.skip_table or args.vectorized:
+    print(f'settings: width {args.width:g}, batch {args.batch_size} '
+          f'({max(1, args.batch_size // 10)} labeled), dtype {args.dtype}, runs {args.num_runs}, '
+          f'{args.steps} timed steps after 1 warm-up; {NUM_BATCHES} batches fetched up front and '
+          f'reused (input pipeline not timed).', flush=True)
+  if added and not args.skip_table:
+    print(f'added to --methods to measure alc_overhead: {",".join(added)}')
+  results = {'machine': machine(), 'args': vars(args), 'rows': []}
+
+  with tempfile.TemporaryDirectory() as tmp:
+    npz = os.path.join(tmp, 'synthetic.npz')
+    write_synthetic_npz(npz, args.batch_size * max(1, args.num_runs, args.vectorized))
+
+    mfu_peaks = {}
+    if args.mfu:  # Measured before the rows, on the same device, so MFU has a same-run reference.
+      n = 8192 if on_accelerator() else 2048
+      for name, dtype in (('float32', jnp.float32), ('bfloat16', jnp.bfloat16)):
+        mfu_peaks[name] = matmul_peak(dtype, n)
+      print(f'matmul peak ({n}^3 jnp.dot): f32 {mfu_peaks["float32"] / 1e12:.3f} TFLOP/s, '
+            f'bf16 {mfu_peaks["bfloat16"] / 1e12:.3f} TFLOP/s', flush=True)
+      results['matmul_peak_flops'] = mfu_peaks
+
+    rows = results['rows']
+    if not args.skip_table:
+      print('\ntrain-step throughput (median step after compilation):', flush=True)
+      for model in models:
+        for method in methods:
+          config = make_config(args, npz, model, method)
+          r = time_steps(config, args.steps)
+          r.update(model=model, method=method, label=METHODS[method][0], width=args.width,
+                   dtype=args.dtype, batch=args.batch_size, runs=args.num_runs)
+          rows.append(r)
+          print(f'  measured {model} {r["label"]}: {r["images_per_second"]:.1f} img/s',
+                flush=True)
+      print()
+      print_table(rows, mfu_peaks)
+      print(f'peak MiB = {rows[-1]["peak_kind"]} (process high-water mark so far); xla MiB = the '
+            f'compiled step\'s arguments + outputs + temporaries.')
+      if args.mfu:
+        print('MFU = XLA cost-analysis FLOPs per step / step time / matmul peak of the row\'s '
+              'dtype.')
+
+    if args.peer:
+      print('\npeer (PyTorch, same Mean Teacher CNN-13 step):', flush=True)
+      peer = run_peer(args, tmp)
+      results['peer'] = peer
+      ours = [r for r in rows if r['model'] == 'cnn13' and r['method'] == 'mean_teacher']
+      if peer and ours:
+        ratio = ours[0]['images_per_second'] / peer['images_per_second']
+        results['peer_ratio'] = ratio
+        print(f'MT CNN-13 width {args.width:g} batch {args.batch_size}: ours '
+              f'{ours[0]["images_per_second"]:.1f} img/s / theirs '
+              f'{peer["images_per_second"]:.1f} img/s = {ratio:.2f}')
+      elif peer:
+        print('no MT CNN-13 row in this run to compare against (add --models cnn13).')
+
+    if args.vectorized:
+      n = args.vectorized
+      model = models[0]
+      print(f'\nseed-vectorised runs: MT+ALC on {model}, {n} runs in one program vs {n} separate '
+            f'runs one after another (each compiles its own program):', flush=True)
+      start = time.perf_counter()
+      vec = time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=n), args.steps)
+      vec['wall_s'] = time.perf_counter() - start
+      seq, seq_wall = [], 0.0
+      for _ in range(n):
+        start = time.perf_counter()
+        seq.append(time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=1),
+                              args.steps))
+        seq_wall += time.perf_counter() - start
+      images = n * args.batch_size * (args.steps + 2)  # Compile step + warm-up + timed steps.
+      seq_step = statistics.median(t for r in seq for t in r['step_times_s'])
+      results['vectorized'] = {'num_runs': n, 'vectorised': vec, 'sequential': seq,
+                               'vectorised_wall_s': vec['wall_s'], 'sequential_wall_s': seq_wall}
+      print(f'{"mode":<26} {"img/s (steps)":>14} {"img/s (with compile)":>21} {"wall s":>8}')
+      print(f'{f"{n} runs in one program":<26} {vec["images_per_second"]:>14.1f} '
+            f'{images / vec["wall_s"]:>21.1f} {vec["wall_s"]:>8.1f}')
+      print(f'{f"{n} runs one after another":<26} {args.batch_size / seq_step:>14.1f} '
+            f'{images / seq_wall:>21.1f} {seq_wall:>8.1f}')
+      print(f'speed-up of vectorising: {vec["images_per_second"] * seq_step / args.batch_size:.2f}x '
+            f'(steps), {seq_wall / vec["wall_s"]:.2f}x (wall, with compilation and set-up)')
+
+    if args.pairwise:
+      sizes = [int(s) for s in args.pairwise_sizes.split(',') if s]
+      print(f'\nALC pairwise term alone (alc_similarity + label_consistency, forward + backward, '
+            f'D=128, K=10, float32), batch sharded over {jax.device_count()} device(s):',
+            flush=True)
+      prows = pairwise_bench(sizes)
+      results['pairwise'] = prows
+      print(f'{"B":>6} {"sharded":>7} {"ms":>9} {"B x B MiB":>10} {"xla temp MiB":>13} '
+            f'{"peak MiB":>9}')
+      for r in prows:
+        print(f'{r["batch"]:>6} {str(r["sharded"]):>7} {r["ms"]:>9.3f} {r["bxb_mib"]:>10.2f} '
+              f'{r["xla_temp_mib"]:>13.2f} {r["peak_mib"]:>9.0f}')
+      print(f'B x B MiB = one float32 B x B matrix; peak = {prows[-1]["peak_kind"]} (process '
+            f'high-water mark).')
+
+  overhead = None
+  if rows:
+    model = 'cnn13' if 'cnn13' in models else models[0]
+    ms = {r['method']: r['ms_per_step'] for r in rows if r['model'] == model}
+    overhead = ms['mean_teacher_alc'] / ms['mean_teacher']
+    results['alc_overhead'] = overhead
+    results['alc_overhead_model'] = model
+  if args.json:
+    with open(args.json, 'w', encoding='utf-8') as f:
+      json.dump(results, f, indent=1, default=float)
+    print(f'wrote {args.json}')
+  if overhead is not None:
+    print(f'\nms/step(MT+ALC) / ms/step(MT) on {model}:')
+    print(f'alc_overhead {overhead:.3f}')
+
+
+if __name__ == '__main__':
+  main()

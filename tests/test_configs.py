@@ -1,0 +1,133 @@
+"""Every experiment config loads for every row and carries the paper's hyperparameters."""
+
+import importlib
+
+import pytest
+
+from alc_jax import config_lib
+from configs import common
+
+STEMS = ('fashion_mnist_250', 'fashion_mnist_500', 'cifar10_1000', 'svhn_250', 'svhn_350',
+         'svhn_500', 'imagenet_1pct', 'wrn_cifar10_4000', 'wrn_svhn_1000', 'cifar10_imbalanced',
+         'fashion_mnist_imbalanced', 'ablation_cifar10', 'ablation_svhn', 'similarity_cifar10')
+
+
+def _args(stem):
+  module = importlib.import_module(f'configs.{stem}')
+  ratios = getattr(module, 'RATIOS', None)
+  if ratios:
+    return [f'{row},{ratio}' for row in module.ROWS for ratio in ratios]
+  return list(module.ROWS)
+
+
+CASES = [(stem, arg) for stem in STEMS for arg in _args(stem)]
+# TFDS' imagenet2012_subset/1pct has 12,811 images, not a multiple of 1000 classes, and
+# config_lib.validate checks balanced splits for divisibility; the lead adapts the check.
+IMAGENET_XFAIL = pytest.mark.xfail(raises=config_lib.ConfigError, strict=False,
+                                   reason='validate() wants num_labels % 1000 == 0')
+
+
+def get(stem, arg=None):
+  module = importlib.import_module(f'configs.{stem}')
+  return module.get_config() if arg is None else module.get_config(arg)
+
+
+@pytest.mark.parametrize('stem,arg', [
+    pytest.param(s, a, marks=IMAGENET_XFAIL if s == 'imagenet_1pct' else ())
+    for s, a in CASES + [(s, None) for s in STEMS]])
+def test_config_loads_and_validates(stem, arg):
+  config_lib.validate(get(stem, arg))
+
+
+def test_every_method_row_loads_everywhere():
+  for row in common.METHOD_ROWS:
+    config = get('svhn_500', row)
+    config_lib.validate(config)
+    assert config.alc.enabled == ('alc' in row)
+    assert config.alc.imbalance == ({'hard', 'soft'} & set(row.split('_')) or {'none'}).pop()
+
+
+@pytest.mark.parametrize('stem,arg', [('fashion_mnist_250', 'nope'), ('ablation_svhn', 'f'),
+                                      ('similarity_cifar10', 'l2'),
+                                      ('cifar10_imbalanced', 'mean_teacher,x'),
+                                      ('cifar10_imbalanced', 'bogus,5')])
+def test_bad_rows_list_the_valid_ones(stem, arg):
+  with pytest.raises(ValueError, match='valid rows|ROW,RATIO'):
+    get(stem, arg)
+
+
+@pytest.mark.parametrize('stem,labels,w1,w2,labeled,flip,model', [
+    ('fashion_mnist_250', 250, 5, 1, 10, False, 'cnn13'),
+    ('fashion_mnist_500', 500, 5, 1, 10, False, 'cnn13'),
+    ('cifar10_1000', 1000, 100, 100, 30, True, 'cnn13'),
+    ('svhn_250', 250, 5, 1, 3, False, 'cnn13'),
+    ('svhn_350', 350, 5, 1, 3, False, 'cnn13'),
+    ('svhn_500', 500, 5, 1, 3, False, 'cnn13'),
+    ('wrn_cifar10_4000', 4000, 100, 100, 30, True, 'wrn28_2'),
+    ('wrn_svhn_1000', 1000, 5, 1, 3, False, 'wrn28_2'),
+    ('cifar10_imbalanced', 3000, 100, 100, 30, True, 'cnn13'),
+    ('fashion_mnist_imbalanced', 1000, 5, 1, 10, False, 'cnn13'),
+    ('ablation_cifar10', 1000, 100, 100, 30, True, 'cnn13'),
+    ('ablation_svhn', 250, 5, 1, 3, False, 'cnn13'),
+    ('similarity_cifar10', 1000, 100, 100, 30, True, 'cnn13'),
+])
+def test_paper_hyperparameters(stem, labels, w1, w2, labeled, flip, model):
+  config = get(stem)
+  assert config.dataset.num_labels == labels
+  assert config.consistency_weight == w1
+  assert config.alc.weight == w2
+  assert config.labeled_batch_size == labeled
+  assert config.augment.flip == flip
+  assert config.model.name == model
+  # Sec. 5: batch 100, 400 epochs, cosine lr from 0.1, EMA 0.97, in every CNN-13 / WRN table.
+  assert (config.batch_size, config.num_epochs, config.learning_rate, config.ema_decay) == (
+      100, 400, 0.1, 0.97)
+
+
+def test_imagenet():
+  config = get('imagenet_1pct')
+  assert (config.model.name, config.batch_size, config.labeled_batch_size) == ('resnet18', 240, 120)
+  assert config.dataset.name == 'imagenet_1pct' and config.dataset.num_labels == 12811
+  assert config.dataset.imbalance_ratio == 1 and config.num_runs == 1
+  assert config.alc.enabled and config.alc.weight == 1 and config.ema_decay == 0.97
+  config.dataset.num_labels = 12000  # Everything but the divisibility check (see IMAGENET_XFAIL).
+  config_lib.validate(config)
+
+
+def test_imbalanced_rows_and_ratios():
+  config = get('cifar10_imbalanced', 'pi_model_alc_hard,15')
+  assert (config.method, config.alc.enabled, config.alc.imbalance) == ('pi_model', True, 'hard')
+  assert config.dataset.imbalance_ratio == 15
+  assert get('fashion_mnist_imbalanced', 'supervised').dataset.imbalance_ratio == 10
+  assert not get('fashion_mnist_imbalanced', 'mean_teacher,5').alc.enabled
+
+
+def test_ablation_rows():
+  a, b, c, d, e = (get('ablation_svhn', r) for r in 'abcde')
+  assert (a.alc.pooling, b.alc.pooling, c.alc.pooling, d.alc.pooling) == (
+      'max', 'avg', 'max_avg', 'max_avg')
+  assert not c.alc.channel_attention and d.alc.channel_attention and a.alc.channel_attention
+  assert all(x.alc.enabled for x in (a, b, c, d)) and not e.alc.enabled
+  assert e.method == 'mean_teacher' and get('ablation_cifar10', 'a').dataset.name == 'cifar10'
+
+
+def test_similarity_rows():
+  rows = {r: get('similarity_cifar10', r) for r in ('sample', 'gaussian', 'cosine', 'average',
+                                                    'gmp_avg', 'alc', 'mean_teacher')}
+  assert rows['sample'].alc.similarity == 'sample' and rows['cosine'].alc.similarity == 'cosine'
+  assert rows['gaussian'].alc.similarity == 'gaussian'
+  assert rows['gaussian'].alc.gaussian_temperature == 0.06
+  assert rows['average'].alc.pooling == 'average' and rows['gmp_avg'].alc.pooling == 'gmp_avg'
+  assert rows['alc'].alc.similarity == 'attention' and rows['alc'].alc.pooling == 'max_avg'
+  assert not rows['mean_teacher'].alc.enabled
+
+
+def test_paper_numbers_cover_the_config_rows():
+  from launch import paper_numbers  # pylint: disable=g-import-not-at-top
+  missing = [(stem, arg) for stem, arg in CASES if stem != 'cifar10_1000'
+             and paper_numbers.lookup(stem, common.run_name(*common.parse_row_ratio(arg))
+                                      if ',' in arg else arg) is None]
+  assert not missing
+  assert paper_numbers.lookup('svhn_250', 'sntg').mean is None
+  assert paper_numbers.lookup('cifar10_imbalanced', 'mean_teacher_alc_soft_ratio15').mean == 86.69
+  assert paper_numbers.lookup('imagenet_1pct', 'mean_teacher_alc').top5 == 34.77

@@ -1,0 +1,227 @@
+"""launch/: the sweep's job list and resumption, the cluster scripts' dry runs, the aggregator."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH = os.path.join(ROOT, 'launch')
+
+
+def _module(name):
+  path = os.path.join(LAUNCH, f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'launch_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _sweep(*args, cwd=ROOT):
+  return subprocess.run([sys.executable, os.path.join(LAUNCH, 'sweep.py'), *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=60)
+
+
+def _write_results(workdir, **fields):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'results.json'), 'w', encoding='utf-8') as f:
+    json.dump(fields, f)
+
+
+# --- sweep.py -----------------------------------------------------------------------------------
+
+def test_sweep_dry_run_lists_workdirs_and_skips_finished(tmp_path):
+  root = tmp_path / 'runs'
+  _write_results(str(root / 'fashion_mnist_250' / 'mean_teacher' / 'seed1'), method='mean_teacher')
+  out = _sweep('--configs', 'configs/fashion_mnist_250.py', '--rows', 'supervised,mean_teacher',
+               '--seeds', '0,1', '--root', str(root), '--dry-run',
+               '--override', 'config.model.width=0.25')
+  assert out.returncode == 0, out.stderr
+  assert '4 jobs: 3 to run, 1 finished already' in out.stdout
+  assert f'skip {root}/fashion_mnist_250/mean_teacher/seed1' in out.stdout
+  for row, seed in (('supervised', 0), ('supervised', 1), ('mean_teacher', 0)):
+    workdir = root / 'fashion_mnist_250' / row / f'seed{seed}'
+    assert f'run  {workdir}\n' in out.stdout
+    assert f'--workdir={workdir} --config.seed={seed} --config.model.width=0.25' in out.stdout
+  assert 'configs/fashion_mnist_250.py:supervised' in out.stdout
+  assert not (root / 'fashion_mnist_250' / 'supervised').exists()  # A dry run writes nothing.
+
+
+def test_sweep_default_rows_ratios_vectorised_seeds_and_grid(tmp_path):
+  out = _sweep('--configs', 'configs/cifar10_imbalanced.py', '--rows', 'mean_teacher_alc_soft',
+               '--ratios', '5,15', '--seeds', '0,1,2,7', '--num-runs-per-job', '2',
+               '--grid', 'config.alc.weight=1,10', '--root', str(tmp_path), '--dry-run')
+  assert out.returncode == 0, out.stderr
+  assert '12 jobs' in out.stdout  # 2 ratios x 2 weights x seed chunks [0, 1], [2], [7].
+  assert 'cifar10_imbalanced/mean_teacher_alc_soft_ratio15--alc.weight=10/seed0-1' in out.stdout
+  assert 'cifar10_imbalanced.py:mean_teacher_alc_soft,15' in out.stdout
+  assert '--config.seed=0 --config.num_runs=2 --config.alc.weight=10' in out.stdout
+  assert '/seed2\n' in out.stdout and '/seed7\n' in out.stdout
+  out = _sweep('--configs', 'configs/ablation_svhn.py', '--seeds', '0', '--root', str(tmp_path),
+               '--dry-run')
+  assert '5 jobs' in out.stdout and 'ablation_svhn/e/seed0' in out.stdout  # The config's ROWS.
+
+
+def test_sweep_rejects_unknown_rows(tmp_path):
+  out = _sweep('--configs', 'configs/svhn_250.py', '--rows', 'nope', '--root', str(tmp_path),
+               '--dry-run')
+  assert out.returncode != 0 and 'valid rows' in out.stdout + out.stderr
+
+
+def test_sweep_runs_jobs_in_parallel_and_reports_failures(tmp_path):
+  # A stand-in for `python -m alc_jax.main`: writes results.json, or fails for the Pi-model row.
+  fake = tmp_path / 'fake_python'
+  fake.write_text('#!/bin/bash\n'
+                  'for a in "$@"; do case "$a" in --workdir=*) w="${a#--workdir=}";; esac; done\n'
+                  'echo "training in $w"\n'
+                  'case "$*" in *pi_model*) echo boom >&2; exit 3;; esac\n'
+                  'echo "{}" > "$w/results.json"\n')
+  fake.chmod(0o755)
+  root = tmp_path / 'runs'
+  _write_results(str(root / 'svhn_250' / 'supervised' / 'seed0'))
+  args = ('--configs', 'configs/svhn_250.py', '--rows', 'supervised,mean_teacher,pi_model',
+          '--seeds', '0', '--root', str(root), '--parallel', '2', '--python', str(fake))
+  out = _sweep(*args)
+  assert out.returncode == 1
+  assert 'summary: 1 done, 1 skipped, 1 failed' in out.stdout
+  assert '[2/3]' in out.stdout and '[3/3]' in out.stdout and 'elapsed' in out.stdout
+  log = (root / 'svhn_250' / 'pi_model' / 'seed0' / 'log.txt').read_text()
+  assert 'boom' in log and '-m alc_jax.main' in log
+  assert (root / 'svhn_250' / 'mean_teacher' / 'seed0' / 'results.json').exists()
+  out = _sweep(*args, '--dry-run')
+  assert f"resume {root / 'svhn_250' / 'pi_model' / 'seed0'}" in out.stdout
+  out = _sweep(*args)  # Resumes: only the failed job runs again.
+  assert '3 jobs: 1 to run, 2 finished already' in out.stdout
+
+
+# --- tpu_pod.sh, slurm.sh -----------------------------------------------------------------------
+
+def _bash(script, *args, env=None):
+  return subprocess.run(['bash', os.path.join(LAUNCH, script), *args], capture_output=True,
+                        text=True, timeout=30, env=dict(os.environ, **(env or {})))
+
+
+def test_tpu_pod_dry_run():
+  out = _bash('tpu_pod.sh', '--dry-run', '--tpu', 'pod1', '--zone', 'us-central2-b', '--config',
+              'configs/imagenet_1pct.py:mean_teacher_alc', '--workdir', 'gs://b/run', '--',
+              '--config.seed=3')
+  assert out.returncode == 0, out.stderr
+  assert 'gcloud compute tpus tpu-vm ssh pod1 --zone us-central2-b --worker=all' in out.stdout
+  command = out.stdout.replace('\\', '')
+  assert 'python -m alc_jax.main --multihost --config=configs/imagenet_1pct.py:mean_teacher_alc' \
+      in command
+  assert '--workdir=gs://b/run --config.seed=3' in command
+  out = _bash('tpu_pod.sh', '--config', 'c.py', '--workdir', 'w',
+              env={'DRY_RUN': '1', 'TPU_NAME': 't', 'ZONE': 'z'})
+  assert out.returncode == 0 and 'ssh t --zone z' in out.stdout
+
+
+def test_slurm_dry_run():
+  out = _bash('slurm.sh', '--dry-run', '--nodes', '3', '--config', 'configs/svhn_250.py',
+              '--workdir', '/shared/run', '--', '--config.num_runs=2')
+  assert out.returncode == 0, out.stderr
+  assert 'sbatch --job-name=alc_jax --nodes=3' in out.stdout
+  assert ('srun --nodes=3 --ntasks-per-node=1 python -m alc_jax.main --multihost '
+          '--config=configs/svhn_250.py --workdir=/shared/run --config.num_runs=2') in out.stdout
+
+
+@pytest.mark.parametrize('script,args', [('tpu_pod.sh', ()), ('tpu_pod.sh', ('--nope',)),
+                                         ('slurm.sh', ('--config', 'c.py')),
+                                         ('slurm.sh', ('--bad',))])
+def test_scripts_print_usage_on_bad_args(script, args):
+  out = _bash(script, *args)
+  assert out.returncode == 2 and 'Example:' in out.stderr and '--workdir' in out.stderr
+
+
+# --- aggregate.py -------------------------------------------------------------------------------
+
+def fake_run(workdir, method='mean_teacher', alc=False, imbalance='none', student=(0.5,),
+             teacher=None, dataset='fashion_mnist', num_labels=250, ratio=1.0, weight=1.0,
+             top5=None, similarity=False):
+  """A finished run as the trainer leaves it: results.json, metrics.jsonl, maybe similarity.npz."""
+  teacher = student if teacher is None else teacher
+  final = {'student_accuracy': list(student), 'teacher_accuracy': list(teacher)}
+  if top5 is not None:
+    final['student_top5_accuracy'] = list(top5)
+    final['teacher_top5_accuracy'] = list(top5)
+  config = {'method': method, 'sntg': {'base': 'pi_model'},
+            'alc': {'enabled': alc, 'weight': weight, 'pooling': 'max_avg',
+                    'similarity': 'attention', 'channel_attention': True}}
+  _write_results(workdir, method=method, alc=alc, alc_imbalance=imbalance, dataset=dataset,
+                 num_labels=num_labels, imbalance_ratio=ratio, model='cnn13', num_runs=len(student),
+                 steps=400, epochs=40.0, steps_per_epoch=10, final=final, best=final,
+                 config=config)
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'w', encoding='utf-8') as f:
+    for step in (100, 200, 300, 400):
+      row = {'step': step, 'losses/total': 1.0 / step, 'monitors/similarity_diagonal': 0.1,
+             'monitors/similarity_entropy': 3.0, 'monitors/similarity_same_class': 0.3}
+      f.write(json.dumps(row) + '\n')
+      f.write(json.dumps({'step': step, 'eval/student_accuracy': step / 500 * np.mean(student),
+                          'eval/teacher_accuracy': step / 500 * np.mean(teacher)}) + '\n')
+  if similarity:
+    rng = np.random.default_rng(0)
+    np.savez(os.path.join(workdir, 'similarity.npz'), similarity=rng.random((100, 100)),
+             labels=rng.integers(0, 10, 100))
+
+
+def _table_row(markdown, row):
+  return next(line for line in markdown.splitlines() if line.startswith(f'| {row} |'))
+
+
+def test_aggregate_tables_and_plots(tmp_path):
+  root, out = tmp_path / 'runs', tmp_path / 'docs'
+  fm = root / 'fashion_mnist_250'
+  # Mean Teacher: 'auto' reports the teacher; 2 single-seed jobs -> 79.00 +- 1.00 (ddof 0).
+  fake_run(str(fm / 'mean_teacher' / 'seed0'), student=(0.1,), teacher=(0.78,))
+  fake_run(str(fm / 'mean_teacher' / 'seed1'), student=(0.1,), teacher=(0.80,))
+  # One job with num_runs = 2 counts as 2 seeds.
+  fake_run(str(fm / 'mean_teacher_alc' / 'seeds0-1'), alc=True, teacher=(0.80, 0.84),
+           similarity=True)
+  fake_run(str(fm / 'pi_model' / 'seed0'), method='pi_model', student=(0.815,), teacher=(0.2,))
+  # A w2 sweep (Fig. 6): rows with a --grid suffix get no paper number.
+  for w in (0.1, 1.0, 10.0):
+    fake_run(str(root / 'svhn_500' / f'mean_teacher_alc--alc.weight={w:g}' / 'seed0'), alc=True,
+             dataset='svhn_cropped', num_labels=500, weight=w, teacher=(0.9 + w / 1000,))
+  fake_run(str(root / 'cifar10_imbalanced' / 'mean_teacher_alc_soft_ratio15' / 'seed0'),
+           alc=True, imbalance='soft', dataset='cifar10', num_labels=3000, ratio=15.0,
+           teacher=(0.85,))
+  fake_run(str(root / 'imagenet_1pct' / 'mean_teacher_alc' / 'seed0'), alc=True,
+           dataset='imagenet_1pct', num_labels=12811, student=(0.17,), top5=(0.35,))
+  fake_run(str(root / 'loose'), method='vat', dataset='cifar10', num_labels=4000)  # Off-layout.
+
+  aggregate = _module('aggregate')
+  assert aggregate.main(['--root', str(root), '--out', str(out)]) == 0
+  markdown = (out / 'results.md').read_text()
+
+  row = _table_row(markdown, 'mean_teacher')
+  assert '| MeanTeacher | teacher | 79.00 ± 1.00 | 2 | 40 | 78.61 ± 0.14 | +0.39 |' in row
+  row = _table_row(markdown, 'mean_teacher_alc')
+  assert '| MeanTeacher + ALC | teacher | 82.00 ± 2.00 | 2 |' in row and '80.14 ± 0.30' in row
+  assert '| Π model | student | 81.50 ± 0.00 | 1 |' in _table_row(markdown, 'pi_model')
+  assert '## cifar10_imbalanced (1:15) (paper: Table 6)' in markdown
+  row = _table_row(markdown, 'mean_teacher_alc_soft')
+  assert 'MeanTeacher + ALC (soft)' in row and '| 86.69 | -1.69 |' in row
+  row = next(line for line in markdown.splitlines() if 'mean_teacher_alc--alc.weight=10' in line)
+  assert '| — | — |' in row
+  assert '35.00 ± 0.00 | 34.77 |' in markdown  # ImageNet top-5 beside the paper's.
+  assert '## cifar10_4000' in markdown and '| VAT |' in markdown  # Filed by data set + labels.
+  # Rows in the paper's order.
+  assert markdown.index('| mean_teacher |') < markdown.index('| mean_teacher_alc |') < \
+      markdown.index('| pi_model |')
+
+  for name in ('curves_fashion_mnist_250.png', 'attention_fashion_mnist_250.png',
+               'similarity_fashion_mnist_250.png', 'w2_svhn_500_mean_teacher_alc.png',
+               'curves_cifar10_imbalanced_1_15.png'):
+    assert (out / name).stat().st_size > 1000, name
+    assert f'({name})' in markdown
+
+
+def test_aggregate_empty_root_and_broken_results(tmp_path):
+  (tmp_path / 'x' / 'y' / 'seed0').mkdir(parents=True)
+  (tmp_path / 'x' / 'y' / 'seed0' / 'results.json').write_text('{"trunc')
+  markdown = _module('aggregate').aggregate(str(tmp_path), str(tmp_path / 'out'))
+  assert 'No results.json found.' in markdown
