@@ -180,8 +180,8 @@ def sntg_loss(embeddings: Array, teacher_logits: Array, margin: float = 1.0) -> 
   pred = jnp.argmax(jax.lax.stop_gradient(teacher_logits), axis=-1)
   same = (pred[:, None] == pred[None, :]).astype(jnp.float32)
   sq_norms = jnp.sum(h * h, axis=-1)
-  d2 = jnp.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * jnp.matmul(h, h.T, precision=_HIGHEST),
-                   0.0)
+  gram = jnp.matmul(h, h.T, precision=_HIGHEST)
+  d2 = jnp.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram, 0.0)
   # sqrt has an infinite derivative at 0; pairs at distance 0 only matter in the pull term.
   d = jnp.sqrt(jnp.where(d2 > 1e-12, d2, 1.0)) * (d2 > 1e-12)
   pair = same * d2 + (1.0 - same) * jnp.maximum(margin - d, 0.0) ** 2

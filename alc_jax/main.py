@@ -8,12 +8,15 @@ pass `--multihost` on every worker (launch/ has scripts that do).
 """
 
 import os
+import sys
 
-from absl import app, flags, logging
-import jax
-from ml_collections import config_flags
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow (TFDS, clu) start-up chatter.
 
-from alc_jax import train
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from alc_jax import config_lib, train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
@@ -29,7 +32,6 @@ def main(argv):
   if FLAGS.multihost:
     jax.distributed.initialize()
   # Keep TensorFlow (used by TFDS input pipelines only) off the accelerators.
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.set_visible_devices([], 'GPU')
@@ -37,7 +39,10 @@ def main(argv):
     pass
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
                jax.local_devices())
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except config_lib.ConfigError as e:  # A config mistake: the message says what to change.
+    sys.exit(f'Config error: {e}')
 
 
 if __name__ == '__main__':

@@ -129,12 +129,18 @@ class _Preemption:
     return self.requested
 
 
-def _check_finite(metrics, step):
+def _check_finite(metrics, step, config):
+  """The NaN guard: raises naming the step and the terms, before anything is checkpointed."""
   bad = [k for k, v in metrics.items() if not np.all(np.isfinite(np.asarray(v)))]
   if bad:
+    hint = 'Lower config.learning_rate or the loss weights, or check the input data.'
+    if config.alc.enabled and not config.alc.stop_gradient_similarity:
+      hint += (' With gradient flowing into S, minimising Eq. 13 drives the attention logits '
+               'without bound (docs/results.md); config.alc.outputs=probs or '
+               'config.alc.stop_gradient_similarity=True avoid that.')
     raise FloatingPointError(
         f'non-finite value at step {step} in {", ".join(sorted(bad))}; the last good checkpoint '
-        f'is kept. Lower config.learning_rate or the loss weights, or check the input data.')
+        f'is kept. {hint}')
 
 
 def _mean_metrics(rows):
@@ -197,6 +203,12 @@ class Experiment:
     n = n if n > 0 else len(self.dataset.y_test)
     return data_lib.eval_batches(self.dataset.x_test[:n], self.dataset.y_test[:n],
                                  self.eval_batch_size, proc, nproc)
+
+  def validation_batches(self):
+    """The held-out validation split of the first run (config.dataset.validation_size > 0)."""
+    idx = self.splits[0].validation
+    return data_lib.eval_batches(self.dataset.x_train[idx], self.dataset.y_train[idx],
+                                 self.eval_batch_size, jax.process_index(), jax.process_count())
 
   def evaluate(self, state, batches=None):
     """Accuracies (per run) of student and teacher on `batches` (default: the test set)."""
@@ -319,7 +331,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   while step < total_steps:
     state, metrics = exp.train_step(state, next(batches))
     if pending is not None:  # Check the previous step's metrics while this one runs.
-      _check_finite(pending, step)
+      _check_finite(pending, step, config)
       train_rows.append(pending)
     pending = metrics
     step += 1
@@ -330,7 +342,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     stop = preemption.should_stop(step)
     if step % config.log_every_steps == 0 or is_last or stop:
       pending = jax.tree.map(np.asarray, pending)
-      _check_finite(pending, step)
+      _check_finite(pending, step, config)
       train_rows.append(pending)
       scalars = _mean_metrics(train_rows)
       scalars['train/steps_per_second'] = progress.steps_per_second(step)
@@ -339,6 +351,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress.maybe_print(step, scalars['losses/total'], force=is_last)
     if step % config.eval_every_steps == 0 or is_last:
       result = exp.evaluate(state)
+      if config.dataset.validation_size > 0 and exp.dataset is not None:
+        validation = exp.evaluate(state, exp.validation_batches())
+        result.update({f'validation_{k}': v for k, v in validation.items()})
       history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
       for k, v in result.items():
         best[k] = np.maximum(best.get(k, v), v)
@@ -347,7 +362,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                 f'teacher {100 * np.mean(result["teacher_accuracy"]):.2f}%')
     if step % config.checkpoint_every_steps == 0 or is_last or stop:
       if pending is not None:  # Never checkpoint a state whose step produced NaN.
-        _check_finite(jax.tree.map(np.asarray, pending), step)
+        _check_finite(jax.tree.map(np.asarray, pending), step, config)
       manager.save(step, state)
     if stop:
       manager.wait()

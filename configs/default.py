@@ -78,7 +78,10 @@ def get_config():
   config.dataset.num_labels = 250  # Labeled examples in total (25 per class x 10 classes).
   # Largest-to-smallest class ratio of the labeled set; 1 = balanced (Sec. 5.7: 5, 10, 15).
   config.dataset.imbalance_ratio = 1.0
-  config.dataset.validation_size = 0  # Held out of the training set for hyperparameter choice.
+  # Held out of the training set (neither labeled nor unlabeled) for hyperparameter choice, as the
+  # paper did for w2; evaluated beside the test set as eval/validation_*. The first run's split is
+  # used: with num_runs > 1 set split_seed so that the runs share it.
+  config.dataset.validation_size = 0
   config.dataset.split_seed = -1  # Label split seed; -1 = the run's seed.
   config.dataset.zca = False  # ZCA whitening (CIFAR-10 option of the Mean Teacher reference).
   config.dataset.image_size = 224  # ImageNet crops only.
