@@ -32,6 +32,7 @@ class JsonlWriter(_WriterBase):
     row = {'step': int(step)}
     row.update({k: float(np.asarray(v)) for k, v in scalars.items()})
     self._file.write(json.dumps(row) + '\n')
+    self._file.flush()  # Readable while the run goes on, and complete up to a crash.
 
   def write_summaries(self, step, values, metadata=None):
     pass
