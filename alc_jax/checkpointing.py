@@ -1,5 +1,7 @@
 """Orbax checkpoints of the train state: periodic, last k kept, resume from the newest readable one."""
 
+import os
+
 from absl import logging
 import orbax.checkpoint as ocp
 
@@ -8,6 +10,8 @@ class Manager:
   """A thin wrapper over `ocp.CheckpointManager` that falls back past unreadable checkpoints."""
 
   def __init__(self, directory, max_to_keep):
+    if '://' not in directory:  # Orbax needs absolute local paths (gs://... stays as it is).
+      directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 

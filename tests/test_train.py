@@ -20,10 +20,12 @@ def leaves(tree):
 
 def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
   workdir = tmp_path / 'run'
-  cmd = [sys.executable, '-m', 'alc_jax.main', '--config=configs/smoke.py',
-         f'--workdir={workdir}', '--config.dataset.name=npz', f'--config.dataset.path={tiny_npz}',
+  # A relative --workdir, as a user types it (orbax itself needs absolute paths).
+  cmd = [sys.executable, '-m', 'alc_jax.main', f'--config={ROOT}/configs/smoke.py',
+         '--workdir=run', '--config.dataset.name=npz', f'--config.dataset.path={tiny_npz}',
          '--config.dataset.num_labels=40']
-  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'steps/s' in out.stdout and 'ETA' in out.stdout  # The progress line.
   results = json.loads((workdir / 'results.json').read_text())
@@ -44,7 +46,7 @@ def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
   assert sorted(os.listdir(workdir / 'checkpoints'))[-1] == '30'
   assert np.load(workdir / 'similarity.npz')['similarity'].shape == (96, 96)
   # Rerunning the same command resumes from the final checkpoint and reports the same result.
-  again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'Resuming from the checkpoint at step 30' in again.stdout
   rerun = json.loads((workdir / 'results.json').read_text())

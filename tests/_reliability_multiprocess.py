@@ -1,0 +1,56 @@
+"""Helper of tests/test_reliability.py: 3 train steps of the tiny config in one of N JAX processes.
+
+Usage: python tests/_reliability_multiprocess.py NPZ OUT.npz PROCESS_ID NUM_PROCESSES PORT STEPS
+
+With NUM_PROCESSES > 1 the processes join a jax.distributed job on 127.0.0.1:PORT (CPU, gloo
+collectives, one device each); with 1 it runs alone on however many devices XLA_FLAGS gives it.
+Process 0 writes the final state (params, batch statistics, EMA teacher) and the per-step losses.
+"""
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def main(npz, out, process_id, num_processes, port, steps):
+  import jax  # pylint: disable=g-import-not-at-top
+  if num_processes > 1:
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=f'127.0.0.1:{port}',
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=60)
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from alc_jax import ema, train  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+
+  assert jax.process_count() == num_processes and jax.process_index() == process_id
+  print(f'process {process_id}/{num_processes}: {jax.device_count()} global devices, '
+        f'{jax.local_device_count()} local', flush=True)
+  exp = train.create_experiment(tiny_config(npz, batch_size=16, labeled_batch_size=4))
+  state, losses = exp.initial_state, []
+  for _, batch in zip(range(steps), exp.train_batches()):
+    state, metrics = exp.train_step(state, batch)
+    losses.append(metrics['losses/total'])
+
+  def local(x):  # The state and metrics are replicated: every process holds a full copy.
+    assert x.is_fully_replicated, x.sharding
+    return np.asarray(x.addressable_data(0))
+
+  tree = {'params': state.params, 'batch_stats': state.batch_stats,
+          'teacher': ema.teacher_params(state.opt_state)}
+  flat = {jax.tree_util.keystr(path): local(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  flat['losses'] = np.stack([local(x) for x in losses])
+  flat['step'] = local(state.step)
+  if process_id == 0:
+    np.savez(out, **flat)
+  if num_processes > 1:
+    jax.distributed.shutdown()
+  print(f'process {process_id} done', flush=True)
+
+
+if __name__ == '__main__':
+  a = sys.argv[1:]
+  main(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]))
