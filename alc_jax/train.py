@@ -328,49 +328,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'({exp.steps_per_epoch}/epoch) from step {start_step} on {jax.device_count()} '
         f'{jax.devices()[0].device_kind} device(s).', flush=True)
 
-  while step < total_steps:
-    state, metrics = exp.train_step(state, next(batches))
-    if pending is not None:  # Check the previous step's metrics while this one runs.
-      _check_finite(pending, step, config)
-      train_rows.append(pending)
-    pending = metrics
-    step += 1
-    if step == start_step + 1:  # Rates (steps/s, ETA) exclude the compilation of the first step.
-      jax.block_until_ready(metrics)
-      progress.restart(step)
-    is_last = step == total_steps
-    stop = preemption.should_stop(step)
-    if step % config.log_every_steps == 0 or is_last or stop:
-      pending = jax.tree.map(np.asarray, pending)
-      _check_finite(pending, step, config)
-      train_rows.append(pending)
-      scalars = _mean_metrics(train_rows)
-      scalars['train/steps_per_second'] = progress.steps_per_second(step)
-      writer.write_scalars(step, scalars)
-      train_rows, pending = [], None
-      progress.maybe_print(step, scalars['losses/total'], force=is_last)
-    if step % config.eval_every_steps == 0 or is_last:
-      result = exp.evaluate(state)
-      if config.dataset.validation_size > 0 and exp.dataset is not None:
-        validation = exp.evaluate(state, exp.validation_batches())
-        result.update({f'validation_{k}': v for k, v in validation.items()})
-      history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
-      for k, v in result.items():
-        best[k] = np.maximum(best.get(k, v), v)
-      writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()})
-      progress.last_accuracy = (f'student {100 * np.mean(result["student_accuracy"]):.2f}% '
-                                f'teacher {100 * np.mean(result["teacher_accuracy"]):.2f}%')
-    if step % config.checkpoint_every_steps == 0 or is_last or stop:
-      if pending is not None:  # Never checkpoint a state whose step produced NaN.
-        _check_finite(jax.tree.map(np.asarray, pending), step, config)
-      manager.save(step, state)
-    if stop:
-      manager.wait()
-      writer.flush()
-      print(f'Preempted: saved the checkpoint of step {step}; rerun the same command to resume.',
-            flush=True)
-      return {'preempted_at_step': step}
-  manager.wait()
+  try:
+    while step < total_steps:
+      state, metrics = exp.train_step(state, next(batches))
+      if pending is not None:  # Check the previous step's metrics while this one runs.
+        _check_finite(pending, step, config)
+        train_rows.append(pending)
+      pending = metrics
+      step += 1
+      if step == start_step + 1:  # Rates (steps/s, ETA) exclude the compilation of the first step.
+        jax.block_until_ready(metrics)
+        progress.restart(step)
+      is_last = step == total_steps
+      stop = preemption.should_stop(step)
+      if step % config.log_every_steps == 0 or is_last or stop:
+        pending = jax.tree.map(np.asarray, pending)
+        _check_finite(pending, step, config)
+        train_rows.append(pending)
+        scalars = _mean_metrics(train_rows)
+        scalars['train/steps_per_second'] = progress.steps_per_second(step)
+        writer.write_scalars(step, scalars)
+        train_rows, pending = [], None
+        progress.maybe_print(step, scalars['losses/total'], force=is_last)
+      if step % config.eval_every_steps == 0 or is_last:
+        result = exp.evaluate(state)
+        if config.dataset.validation_size > 0 and exp.dataset is not None:
+          validation = exp.evaluate(state, exp.validation_batches())
+          result.update({f'validation_{k}': v for k, v in validation.items()})
+        history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
+        for k, v in result.items():
+          best[k] = np.maximum(best.get(k, v), v)
+        writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()})
+        progress.last_accuracy = (f'student {100 * np.mean(result["student_accuracy"]):.2f}% '
+                                  f'teacher {100 * np.mean(result["teacher_accuracy"]):.2f}%')
+      if step % config.checkpoint_every_steps == 0 or is_last or stop:
+        if pending is not None:  # Never checkpoint a state whose step produced NaN.
+          _check_finite(jax.tree.map(np.asarray, pending), step, config)
+        manager.save(step, state)
+      if stop:
+        manager.wait()
+        writer.flush()
+        print(f'Preempted: saved the checkpoint of step {step}; rerun the same command to resume.',
+              flush=True)
+        return {'preempted_at_step': step}
+  finally:  # Whatever ends the loop (NaN guard, Ctrl-C), finish the checkpoint in flight.
+    manager.wait()
   writer.flush()
   wall = time.time() - t_start
 

@@ -21,10 +21,6 @@ def _args(stem):
 
 
 CASES = [(stem, arg) for stem in STEMS for arg in _args(stem)]
-# TFDS' imagenet2012_subset/1pct has 12,811 images, not a multiple of 1000 classes, and
-# config_lib.validate checks balanced splits for divisibility; the lead adapts the check.
-IMAGENET_XFAIL = pytest.mark.xfail(raises=config_lib.ConfigError, strict=False,
-                                   reason='validate() wants num_labels % 1000 == 0')
 
 
 def get(stem, arg=None):
@@ -32,9 +28,7 @@ def get(stem, arg=None):
   return module.get_config() if arg is None else module.get_config(arg)
 
 
-@pytest.mark.parametrize('stem,arg', [
-    pytest.param(s, a, marks=IMAGENET_XFAIL if s == 'imagenet_1pct' else ())
-    for s, a in CASES + [(s, None) for s in STEMS]])
+@pytest.mark.parametrize('stem,arg', CASES + [(s, None) for s in STEMS])
 def test_config_loads_and_validates(stem, arg):
   config_lib.validate(get(stem, arg))
 
@@ -90,7 +84,6 @@ def test_imagenet():
   assert config.dataset.name == 'imagenet_1pct' and config.dataset.num_labels == 12811
   assert config.dataset.imbalance_ratio == 1 and config.num_runs == 1
   assert config.alc.enabled and config.alc.weight == 1 and config.ema_decay == 0.97
-  config.dataset.num_labels = 12000  # Everything but the divisibility check (see IMAGENET_XFAIL).
   config_lib.validate(config)
 
 
