@@ -27,7 +27,9 @@ Extra sections (each also prints in the same run):
                  runs one after another.
 
 The last line is `alc_overhead R`, R = ms/step(MT + ALC) / ms/step(MT) of this run (CNN-13 if it
-was benchmarked): the table always measures those two rows (added to --methods if missing).
+was benchmarked): the table always measures those two rows (added to --methods if missing), then
+times more steps of the two compiled programs alternately, so that both see the same background
+load, and R is the ratio of those medians.
 """
 
 import argparse
@@ -144,35 +146,60 @@ def make_config(args, npz, model, method, num_runs=None):
   return config
 
 
-def time_steps(config, steps, warmup=1):
-  """Builds the experiment, compiles its step and times `steps` steps. Returns a result dict."""
-  exp = train.create_experiment(config)
-  it = exp.train_batches()
-  batches = [next(it) for _ in range(NUM_BATCHES)]  # Fetched once: the input pipeline is not timed.
-  state = exp.initial_state
-  start = time.perf_counter()
-  # Ahead-of-time compilation of the trainer's own jitted step: the same program a run executes,
-  # and its cost and memory analyses come for free.
-  compiled = exp.train_step.lower(state, batches[0]).compile()
-  state, metrics = compiled(state, batches[0])
-  jax.block_until_ready((state, metrics))
-  compile_s = time.perf_counter() - start
-  times = []
-  for i in range(warmup + steps):
+class Runner:
+  """One experiment's train step, compiled, with its state and a few batches fetched up front."""
+
+  def __init__(self, config):
+    self.config = config
+    exp = train.create_experiment(config)
+    it = exp.train_batches()
+    self.batches = [next(it) for _ in range(NUM_BATCHES)]  # The input pipeline is not timed.
+    self.state = exp.initial_state
     start = time.perf_counter()
-    state, metrics = compiled(state, batches[(i + 1) % NUM_BATCHES])
-    jax.block_until_ready((state, metrics))
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
+    # Ahead-of-time compilation of the trainer's own jitted step: the same program a run executes,
+    # and its cost and memory analyses come for free.
+    self.compiled = exp.train_step.lower(self.state, self.batches[0]).compile()
+    self.count = 0
+    self.step()
+    self.compile_s = time.perf_counter() - start  # First step: lowering + compilation + one run.
+
+  def step(self):
+    """Runs one step to completion; returns its wall time in seconds."""
+    start = time.perf_counter()
+    self.state, metrics = self.compiled(self.state, self.batches[self.count % NUM_BATCHES])
+    jax.block_until_ready((self.state, metrics))
+    self.count += 1
+    return time.perf_counter() - start
+
+
+def time_steps(config, steps, warmup=1, keep=False):
+  """Builds the experiment, compiles its step and times `steps` steps. Returns a result dict
+  (with the live Runner under '_runner' if `keep`)."""
+  runner = Runner(config)
+  times = [runner.step() for _ in range(warmup + steps)][warmup:]
   step_s = statistics.median(times)
   images = config.batch_size * config.num_runs
   out = {'images_per_second': images / step_s, 'ms_per_step': 1e3 * step_s,
-         'step_times_s': times, 'compile_s': compile_s, 'flops_per_step': xla_flops(compiled),
-         'xla_bytes': xla_bytes(compiled)}
+         'step_times_s': times, 'compile_s': runner.compile_s,
+         'flops_per_step': xla_flops(runner.compiled), 'xla_bytes': xla_bytes(runner.compiled)}
   out['peak_bytes'], out['peak_kind'] = peak_memory()
-  del exp, state, metrics, compiled, batches
-  gc.collect()
+  out['load1'] = os.getloadavg()[0]  # Other processes' share of the CPU while this row ran.
+  if keep:
+    out['_runner'] = runner
+  else:
+    del runner
+    gc.collect()
   return out
+
+
+def interleaved_ratio(a, b, steps):
+  """median step time of b / that of a, alternating their steps so that both see the same
+  background load (on a shared machine, separately timed rows can see different loads)."""
+  ta, tb = [], []
+  for _ in range(steps):
+    ta.append(a.step())
+    tb.append(b.step())
+  return statistics.median(tb) / statistics.median(ta), ta, tb
 
 
 def matmul_peak(dtype, n):
@@ -244,7 +271,7 @@ def run_peer(args, npz_dir):
 
 def print_table(rows, mfu_peaks):
   head = (f'{"model":<8} {"method":<12} {"width":>6} {"dtype":>8} {"batch":>6} {"runs":>4} '
-          f'{"img/s":>9} {"ms/step":>9} {"compile s":>9} {"peak MiB":>9} {"xla MiB":>8}')
+          f'{"img/s":>9} {"ms/step":>9} {"compile s":>9} {"peak MiB":>9} {"xla MiB":>8} {"load":>5}')
   if mfu_peaks:
     head += f' {"GFLOP/step":>10} {"TFLOP/s":>8} {"MFU":>6}'
   print(head)
@@ -252,7 +279,7 @@ def print_table(rows, mfu_peaks):
     line = (f'{r["model"]:<8} {r["label"]:<12} {r["width"]:>6g} {r["dtype"]:>8} {r["batch"]:>6} '
             f'{r["runs"]:>4} {r["images_per_second"]:>9.1f} {r["ms_per_step"]:>9.1f} '
             f'{r["compile_s"]:>9.1f} {r["peak_bytes"] / 2 ** 20:>9.0f} '
-            f'{r["xla_bytes"] / 2 ** 20:>8.1f}')
+            f'{r["xla_bytes"] / 2 ** 20:>8.1f} {r["load1"]:>5.1f}')
     if mfu_peaks:
       rate = r['flops_per_step'] / (r['ms_per_step'] / 1e3)
       r['mfu'] = rate / mfu_peaks[r['dtype']]
@@ -297,6 +324,7 @@ def main():
   if not args.skip_table:
     methods += added  # alc_overhead needs both.
 
+  t_start = time.perf_counter()
   print(f'machine: {machine()}', flush=True)
   if args.quick:
     print(f'--quick: narrowed networks (width {args.width}, i.e. {args.width:g} x the published '
@@ -330,12 +358,16 @@ def main():
       results['matmul_peak_flops'] = mfu_peaks
 
     rows = results['rows']
+    overhead_model = 'cnn13' if 'cnn13' in models else models[0]
+    overhead = None
     if not args.skip_table:
       print('\ntrain-step throughput (median step after compilation):', flush=True)
       for model in models:
         for method in methods:
           config = make_config(args, npz, model, method)
-          r = time_steps(config, args.steps)
+          # The MT and MT + ALC steps of the overhead model stay alive for alc_overhead.
+          r = time_steps(config, args.steps, keep=model == overhead_model and
+                         method in ('mean_teacher', 'mean_teacher_alc'))
           r.update(model=model, method=method, label=METHODS[method][0], width=args.width,
                    dtype=args.dtype, batch=args.batch_size, runs=args.num_runs)
           rows.append(r)
@@ -344,7 +376,16 @@ def main():
       print()
       print_table(rows, mfu_peaks)
       print(f'peak MiB = {rows[-1]["peak_kind"]} (process high-water mark so far); xla MiB = the '
-            f'compiled step\'s arguments + outputs + temporaries.')
+            f'compiled step\'s arguments + outputs + temporaries; load = 1-minute load average '
+            f'after the row (above {os.cpu_count()}: other processes shared the CPU).')
+      # Before the extra sections, which would otherwise run beside two live train states.
+      pair = {r['method']: r.pop('_runner') for r in rows if '_runner' in r}
+      overhead, t_mt, t_alc = interleaved_ratio(pair['mean_teacher'], pair['mean_teacher_alc'],
+                                                max(args.steps, 3))
+      results.update(alc_overhead=overhead, alc_overhead_model=overhead_model,
+                     alc_overhead_step_times_s={'mean_teacher': t_mt, 'mean_teacher_alc': t_alc})
+      del pair
+      gc.collect()
       if args.mfu:
         print('MFU = XLA cost-analysis FLOPs per step / step time / matmul peak of the row\'s '
               'dtype.')
@@ -406,19 +447,18 @@ def main():
       print(f'B x B MiB = one float32 B x B matrix; peak = {prows[-1]["peak_kind"]} (process '
             f'high-water mark).')
 
-  overhead = None
-  if rows:
-    model = 'cnn13' if 'cnn13' in models else models[0]
-    ms = {r['method']: r['ms_per_step'] for r in rows if r['model'] == model}
-    overhead = ms['mean_teacher_alc'] / ms['mean_teacher']
-    results['alc_overhead'] = overhead
-    results['alc_overhead_model'] = model
+  results['wall_s'] = time.perf_counter() - t_start
+  print(f'\ntotal wall time {results["wall_s"]:.0f} s')
   if args.json:
     with open(args.json, 'w', encoding='utf-8') as f:
       json.dump(results, f, indent=1, default=float)
     print(f'wrote {args.json}')
-  if overhead is not None:
-    print(f'\nms/step(MT+ALC) / ms/step(MT) on {model}:')
+  if overhead is not None:  # Last, so that scripts can read the last line.
+    print(f'\nalc_overhead = ms/step(MT+ALC) / ms/step(MT) on {overhead_model}, from '
+          f'{max(args.steps, 3)} more steps of each, alternated (same background load for both):')
+    t_mt, t_alc = (statistics.median(results['alc_overhead_step_times_s'][m])
+                   for m in ('mean_teacher', 'mean_teacher_alc'))
+    print(f'MT {1e3 * t_mt:.1f} ms/step, MT+ALC {1e3 * t_alc:.1f} ms/step')
     print(f'alc_overhead {overhead:.3f}')
 
 

@@ -140,9 +140,11 @@ def main():
   step_s = statistics.median(times)
   out = {'images_per_second': b / step_s, 'ms_per_step': 1e3 * step_s, 'step_times_s': times,
          'width': args.width, 'batch_size': b, 'threads': torch.get_num_threads(),
-         'torch': torch.__version__, 'device': device_name, 'implementation': peer}
+         'torch': torch.__version__, 'device': device_name, 'implementation': peer,
+         'load1': os.getloadavg()[0]}
   print(f'peer MT CNN-13 width {args.width:g} batch {b}: {out["images_per_second"]:.1f} img/s, '
-        f'{out["ms_per_step"]:.1f} ms/step (median of {args.steps} after {args.warmup} warm-up)',
+        f'{out["ms_per_step"]:.1f} ms/step (median of {args.steps} after {args.warmup} warm-up; '
+        f'load average {out["load1"]:.1f})',
         flush=True)
   if args.json:
     with open(args.json, 'w', encoding='utf-8') as f:
