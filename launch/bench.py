@@ -13,12 +13,12 @@ front and reused, so the host input pipeline is NOT timed (launch/bench_input.py
 
 Peak memory: on GPU/TPU the allocator's `peak_bytes_in_use`, on CPU the process' max RSS
 (getrusage); both are high-water marks of the whole process so far, so a row can only inherit a
-larger earlier value. `xla MB` is the compiled step's own footprint (arguments + outputs + temporaries
-- donated aliases, from `memory_analysis()`), which is per row.
+larger earlier value. `xla MiB` is the compiled step's own footprint (arguments + outputs +
+temporaries - donated aliases, from `memory_analysis()`), which is per row.
 
 Extra sections (each also prints in the same run):
-  --mfu          model FLOPs utilisation: XLA's FLOP count of the step / step time, against the
-                 measured peak of a large f32 and bf16 matmul on the same device.
+  --mfu          model FLOPs utilisation: XLA's FLOP count of the lowered step / step time,
+                 against the measured peak of a large f32 and bf16 matmul on the same device.
   --peer         the same Mean Teacher CNN-13 step in PyTorch (launch/bench_torch_peer.py, same
                  width and batch), and ours / theirs in images/s.
   --pairwise     the ALC pairwise term alone (alc_similarity + label_consistency, forward and
@@ -68,8 +68,9 @@ METHODS = {
                                               'alc.imbalance': 'soft'}),
 }
 MODELS = ('cnn13', 'wrn28_2')
-NUM_BATCHES = 4  # Distinct batches cycled through: the step never sees the very same input twice in a row.
+NUM_BATCHES = 4  # Distinct batches, cycled: no step sees the same input as the step before.
 QUICK_WIDTH, QUICK_STEPS = 0.25, 3
+OVERHEAD_STEPS = 8  # At least this many alternated steps each for alc_overhead (3 gave +-10%).
 
 
 def on_accelerator():
@@ -107,9 +108,15 @@ def xla_bytes(compiled):
           - m.alias_size_in_bytes)
 
 
-def xla_flops(compiled):
-  """FLOPs of one call from XLA's cost analysis (a dict, or a list of dicts in older JAX)."""
-  cost = compiled.cost_analysis()
+def xla_flops(lowered):
+  """FLOPs of one call from XLA's cost analysis (a dict, or a list of dicts in older JAX).
+
+  Taken from the lowered, not the compiled, program: on GPU the compiled convolutions are cuDNN
+  custom calls that XLA's cost analysis does not count (it reported ~3 GFLOP for a 550 GFLOP
+  step); before compilation they are ordinary convolutions on every backend (on the CPU the two
+  counts agree within 1%).
+  """
+  cost = lowered.cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0] if cost else {}
   return float((cost or {}).get('flops', float('nan')))
@@ -158,7 +165,8 @@ class Runner:
     start = time.perf_counter()
     # Ahead-of-time compilation of the trainer's own jitted step: the same program a run executes,
     # and its cost and memory analyses come for free.
-    self.compiled = exp.train_step.lower(self.state, self.batches[0]).compile()
+    self.lowered = exp.train_step.lower(self.state, self.batches[0])
+    self.compiled = self.lowered.compile()
     self.count = 0
     self.step()
     self.compile_s = time.perf_counter() - start  # First step: lowering + compilation + one run.
@@ -181,7 +189,7 @@ def time_steps(config, steps, warmup=1, keep=False):
   images = config.batch_size * config.num_runs
   out = {'images_per_second': images / step_s, 'ms_per_step': 1e3 * step_s,
          'step_times_s': times, 'compile_s': runner.compile_s,
-         'flops_per_step': xla_flops(runner.compiled), 'xla_bytes': xla_bytes(runner.compiled)}
+         'flops_per_step': xla_flops(runner.lowered), 'xla_bytes': xla_bytes(runner.compiled)}
   out['peak_bytes'], out['peak_kind'] = peak_memory()
   out['load1'] = os.getloadavg()[0]  # Other processes' share of the CPU while this row ran.
   if keep:
@@ -271,7 +279,8 @@ def run_peer(args, npz_dir):
 
 def print_table(rows, mfu_peaks):
   head = (f'{"model":<8} {"method":<12} {"width":>6} {"dtype":>8} {"batch":>6} {"runs":>4} '
-          f'{"img/s":>9} {"ms/step":>9} {"compile s":>9} {"peak MiB":>9} {"xla MiB":>8} {"load":>5}')
+          f'{"img/s":>9} {"ms/step":>9} {"compile s":>9} {"peak MiB":>9} {"xla MiB":>8} '
+          f'{"load":>5}')
   if mfu_peaks:
     head += f' {"GFLOP/step":>10} {"TFLOP/s":>8} {"MFU":>6}'
   print(head)
@@ -381,14 +390,14 @@ def main():
       # Before the extra sections, which would otherwise run beside two live train states.
       pair = {r['method']: r.pop('_runner') for r in rows if '_runner' in r}
       overhead, t_mt, t_alc = interleaved_ratio(pair['mean_teacher'], pair['mean_teacher_alc'],
-                                                max(args.steps, 3))
+                                                max(args.steps, OVERHEAD_STEPS))
       results.update(alc_overhead=overhead, alc_overhead_model=overhead_model,
                      alc_overhead_step_times_s={'mean_teacher': t_mt, 'mean_teacher_alc': t_alc})
       del pair
       gc.collect()
       if args.mfu:
-        print('MFU = XLA cost-analysis FLOPs per step / step time / matmul peak of the row\'s '
-              'dtype.')
+        print('MFU = FLOPs per step (XLA cost analysis of the lowered step) / step time / matmul '
+              'peak of the row\'s dtype.')
 
     if args.peer:
       print('\npeer (PyTorch, same Mean Teacher CNN-13 step):', flush=True)
@@ -410,16 +419,26 @@ def main():
       print(f'\nseed-vectorised runs: MT+ALC on {model}, {n} runs in one program vs {n} separate '
             f'runs one after another (each compiles its own program):', flush=True)
       # Separate runs would each compile their own step: no cache hits for the repeated program.
+      # JAX latches its first cache decision, so the cache must also be reset (a private API).
       jax.config.update('jax_enable_compilation_cache', False)
+      try:
+        from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
+        compilation_cache.reset_cache()
+      except (ImportError, AttributeError):
+        print('  (could not reset the compilation cache: separate runs may hit it)')
       start = time.perf_counter()
       vec = time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=n), args.steps)
       vec['wall_s'] = time.perf_counter() - start
+      print(f'  {n} runs in one program: compiled in {vec["compile_s"]:.1f} s, '
+            f'{vec["ms_per_step"]:.1f} ms/step', flush=True)
       seq, seq_wall = [], 0.0
-      for _ in range(n):
+      for i in range(n):
         start = time.perf_counter()
         seq.append(time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=1),
                               args.steps))
         seq_wall += time.perf_counter() - start
+        print(f'  separate run {i + 1}/{n}: compiled in {seq[-1]["compile_s"]:.1f} s, '
+              f'{seq[-1]["ms_per_step"]:.1f} ms/step', flush=True)
       images = n * args.batch_size * (args.steps + 2)  # Compile step + warm-up + timed steps.
       seq_step = statistics.median(t for r in seq for t in r['step_times_s'])
       results['vectorized'] = {'num_runs': n, 'vectorised': vec, 'sequential': seq,
@@ -429,8 +448,9 @@ def main():
             f'{images / vec["wall_s"]:>21.1f} {vec["wall_s"]:>8.1f}')
       print(f'{f"{n} runs one after another":<26} {args.batch_size / seq_step:>14.1f} '
             f'{images / seq_wall:>21.1f} {seq_wall:>8.1f}')
-      print(f'speed-up of vectorising: {vec["images_per_second"] * seq_step / args.batch_size:.2f}x '
-            f'(steps), {seq_wall / vec["wall_s"]:.2f}x (wall, with compilation and set-up)')
+      speedup = vec['images_per_second'] * seq_step / args.batch_size
+      print(f'speed-up of vectorising: {speedup:.2f}x (steps), {seq_wall / vec["wall_s"]:.2f}x '
+            f'(wall, with compilation and set-up)')
 
     if args.pairwise:
       sizes = [int(s) for s in args.pairwise_sizes.split(',') if s]
@@ -455,7 +475,8 @@ def main():
     print(f'wrote {args.json}')
   if overhead is not None:  # Last, so that scripts can read the last line.
     print(f'\nalc_overhead = ms/step(MT+ALC) / ms/step(MT) on {overhead_model}, from '
-          f'{max(args.steps, 3)} more steps of each, alternated (same background load for both):')
+          f'{max(args.steps, OVERHEAD_STEPS)} more steps of each, alternated (same background '
+          f'load for both):')
     t_mt, t_alc = (statistics.median(results['alc_overhead_step_times_s'][m])
                    for m in ('mean_teacher', 'mean_teacher_alc'))
     print(f'MT {1e3 * t_mt:.1f} ms/step, MT+ALC {1e3 * t_alc:.1f} ms/step')

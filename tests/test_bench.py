@@ -1,4 +1,4 @@
-"""launch/bench.py runs end to end in a tiny mode and keeps its output contract (no timing checks)."""
+"""launch/bench.py runs end to end in a tiny mode and keeps its output contract (no timings)."""
 
 import json
 import os
