@@ -55,7 +55,7 @@ import numpy as np  # pylint: disable=wrong-import-position
 from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=wrong-import-position
 
 from alc_jax import losses, train  # pylint: disable=wrong-import-position
-from configs import default  # pylint: disable=wrong-import-position
+from configs import common, default  # pylint: disable=wrong-import-position
 
 # Row name -> (label in the table, config overrides).
 METHODS = {
@@ -145,11 +145,7 @@ def make_config(args, npz, model, method, num_runs=None):
   config.num_runs = num_runs or args.num_runs
   config.num_train_steps = 10000  # Only shapes the lr schedule; nothing trains that long here.
   for key, value in METHODS[method][1].items():
-    node = config
-    *parents, leaf = key.split('.')
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+    common.set_path(config, key, value)
   return config
 
 

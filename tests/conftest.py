@@ -37,7 +37,7 @@ def tiny_npz(tmp_path_factory):
 
 def tiny_config(npz_path, **overrides):
   """configs/smoke.py on the tiny data set, with `overrides` ('alc.enabled': True, ...)."""
-  from configs import smoke  # pylint: disable=g-import-not-at-top
+  from configs import common, smoke  # pylint: disable=g-import-not-at-top
   config = smoke.get_config()
   config.dataset.name = 'npz'
   config.dataset.path = npz_path
@@ -47,11 +47,7 @@ def tiny_config(npz_path, **overrides):
   config.model.width = 0.0625
   config.eval_batch_size = 48
   for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    common.set_path(config, key, value)
   return config
 
 
