@@ -3,6 +3,8 @@
 import json
 import os
 
+from etils import epath
+
 from alc_jax import attention, objectives
 
 DATASETS = ('fashion_mnist', 'cifar10', 'svhn_cropped', 'imagenet_1pct', 'npz', 'folder')
@@ -94,11 +96,11 @@ def check_labels_fit(config, num_train_examples):
 
 def check_workdir(config, workdir):
   """A workdir holds one experiment: refuse to resume a run of a different config in it."""
-  path = os.path.join(workdir, 'config.json')
+  path = epath.Path(workdir) / 'config.json'  # Local or a bucket (gs://...).
   current = {k: v for k, v in flatten(config.to_dict()).items() if k not in BOOKKEEPING}
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      saved = {k: v for k, v in flatten(json.load(f)).items() if k not in BOOKKEEPING}
+  if path.exists():
+    saved = {k: v for k, v in flatten(json.loads(path.read_text())).items()
+             if k not in BOOKKEEPING}
     diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if diff:
       details = ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in diff[:8])

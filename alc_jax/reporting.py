@@ -1,5 +1,10 @@
-"""What a run tells people: metric writers, the terminal progress line, and results.json."""
+"""What a run tells people: metric writers, the terminal progress line, and results.json.
 
+Workdir files go through `etils.epath` (as orbax does), so a workdir may be local or a bucket
+(`gs://...`, shared by the hosts of a TPU pod); plain local files are written atomically.
+"""
+
+import io
 import json
 import os
 import platform
@@ -10,6 +15,7 @@ from importlib import metadata
 
 import jax
 import numpy as np
+from etils import epath
 
 try:
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
@@ -22,17 +28,34 @@ PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-da
             'ml-collections', 'clu', 'numpy')
 
 
-class JsonlWriter(_WriterBase):
-  """Appends one JSON object per write_scalars call to a file: easy to read without TensorBoard."""
+def is_remote(path):
+  return '://' in str(path)
 
-  def __init__(self, path):
-    self._file = open(path, 'a', encoding='utf-8')
+
+class JsonlWriter(_WriterBase):
+  """One JSON object per write_scalars call, a line each: easy to read without TensorBoard.
+
+  A local file is appended to and flushed line by line (readable while the run goes on, complete
+  up to a crash). Object stores cannot append, so a remote file (`gs://...`) is rewritten whole
+  on flush(), which the training loop calls at every checkpoint.
+  """
+
+  def __init__(self, path, remote=None):
+    self._path = epath.Path(path)
+    self._remote = is_remote(path) if remote is None else remote
+    if self._remote:
+      self._lines = self._path.read_text().splitlines() if self._path.exists() else []
+    else:
+      self._file = open(path, 'a', encoding='utf-8')
 
   def write_scalars(self, step, scalars):
     row = {'step': int(step)}
     row.update({k: float(np.asarray(v)) for k, v in scalars.items()})
-    self._file.write(json.dumps(row) + '\n')
-    self._file.flush()  # Readable while the run goes on, and complete up to a crash.
+    if self._remote:
+      self._lines.append(json.dumps(row))
+    else:
+      self._file.write(json.dumps(row) + '\n')
+      self._file.flush()
 
   def write_summaries(self, step, values, metadata=None):
     pass
@@ -56,23 +79,28 @@ class JsonlWriter(_WriterBase):
     pass
 
   def flush(self):
-    self._file.flush()
+    if self._remote:
+      self._path.write_text(''.join(line + '\n' for line in self._lines))
+    else:
+      self._file.flush()
 
   def close(self):
-    self._file.close()
+    self.flush()
+    if not self._remote:
+      self._file.close()
 
 
 def create_writer(workdir):
   """TensorBoard events + metrics.jsonl on the first process; logging only on the others."""
   if metric_writers is None:
     print('TensorFlow is not installed: writing metrics.jsonl only (no TensorBoard events).')
-    return JsonlWriter(os.path.join(workdir, 'metrics.jsonl' if jax.process_index() == 0
-                                    else f'metrics.{jax.process_index()}.jsonl'))
+    return JsonlWriter(f'{workdir}/metrics.jsonl' if jax.process_index() == 0
+                       else f'{workdir}/metrics.{jax.process_index()}.jsonl')
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(workdir, just_logging=True)
   return metric_writers.MultiWriter([
       metric_writers.create_default_writer(workdir, asynchronous=False),
-      JsonlWriter(os.path.join(workdir, 'metrics.jsonl')),
+      JsonlWriter(f'{workdir}/metrics.jsonl'),
   ])
 
 
@@ -134,9 +162,30 @@ def environment():
   }
 
 
-def write_json(path, payload):
-  """Writes atomically (temp file + rename): a crash never leaves a half-written file."""
+def write_bytes(path, data: bytes):
+  """Writes a whole file; a crash never leaves it half-written (local: temp file + rename; an
+  object store's upload is atomic by itself)."""
+  if is_remote(path):
+    epath.Path(path).write_bytes(data)
+    return
   tmp = f'{path}.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(payload, f, indent=2, default=lambda o: np.asarray(o).tolist())
+  with open(tmp, 'wb') as f:
+    f.write(data)
   os.replace(tmp, path)
+
+
+def write_json(path, payload):
+  text = json.dumps(payload, indent=2, default=lambda o: np.asarray(o).tolist())
+  write_bytes(path, text.encode('utf-8'))
+
+
+def read_json(path, default=None):
+  """The JSON in `path`, or `default` when there is no such file."""
+  path = epath.Path(path)
+  return json.loads(path.read_text()) if path.exists() else default
+
+
+def write_npz(path, **arrays):
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  write_bytes(path, buffer.getvalue())

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -85,7 +86,7 @@ def train_step(state, batch, rng, *, model, tx, config, data_stats, rampup_steps
   if objectives.base_method(config) != 'mean_teacher':
     teacher_stats = batch_stats  # No teacher forward pass: its statistics follow the student's.
   metrics['learning_rate'] = schedule(state.step)
-  metrics['monitors/grad_norm'] = optax.global_norm(grads)
+  metrics['monitors/grad_norm'] = optax.tree.norm(grads)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, teacher_batch_stats=teacher_stats,
                             opt_state=opt_state)
@@ -305,7 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config = ml_collections.ConfigDict(config)
   config_lib.validate(config, jax.device_count())
   config_lib.check_workdir(config, workdir)
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # Local or a bucket (gs://...).
   if jax.process_index() == 0:
     reporting.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   exp = create_experiment(config)
@@ -321,7 +322,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   progress = reporting.Progress(total_steps, start_step, config.batch_size * runs,
                                 config.progress_every_seconds)
   preemption = _Preemption()
-  history, best, train_rows, pending = [], {}, [], None
+  # Evaluations so far, kept in the workdir so that 'best' in results.json spans resumptions;
+  # those after the restored checkpoint are dropped (their steps are trained again).
+  evaluations_path = os.path.join(workdir, 'evaluations.json')
+  history = [row for row in reporting.read_json(evaluations_path, [])
+             if row['step'] <= start_step]
+  train_rows, pending = [], None
   t_start, step = time.time(), start_step
   print(f'{config.method}{" + ALC" if config.alc.enabled else ""} on {config.dataset.name} '
         f'({config.dataset.num_labels} labels, {runs} run(s)): {total_steps} steps '
@@ -356,8 +362,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           validation = exp.evaluate(state, exp.validation_batches())
           result.update({f'validation_{k}': v for k, v in validation.items()})
         history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
-        for k, v in result.items():
-          best[k] = np.maximum(best.get(k, v), v)
+        if jax.process_index() == 0:
+          reporting.write_json(evaluations_path, history)
         writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()})
         progress.last_accuracy = (f'student {100 * np.mean(result["student_accuracy"]):.2f}% '
                                   f'teacher {100 * np.mean(result["teacher_accuracy"]):.2f}%')
@@ -365,6 +371,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if pending is not None:  # Never checkpoint a state whose step produced NaN.
           _check_finite(jax.tree.map(np.asarray, pending), step, config)
         manager.save(step, state)
+        writer.flush()
       if stop:
         manager.wait()
         writer.flush()
@@ -376,11 +383,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.flush()
   wall = time.time() - t_start
 
-  if not history:  # Resumed a finished run: evaluate the restored state.
+  if step == start_step:  # Resumed a finished run: evaluate the restored state (on every process).
     result = exp.evaluate(state)
+    history = [row for row in history if row['step'] < step]
     history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
-    best = dict(result)
   final = {k: v for k, v in history[-1].items() if k != 'step'}
+  best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
   results = {
       'method': config.method, 'alc': bool(config.alc.enabled),
       'alc_imbalance': config.alc.imbalance if config.alc.enabled else 'none',
@@ -416,5 +424,5 @@ def _save_similarity(state, exp, workdir, batch, size=100):
   variables = {'params': first.params, 'batch_stats': first.batch_stats}
   _, _, similarity = exp.model.clone(groups=1).apply(variables, x, train=False,
                                                      with_similarity=True)
-  np.savez(os.path.join(workdir, 'similarity.npz'), similarity=np.asarray(similarity)[0],
-           labels=batch['label'][rows])
+  reporting.write_npz(os.path.join(workdir, 'similarity.npz'),
+                      similarity=np.asarray(similarity)[0], labels=batch['label'][rows])

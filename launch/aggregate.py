@@ -216,18 +216,25 @@ def plot_curves(plt, experiment, rows, metric, out):
   return _save(plt, fig, out, f'curves_{slug(experiment)}.png')
 
 
-def plot_w2(plt, runs, out):
-  """Accuracy against w2 for each (experiment, row) whose runs differ in config.alc.weight."""
+def w2_groups(runs):
+  """{(experiment, row without its alc.weight grid part): {w2: [accuracies]}} of the ALC runs.
+
+  Runs that differ in anything else (another --grid value, e.g. alc.outputs=probs) stay apart.
+  """
   groups = collections.defaultdict(lambda: collections.defaultdict(list))
   for run in runs:
     if run.results.get('alc'):
       weight = run.results.get('config', {}).get('alc', {}).get('weight')
       if weight is not None:
-        groups[(run.experiment, run.base)][float(weight)].append(run.accuracy)
+        row = re.sub(r'--alc\.weight=(?:(?!--).)*', '', run.name)
+        groups[(run.experiment, row)][float(weight)].append(run.accuracy)
+  return {key: dict(by_weight) for key, by_weight in groups.items() if len(by_weight) > 1}
+
+
+def plot_w2(plt, runs, out):
+  """Accuracy against w2 (Fig. 6) for each ALC row run at several values of config.alc.weight."""
   files = []
-  for (experiment, base), by_weight in sorted(groups.items()):
-    if len(by_weight) < 2:
-      continue
+  for (experiment, base), by_weight in sorted(w2_groups(runs).items()):
     weights = sorted(by_weight)
     accs = [np.concatenate(by_weight[w]) for w in weights]
     fig, ax = plt.subplots(figsize=(5, 3.5))

@@ -225,3 +225,21 @@ def test_aggregate_empty_root_and_broken_results(tmp_path):
   (tmp_path / 'x' / 'y' / 'seed0' / 'results.json').write_text('{"trunc')
   markdown = _module('aggregate').aggregate(str(tmp_path), str(tmp_path / 'out'))
   assert 'No results.json found.' in markdown
+
+
+def test_w2_groups_keep_other_grid_values_apart(tmp_path):
+  fm = tmp_path / 'fashion_mnist_250'
+  fake_run(str(fm / 'mean_teacher_alc' / 'seed0'), alc=True, weight=1.0, teacher=(0.60,))
+  for w in (0.1, 1e-05):
+    fake_run(str(fm / f'mean_teacher_alc--alc.weight={w:g}' / 'seed0'), alc=True, weight=w,
+             teacher=(0.70,))
+  # Same w2 = 1 as the first run, but p = probabilities: a different curve, not a third seed.
+  fake_run(str(fm / 'mean_teacher_alc--alc.outputs=probs' / 'seed0'), alc=True, weight=1.0,
+           teacher=(0.20,))
+  fake_run(str(fm / 'mean_teacher' / 'seed0'), teacher=(0.5,))  # No ALC: no w2.
+  aggregate = _module('aggregate')
+  groups = aggregate.w2_groups(aggregate.load_runs(str(tmp_path)))
+  assert list(groups) == [('fashion_mnist_250', 'mean_teacher_alc')]
+  by_weight = groups[('fashion_mnist_250', 'mean_teacher_alc')]
+  assert sorted(by_weight) == [1e-05, 0.1, 1.0]
+  np.testing.assert_allclose(np.concatenate(by_weight[1.0]), [60.0])

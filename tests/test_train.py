@@ -192,3 +192,23 @@ def test_imagenet_config_trains_under_mock_data(tmp_path):
   assert results['steps'] == 2 and results['model'] == 'resnet18'
   assert 'student_top5_accuracy' in results['final']
   assert np.load(tmp_path / 'similarity.npz')['similarity'].shape == (8, 8)
+
+
+def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_npz, tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(tiny_npz, num_train_steps=4, eval_every_steps=2, checkpoint_every_steps=2)
+  train.train_and_evaluate(config, workdir)
+  record = tmp_path / 'run' / 'evaluations.json'
+  rows = json.loads(record.read_text())
+  assert [r['step'] for r in rows] == [2, 4]
+  # Mark the record: an impossible accuracy before the checkpoint (must count for 'best') and an
+  # evaluation after it (a crashed run's; its steps are trained again, so it must be dropped).
+  rows[0]['student_accuracy'] = [1.5]
+  rows.append({**rows[1], 'step': 99, 'teacher_accuracy': [7.0]})
+  record.write_text(json.dumps(rows))
+  config.num_train_steps = 6
+  results = train.train_and_evaluate(config, workdir)
+  assert results['resumed_from_step'] == 4
+  assert results['best']['student_accuracy'] == [1.5]
+  assert results['best']['teacher_accuracy'][0] <= 1.0
+  assert [r['step'] for r in json.loads(record.read_text())] == [2, 4, 6]

@@ -1,0 +1,51 @@
+"""Workdir files: metrics.jsonl in its local and object-store modes, atomic JSON and npz writes."""
+
+import json
+
+import numpy as np
+
+from alc_jax import reporting
+
+
+def _lines(path):
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_local_jsonl_is_readable_after_every_row(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  writer = reporting.JsonlWriter(str(path))
+  writer.write_scalars(1, {'a': np.float32(0.5)})
+  assert _lines(path) == [{'step': 1, 'a': 0.5}]  # No flush needed.
+  writer.close()
+  again = reporting.JsonlWriter(str(path))  # A resumed run appends.
+  again.write_scalars(2, {'a': 1.0})
+  again.close()
+  assert [r['step'] for r in _lines(path)] == [1, 2]
+
+
+def test_object_store_jsonl_is_rewritten_whole_on_flush(tmp_path):
+  # gs:// cannot append: the remote mode keeps the rows and writes the whole file on flush
+  # (exercised here on a local path with remote=True).
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text(json.dumps({'step': 1, 'a': 0.0}) + '\n')  # From before a resumption.
+  writer = reporting.JsonlWriter(str(path), remote=True)
+  writer.write_scalars(2, {'a': 2.0})
+  assert [r['step'] for r in _lines(path)] == [1]  # Not yet flushed.
+  writer.flush()
+  assert _lines(path) == [{'step': 1, 'a': 0.0}, {'step': 2, 'a': 2.0}]
+  writer.write_scalars(3, {'a': 3.0})
+  writer.close()
+  assert [r['step'] for r in _lines(path)] == [1, 2, 3]
+
+
+def test_json_and_npz_round_trip_without_leftovers(tmp_path):
+  reporting.write_json(str(tmp_path / 'r.json'), {'x': np.arange(3), 'y': 1.5})
+  assert reporting.read_json(str(tmp_path / 'r.json')) == {'x': [0, 1, 2], 'y': 1.5}
+  assert reporting.read_json(str(tmp_path / 'missing.json'), default=[]) == []
+  reporting.write_npz(str(tmp_path / 's.npz'), similarity=np.eye(3))
+  np.testing.assert_array_equal(np.load(tmp_path / 's.npz')['similarity'], np.eye(3))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['r.json', 's.npz']  # No .tmp left.
+
+
+def test_remote_paths_are_recognised():
+  assert reporting.is_remote('gs://bucket/run') and not reporting.is_remote('/tmp/run')
