@@ -6,12 +6,14 @@ import shutil
 from absl import logging
 import orbax.checkpoint as ocp
 
+from alc_jax import reporting
+
 
 class Manager:
   """A thin wrapper over `ocp.CheckpointManager` that falls back past unreadable checkpoints."""
 
   def __init__(self, directory, max_to_keep):
-    if '://' not in directory:  # Orbax needs absolute local paths (gs://... stays as it is).
+    if not reporting.is_remote(directory):  # Orbax needs absolute local paths; gs://... as is.
       directory = os.path.abspath(directory)
     self._directory, self._max_to_keep = directory, max_to_keep
     self._manager = self._create()
@@ -43,7 +45,7 @@ class Manager:
         logging.warning(message)
         print(message, flush=True)
         self._manager.close()
-        if '://' not in self._directory:
+        if not reporting.is_remote(self._directory):
           bad = os.path.join(self._directory, str(step))
           shutil.rmtree(f'{bad}.unreadable', ignore_errors=True)
           os.replace(bad, f'{bad}.unreadable')

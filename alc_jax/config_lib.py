@@ -1,11 +1,6 @@
 """Config checks that run before anything compiles; each error says what to change."""
 
-import json
-import os
-
-from etils import epath
-
-from alc_jax import attention, objectives
+from alc_jax import attention, objectives, reporting
 
 DATASETS = ('fashion_mnist', 'cifar10', 'svhn_cropped', 'imagenet_1pct', 'npz', 'folder')
 MODELS = ('cnn13', 'wrn28_2', 'resnet18')
@@ -96,11 +91,10 @@ def check_labels_fit(config, num_train_examples):
 
 def check_workdir(config, workdir):
   """A workdir holds one experiment: refuse to resume a run of a different config in it."""
-  path = epath.Path(workdir) / 'config.json'  # Local or a bucket (gs://...).
+  saved = reporting.read_json(f'{workdir}/config.json')  # Local or a bucket (gs://...).
   current = {k: v for k, v in flatten(config.to_dict()).items() if k not in BOOKKEEPING}
-  if path.exists():
-    saved = {k: v for k, v in flatten(json.loads(path.read_text())).items()
-             if k not in BOOKKEEPING}
+  if saved is not None:
+    saved = {k: v for k, v in flatten(saved).items() if k not in BOOKKEEPING}
     diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if diff:
       details = ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in diff[:8])
