@@ -5,6 +5,8 @@ neighbour-similarity matrix S consumed by `losses.label_consistency` (Eq. 13). I
 ablations of Table 8 (pooling, channel attention on/off) and the similarities of Table 9.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
@@ -13,6 +15,8 @@ from alc_jax import losses
 
 POOLINGS = ('max_avg', 'max', 'avg', 'average', 'gmp_avg')
 SIMILARITIES = ('attention', 'sample', 'gaussian', 'cosine')
+# How the head is trained: by Eq. 13 itself (the paper) or by its own class-graph loss.
+GRAPHS = ('attention', 'decoupled')
 
 
 class ChannelAttention(nn.Module):
@@ -51,10 +55,6 @@ def generalized_max_pool(x, ridge=1.0):
   return (jnp.swapaxes(phi, -1, -2) @ alpha)[..., 0]
 
 
-def _l2_normalize(x, eps=1e-8):
-  return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
-
-
 def pairwise_similarity(x, kind, temperature=0.06, include_self=True):
   """Attention-free similarities of Table 9 on pooled features x (..., B, D).
 
@@ -65,7 +65,7 @@ def pairwise_similarity(x, kind, temperature=0.06, include_self=True):
   x = x.astype(jnp.float32)
   if kind == 'sample':
     return losses.alc_similarity(x, x, include_self=include_self)
-  x = _l2_normalize(x)
+  x = losses.l2_normalize(x)
   cosine = x @ jnp.swapaxes(x, -1, -2)
   if kind == 'gaussian':
     s = jnp.exp(-jnp.maximum(2.0 - 2.0 * cosine, 0.0) / temperature)  # ||a - b||^2 = 2 - 2 cos.
@@ -76,10 +76,28 @@ def pairwise_similarity(x, kind, temperature=0.06, include_self=True):
   return s if include_self else s * (1.0 - jnp.eye(x.shape[-2], dtype=s.dtype))
 
 
+def logit_spread(logits, include_self=True):
+  """Mean over rows j of the standard deviation over i of the attention logits (i != j if masked).
+
+  The softmax of Eq. 12 is shift-invariant per row, so this spread is what decides how peaked S
+  is: a spread that keeps growing is the attention collapsing towards one-hot rows.
+  """
+  logits = logits.astype(jnp.float32)
+  b = logits.shape[-1]
+  keep = jnp.ones((b, b), bool) if include_self else ~jnp.eye(b, dtype=bool)
+  n = jnp.sum(keep, axis=-1)
+  mean = jnp.sum(jnp.where(keep, logits, 0.0), axis=-1) / n
+  var = jnp.sum(jnp.where(keep, (logits - mean[..., None]) ** 2, 0.0), axis=-1) / n
+  return jnp.mean(jnp.sqrt(var))
+
+
 class SampleAttention(nn.Module):
   """Features (..., B, H, W, C) -> similarity S (..., B, B), S[j, i] = influence of i on j.
 
   Leading axes are independent groups (one per device for `config.alc.scope = 'per_device'`).
+  With the attention similarity, the spread of the attention logits (`logit_spread`) is sown into
+  the 'intermediates' collection as `logit_spread` (a diagnostic; apply with
+  mutable=['intermediates'] to read it).
 
   Attributes mirror `config.alc` (see configs/default.py for each one's meaning).
   """
@@ -91,10 +109,28 @@ class SampleAttention(nn.Module):
   gaussian_temperature: float = 0.06
   gmp_lambda: float = 1.0
   include_self: bool = True
+  logits: str = 'dot'
+  temperature: float = 0.1
+  learned_temperature: bool = False
+  temperature_floor: float = 0.02
+  detach_input: bool = False  # The decoupled graph: the head's loss must not reach the backbone.
+
+  def _temperature(self):
+    if not self.learned_temperature:
+      return self.temperature
+    if self.temperature <= self.temperature_floor:
+      raise ValueError(f'alc.temperature={self.temperature} must exceed alc.temperature_floor='
+                       f'{self.temperature_floor} when it is learned.')
+    # tau = floor + softplus(raw), initialised at `temperature`: it can sharpen S, but only so far.
+    init = math.log(math.expm1(self.temperature - self.temperature_floor))
+    raw = self.param('temperature_raw', nn.initializers.constant(init), ())
+    return self.temperature_floor + nn.softplus(raw)
 
   @nn.compact
   def __call__(self, features):
     x = features.astype(jnp.float32)  # The B x B softmax is kept in float32 under bf16 compute.
+    if self.detach_input:
+      x = jax.lax.stop_gradient(x)
     if self.similarity != 'attention':
       return pairwise_similarity(jnp.mean(x, axis=(-3, -2)), self.similarity,
                                  self.gaussian_temperature, self.include_self)
@@ -108,14 +144,14 @@ class SampleAttention(nn.Module):
       x_max = mlp(generalized_max_pool(x, self.gmp_lambda))
     else:
       x_max = mlp(jnp.max(x, axis=(-3, -2)))  # X-tilde, Eq. 11.
-    sim = lambda a, b: losses.alc_similarity(a, b, include_self=self.include_self)
-    if self.pooling in ('max_avg', 'gmp_avg'):
-      return sim(x_max, x_avg)  # Eq. 12.
-    if self.pooling == 'max':
-      return sim(x_max, x_max)
-    if self.pooling == 'avg':
-      return sim(x_avg, x_avg)
-    return 0.5 * (sim(x_max, x_max) + sim(x_avg, x_avg))  # 'average' of Table 9.
+    temperature = self._temperature() if self.logits == 'cosine' else 1.0
+    pairs = {'max_avg': [(x_max, x_avg)], 'gmp_avg': [(x_max, x_avg)], 'max': [(x_max, x_max)],
+             'avg': [(x_avg, x_avg)], 'average': [(x_max, x_max), (x_avg, x_avg)]}[self.pooling]
+    logits = [losses.attention_logits(a, b, self.logits, temperature) for a, b in pairs]
+    self.sow('intermediates', 'logit_spread',
+             jnp.mean(jnp.stack([logit_spread(z, self.include_self) for z in logits])))
+    # Eq. 12 (the 'average' row of Table 9 averages the max-only and avg-only similarities).
+    return sum(losses.similarity_from_logits(z, self.include_self) for z in logits) / len(logits)
 
 
 def create_head(alc_config):
@@ -126,27 +162,46 @@ def create_head(alc_config):
       similarity=alc_config.similarity, pooling=alc_config.pooling,
       channel_attention=alc_config.channel_attention, se_reduction=alc_config.se_reduction,
       mlp_dim=alc_config.mlp_dim, gaussian_temperature=alc_config.gaussian_temperature,
-      gmp_lambda=alc_config.gmp_lambda, include_self=alc_config.include_self)
+      gmp_lambda=alc_config.gmp_lambda, include_self=alc_config.include_self,
+      logits=alc_config.logits, temperature=alc_config.temperature,
+      learned_temperature=alc_config.learned_temperature,
+      temperature_floor=alc_config.temperature_floor,
+      detach_input=alc_config.graph == 'decoupled')
 
 
-def similarity_diagnostics(similarity, labels, labeled):
-  """Monitors that tell whether the attention collapsed (open point (a) of the docs).
+def _same_class_share(rows, labels, valid):
+  """Share of the rows' mass (i != j, both valid) that falls on pairs of the same class."""
+  b = rows.shape[0]
+  pair = valid[:, None] & valid[None, :] & ~jnp.eye(b, dtype=bool)
+  same = pair & (labels[:, None] == labels[None, :])
+  return jnp.sum(jnp.where(same, rows, 0.)) / jnp.maximum(jnp.sum(jnp.where(pair, rows, 0.)), 1e-12)
+
+
+def similarity_diagnostics(similarity, labels, labeled, true_labels=None):
+  """Monitors that tell whether the attention collapsed and whether it finds same-class neighbours.
+
+  Args:
+    similarity: (B, B) S.
+    labels, labeled: the batch's labels (-1 where unlabeled) and which rows are labeled.
+    true_labels: optional (B,) true class of every row, unlabeled ones included (-1 = unknown).
+      Used for these diagnostics only: the trainer never lets them reach a loss.
 
   Returns a dict of scalars:
     similarity_diagonal: mean share of a row's mass on i = j (1.0 = total collapse).
     similarity_entropy: mean row entropy of the row-normalised |S| (log B = uniform).
-    similarity_same_class: among labeled pairs i != j, the share of S mass on same-class pairs
-      (the share of same-class pairs under uniform attention is the chance level).
+    similarity_same_class_labeled: the same-class share among labeled pairs only (10 x 9 pairs
+      in a batch of 100 with 10 labels: noisy, most of a row's mass is on unlabeled columns).
+    with true_labels, similarity_same_class: the share of S mass (i != j) on pairs of the same
+      true class over all pairs, and same_class_chance: that share under uniform attention.
   """
   s = jnp.abs(jax.lax.stop_gradient(similarity).astype(jnp.float32))
   rows = s / jnp.maximum(jnp.sum(s, axis=1, keepdims=True), 1e-12)
-  b = s.shape[0]
-  eye = jnp.eye(b, dtype=bool)
   diagonal = jnp.mean(jnp.diagonal(rows))
   entropy = jnp.mean(-jnp.sum(jnp.where(rows > 0, rows * jnp.log(jnp.maximum(rows, 1e-30)), 0.), 1))
-  pair = labeled[:, None] & labeled[None, :] & ~eye
-  same = pair & (labels[:, None] == labels[None, :])
-  same_share = jnp.sum(jnp.where(same, rows, 0.)) / jnp.maximum(jnp.sum(jnp.where(pair, rows, 0.)),
-                                                                  1e-12)
-  return {'similarity_diagonal': diagonal, 'similarity_entropy': entropy,
-          'similarity_same_class': same_share}
+  out = {'similarity_diagonal': diagonal, 'similarity_entropy': entropy,
+         'similarity_same_class_labeled': _same_class_share(rows, labels, labeled)}
+  if true_labels is not None:
+    known = true_labels >= 0
+    out['similarity_same_class'] = _same_class_share(rows, true_labels, known)
+    out['same_class_chance'] = _same_class_share(jnp.ones_like(rows), true_labels, known)
+  return out

@@ -1,13 +1,15 @@
 """Config checks that run before anything compiles; each error says what to change."""
 
-from alc_jax import attention, objectives, reporting
+from alc_jax import attention, losses, objectives, reporting
 
 DATASETS = ('fashion_mnist', 'cifar10', 'svhn_cropped', 'imagenet_1pct', 'npz', 'folder')
 MODELS = ('cnn13', 'wrn28_2', 'resnet18')
 NUM_CLASSES = {'fashion_mnist': 10, 'cifar10': 10, 'svhn_cropped': 10, 'imagenet_1pct': 1000}
 # Fields that may differ between a run and its resumption (they change no result).
+# run_batching (vmap or loop over runs) changes float rounding only, like the device count.
 BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
-               'eval_batch_size', 'progress_every_seconds', 'num_train_steps', 'num_epochs')
+               'eval_batch_size', 'progress_every_seconds', 'num_train_steps', 'num_epochs',
+               'run_batching')
 
 
 class ConfigError(ValueError):
@@ -31,11 +33,30 @@ def validate(config, num_devices=1):
   _choice(config.alc.pooling, attention.POOLINGS, 'alc.pooling')
   _choice(config.alc.outputs, ('logits', 'probs'), 'alc.outputs')
   _choice(config.alc.scope, ('global', 'per_device'), 'alc.scope')
+  _choice(config.alc.logits, losses.ATTENTION_LOGITS, 'alc.logits')
+  _choice(config.alc.normalization, losses.ALC_NORMALIZATIONS, 'alc.normalization')
+  _choice(config.alc.graph, attention.GRAPHS, 'alc.graph')
+  _choice(config.supervised_normalization, losses.SUPERVISED_NORMALIZATIONS,
+          'supervised_normalization')
+  if config.alc.logits == 'cosine' and (config.alc.temperature <= 0 or (
+      config.alc.learned_temperature
+      and not 0 < config.alc.temperature_floor < config.alc.temperature)):
+    raise ConfigError(
+        f'config.alc.temperature={config.alc.temperature} must be positive, and above '
+        f'config.alc.temperature_floor={config.alc.temperature_floor} > 0 when it is learned; '
+        f'e.g. --config.alc.temperature=0.1 --config.alc.temperature_floor=0.02.')
+  if not 0 <= config.alc.graph_threshold <= 1:
+    raise ConfigError(f'config.alc.graph_threshold={config.alc.graph_threshold} is a probability: '
+                      f'choose it in [0, 1] (e.g. 0.8).')
+  if config.alc.entropy_weight and config.alc.graph != 'attention':
+    raise ConfigError('config.alc.entropy_weight acts on S through Eq. 13, which the decoupled '
+                      'graph detaches: set config.alc.entropy_weight=0 or config.alc.graph=attention.')
   _choice(config.compute_dtype, ('float32', 'bfloat16'), 'compute_dtype')
   if config.dataset.name in ('npz', 'folder') and not config.dataset.path:
     raise ConfigError(f'dataset {config.dataset.name!r} needs --config.dataset.path=...')
   if config.num_runs < 1:
     raise ConfigError(f'config.num_runs={config.num_runs} must be >= 1.')
+  _choice(config.run_batching, ('auto', 'vmap', 'loop'), 'run_batching')
   if not 0 < config.labeled_batch_size < config.batch_size:
     raise ConfigError(
         f'config.labeled_batch_size={config.labeled_batch_size} must be > 0 and below '
@@ -62,7 +83,8 @@ def validate(config, num_devices=1):
         f'(e.g. {num_classes * max(1, config.dataset.num_labels // num_classes)}).')
   if config.dataset.num_labels <= 0:
     raise ConfigError('config.dataset.num_labels must be positive.')
-  for field in ('consistency_weight', 'alc.weight', 'sntg.weight', 'vat.weight',
+  for field in ('consistency_weight', 'alc.weight', 'alc.entropy_weight', 'alc.graph_weight',
+                'sntg.weight', 'vat.weight',
                 'vat.entmin_weight', 'weight_decay', 'consistency_rampup_epochs',
                 'lr_warmup_epochs', 'pseudo_label_threshold'):
     value = config

@@ -4,10 +4,14 @@ Every function is a pure jnp function of arrays (jit- and vmap-able, no Python l
 batch), accumulates in float32 whatever the input dtype, and cites the equation of Chen, Yang &
 Ling (Neurocomputing 2020) it implements.
 
-Normalisation. The paper writes sums over the data set (Eq. 1, 3, 6); on a mini-batch we use
-means, with the scale of the Mean Teacher reference code that the paper's w1 values come from:
-cross-entropy averaged over the labeled examples, the softmax-MSE consistency averaged over the
-examples and divided by the number of classes, and the ALC term of Eq. 13 divided by the batch size.
+Normalisation. The paper writes sums over the data set (Eq. 1, 3, 6) and leaves the mini-batch
+scale open. The softmax-MSE consistency is averaged over the examples and divided by the number of
+classes, as in the Mean Teacher reference code that the paper's w1 values come from. The other two
+scales are switches (`config.supervised_normalization`, `config.alc.normalization`) because they
+change the balance of the terms by 10x to 1000x: the cross-entropy is either averaged over the
+labeled examples ('labeled') or summed over them and divided by the whole batch ('batch', Eq. 6's
+sums over one batch and the reference code's `CrossEntropyLoss(size_average=False) / minibatch`);
+Eq. 13 is divided by B ('batch'), B^2 ('pairs') or B^2 K ('pairs_classes').
 """
 
 from typing import Optional
@@ -20,20 +24,69 @@ Array = jax.Array
 # equation on GPUs/TPUs too, whose default float32 matmul rounds operands to tf32/bf16.
 _HIGHEST = jax.lax.Precision.HIGHEST
 
+# Valid values of the switches; config_lib validates against these.
+SUPERVISED_NORMALIZATIONS = ('labeled', 'batch')
+ALC_NORMALIZATIONS = ('batch', 'pairs', 'pairs_classes')
+ATTENTION_LOGITS = ('dot', 'scaled_dot', 'cosine')
+
 
 def _f32(x: Array) -> Array:
   return jnp.asarray(x).astype(jnp.promote_types(jnp.asarray(x).dtype, jnp.float32))
 
 
-def _weighted_mean(values: Array, weights: Optional[Array], mask: Optional[Array]) -> Array:
-  """sum(w * m * v) / max(sum(m), 1): weights scale terms, the mask decides who counts."""
+def _weighted_sum(values: Array, weights: Optional[Array], mask: Optional[Array]) -> Array:
+  """sum(w * m * v): weights scale terms, the mask decides who counts."""
   values = _f32(values)
   w = jnp.ones_like(values) if weights is None else _f32(weights)
   m = jnp.ones_like(values) if mask is None else _f32(mask)
-  return jnp.sum(w * m * values) / jnp.maximum(jnp.sum(m), 1.0)
+  return jnp.sum(w * m * values)
 
 
-def alc_similarity(x_max: Array, x_avg: Array, include_self: bool = True) -> Array:
+def _weighted_mean(values: Array, weights: Optional[Array], mask: Optional[Array]) -> Array:
+  """sum(w * m * v) / max(sum(m), 1)."""
+  count = values.size if mask is None else jnp.sum(_f32(mask))
+  return _weighted_sum(values, weights, mask) / jnp.maximum(count, 1.0)
+
+
+def attention_logits(x_max: Array, x_avg: Array, kind: str = 'dot',
+                     temperature: Array = 1.0) -> Array:
+  """The logits of Eq. 12's softmax: logits[j, i] = similarity of x_avg[j] to x_max[i].
+
+  kind:
+    'dot': x_avg[j] . x_max[i], the paper's (unscaled: at D = 128 a row's entropy starts near 0.5
+      nats, far from uniform, and nothing bounds its growth).
+    'scaled_dot': the same divided by sqrt(D) (Vaswani et al. 2017), independent of the width.
+    'cosine': cos(x_avg[j], x_max[i]) / temperature on L2-normalised features; bounded by
+      1 / temperature, so S can never become one-hot.
+  Leading axes, if any, are independent groups.
+  """
+  a, m = _f32(x_avg), _f32(x_max)
+  if kind == 'cosine':
+    a, m = l2_normalize(a), l2_normalize(m)
+  logits = jnp.matmul(a, jnp.swapaxes(m, -1, -2), precision=_HIGHEST)
+  if kind == 'dot':
+    return logits
+  if kind == 'scaled_dot':
+    return logits / jnp.sqrt(jnp.float32(a.shape[-1]))
+  if kind == 'cosine':
+    return logits / temperature
+  raise ValueError(f'unknown attention logits {kind!r}; choose one of {ATTENTION_LOGITS}')
+
+
+def l2_normalize(x: Array, eps: float = 1e-8) -> Array:
+  """x / ||x|| along the last axis (eps keeps a zero vector finite)."""
+  return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
+
+
+def similarity_from_logits(logits: Array, include_self: bool = True) -> Array:
+  """Row softmax of Eq. 12 (stable for any scale); include_self=False masks i = j first."""
+  if not include_self:
+    logits = jnp.where(jnp.eye(logits.shape[-1], dtype=bool), -jnp.inf, logits)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def alc_similarity(x_max: Array, x_avg: Array, include_self: bool = True, kind: str = 'dot',
+                   temperature: Array = 1.0) -> Array:
   """Sample-attention similarity S of Eq. 12.
 
   S[j, i] = exp(x_max[i] . x_avg[j]) / sum_i' exp(x_max[i'] . x_avg[j]): row j is a distribution
@@ -45,38 +98,107 @@ def alc_similarity(x_max: Array, x_avg: Array, include_self: bool = True) -> Arr
       axes, if any, are independent groups.
     x_avg: (B, D) features through GAvgPool and the shared MLP (X-bar of Eq. 10).
     include_self: False masks the diagonal (i = j) before the softmax.
+    kind, temperature: the logits (`attention_logits`); 'dot' is the paper's.
 
   Returns:
     (B, B) float32 array whose rows sum to 1.
   """
-  logits = jnp.matmul(_f32(x_avg), jnp.swapaxes(_f32(x_max), -1, -2), precision=_HIGHEST)
-  if not include_self:
-    logits = jnp.where(jnp.eye(logits.shape[-1], dtype=bool), -jnp.inf, logits)
-  return jax.nn.softmax(logits, axis=-1)
+  return similarity_from_logits(attention_logits(x_max, x_avg, kind, temperature), include_self)
 
 
-def label_consistency(similarity: Array, outputs: Array) -> Array:
-  """Attention-based label consistency, Eq. 13 divided by the batch size.
+def alc_normalizer(normalization: str, batch_size: int, num_classes: int) -> float:
+  """What the sum of Eq. 13 is divided by: B ('batch'), B^2 ('pairs') or B^2 K ('pairs_classes')."""
+  if normalization == 'batch':
+    return float(batch_size)
+  if normalization == 'pairs':
+    return float(batch_size) ** 2
+  if normalization == 'pairs_classes':
+    return float(batch_size) ** 2 * num_classes
+  raise ValueError(f'unknown ALC normalization {normalization!r}; choose one of '
+                   f'{ALC_NORMALIZATIONS}')
 
-  (1/B) sum_j sum_i S[j, i] ||outputs[i] - outputs[j]||^2, without forming the (B, B, K) tensor of
-  differences: with n = ||o||^2,
-    sum_ji S_ji ||o_i - o_j||^2 = sum_i colsum(S)_i n_i + sum_j rowsum(S)_j n_j - 2 sum_j o_j.(S o)_j,
-  which needs O(B^2 + BK) memory.
+
+def _pairwise_sum(s: Array, rows: Array, cols: Array) -> Array:
+  """sum_j sum_i s[j, i] ||rows[j] - cols[i]||^2 without the (B, B, K) tensor of differences:
+  = sum_j rowsum(S)_j ||r_j||^2 + sum_i colsum(S)_i ||c_i||^2 - 2 sum_j r_j . (S c)_j."""
+  return (jnp.dot(jnp.sum(s, axis=-1), jnp.sum(rows * rows, axis=-1), precision=_HIGHEST)
+          + jnp.dot(jnp.sum(s, axis=-2), jnp.sum(cols * cols, axis=-1), precision=_HIGHEST)
+          - 2.0 * jnp.sum(rows * jnp.matmul(s, cols, precision=_HIGHEST)))
+
+
+def label_consistency(similarity: Array, outputs: Array, normalization: str = 'batch',
+                      entropy_weight: float = 0.0) -> Array:
+  """Attention-based label consistency, Eq. 13, divided by `alc_normalizer(normalization)`.
+
+  sum_j sum_i S[j, i] ||outputs[i] - outputs[j]||^2 in O(B^2 + BK) memory (`_pairwise_sum`).
+
+  entropy_weight = beta > 0 adds beta * sum_j sum_i S[j, i] log S[j, i] (minus the row entropies),
+  divided by the same normaliser. Over a row of S (a distribution) the sum is then minimised by
+  softmax_i(-||o_i - o_j||^2 / beta) instead of a one-hot row: the attention head has a finite
+  target and its logits stop growing (the paper's beta = 0 has no such minimiser).
 
   Args:
     similarity: (B, B) S with S[j, i] the weight of sample i for sample j.
     outputs: (B, K) p(x, theta) of the batch (logits by default, see `config.alc.outputs`).
+    normalization: one of ALC_NORMALIZATIONS.
+    entropy_weight: beta of the row-entropy penalty (rows of S must be distributions).
 
   Returns:
     Scalar float32.
   """
   s = _f32(similarity)
   o = _f32(outputs)
-  sq_norms = jnp.sum(o * o, axis=-1)
-  total = (jnp.dot(jnp.sum(s, axis=0), sq_norms, precision=_HIGHEST)
-           + jnp.dot(jnp.sum(s, axis=1), sq_norms, precision=_HIGHEST)
-           - 2.0 * jnp.sum(o * jnp.matmul(s, o, precision=_HIGHEST)))
-  return total / s.shape[0]
+  total = _pairwise_sum(s, o, o)
+  if entropy_weight:
+    total += entropy_weight * jnp.sum(jnp.where(s > 0, s * jnp.log(jnp.where(s > 0, s, 1.0)), 0.0))
+  return total / alc_normalizer(normalization, s.shape[-1], o.shape[-1])
+
+
+def decoupled_label_consistency(similarity: Array, outputs: Array, targets: Array,
+                                normalization: str = 'batch') -> Array:
+  """Eq. 13 with S and the neighbours as fixed targets (the 'decoupled' graph).
+
+  sum_j sum_i sg(S[j, i]) ||outputs[j] - sg(targets[i])||^2 / normaliser: each sample's output is
+  pulled towards the targets (teacher predictions, or labels) of the samples S says are its
+  neighbours. No gradient reaches S or the targets, so Eq. 13 cannot move S towards one-hot rows;
+  the head is trained by `graph_loss` instead.
+  """
+  s = jax.lax.stop_gradient(_f32(similarity))
+  o, t = _f32(outputs), jax.lax.stop_gradient(_f32(targets))
+  return _pairwise_sum(s, o, t) / alc_normalizer(normalization, s.shape[-1], o.shape[-1])
+
+
+def class_graph(labels: Array, labeled: Array, teacher_logits: Array, threshold: float,
+                include_self: bool = True) -> Array:
+  """The target graph of the decoupled head: row-normalised same-class adjacency (CoMatch, SNTG).
+
+  A sample's class is its label where it has one, else the teacher's argmax where the teacher's
+  top probability reaches `threshold`, else unknown. G[j, i] = 1 when both classes are known and
+  equal (i = j only with include_self); each row is divided by its sum. Rows with no known
+  same-class neighbour are all zero (they do not count in `graph_loss`).
+
+  Returns:
+    (B, B) float32 without gradient.
+  """
+  probs = jax.nn.softmax(jax.lax.stop_gradient(_f32(teacher_logits)), axis=-1)
+  known = labeled | (jnp.max(probs, axis=-1) >= threshold)
+  cls = jnp.where(labeled, labels, jnp.argmax(probs, axis=-1))
+  g = (known[:, None] & known[None, :] & (cls[:, None] == cls[None, :])).astype(jnp.float32)
+  if not include_self:
+    g = g * (1.0 - jnp.eye(g.shape[-1], dtype=jnp.float32))
+  return g / jnp.maximum(jnp.sum(g, axis=-1, keepdims=True), 1.0)
+
+
+def graph_loss(similarity: Array, target_graph: Array) -> Array:
+  """Cross-entropy -sum_i G[j, i] log S[j, i], averaged over the rows j of G that are not empty.
+
+  Trains the attention head of the decoupled graph towards same-class neighbours. log S is
+  floored at 1e-30 (an underflowed entry of S then gets no gradient; cosine logits never underflow).
+  """
+  s, g = _f32(similarity), jax.lax.stop_gradient(_f32(target_graph))
+  ce = -jnp.sum(g * jnp.log(jnp.maximum(s, 1e-30)), axis=-1)
+  rows = (jnp.sum(g, axis=-1) > 0).astype(jnp.float32)
+  return jnp.sum(ce * rows) / jnp.maximum(jnp.sum(rows), 1.0)
 
 
 def class_prior(labels: Array, num_classes: int, mask: Optional[Array] = None) -> Array:
@@ -113,19 +235,28 @@ def soft_imbalance_weight(teacher_logits: Array, prior: Array) -> Array:
 
 
 def cross_entropy(logits: Array, labels: Array, weights: Optional[Array] = None,
-                  mask: Optional[Array] = None) -> Array:
-  """Supervised term of Eq. 6 / 14 / 15: -sum_k y_k log softmax(p)_k, averaged over `mask`.
+                  mask: Optional[Array] = None, normalization: str = 'labeled') -> Array:
+  """Supervised term of Eq. 6 / 14 / 15: -sum_k y_k log softmax(p)_k over the labeled examples.
 
   Args:
     logits: (B, K).
     labels: (B,) integer ids; entries where mask is False may hold anything (e.g. -1).
     weights: optional (B,) per-example weights, e.g. `imbalance_weight` (Eq. 14).
-    mask: optional (B,) which examples are labeled; the mean runs over those.
+    mask: optional (B,) which examples are labeled.
+    normalization: 'labeled' divides the sum by the number of labeled examples (a mean over
+      them); 'batch' divides it by the batch size B (Eq. 6's sum over one batch / B, the Mean
+      Teacher reference's `CrossEntropyLoss(size_average=False)(...) / minibatch_size`). With 10
+      labeled examples in 100, 'batch' makes the term 10x lighter.
   """
   logits = _f32(logits)
   safe = jnp.clip(labels, 0, logits.shape[-1] - 1)
   nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), safe[:, None], axis=-1)[:, 0]
-  return _weighted_mean(nll, weights, mask)
+  if normalization == 'labeled':
+    return _weighted_mean(nll, weights, mask)
+  if normalization == 'batch':
+    return _weighted_sum(nll, weights, mask) / nll.shape[0]
+  raise ValueError(f'unknown supervised normalization {normalization!r}; choose one of '
+                   f'{SUPERVISED_NORMALIZATIONS}')
 
 
 def softmax_mse(student_logits: Array, teacher_logits: Array, weights: Optional[Array] = None,

@@ -16,7 +16,8 @@ from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wron
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from alc_jax import config_lib, train  # pylint: disable=g-import-not-at-top,wrong-import-position
+# Importing alc_jax applies the CPU set-up (alc_jax/cpu_setup.py) before any JAX backend starts.
+from alc_jax import config_lib, cpu_setup, train  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
@@ -37,8 +38,8 @@ def main(argv):
     tf.config.set_visible_devices([], 'GPU')
   except ImportError:
     pass
-  logging.info('JAX process %d/%d, local devices %s', jax.process_index(), jax.process_count(),
-               jax.local_devices())
+  logging.info('JAX process %d/%d, local devices %s, CPU set-up %s', jax.process_index(),
+               jax.process_count(), jax.local_devices(), cpu_setup.applied)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except config_lib.ConfigError as e:  # A config mistake: the message says what to change.

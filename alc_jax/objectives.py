@@ -7,8 +7,10 @@ student (and the teacher or second pass), and adds up the terms the config asks 
         + w1(t) * consistency       (Pi-model Eq. 1, Mean Teacher Eq. 3, weighted for Eq. 14/15)
         + w1(t) * pseudo-label / SNTG terms, or the VAT (+EntMin) terms
         + w2(t) * l_alc             (Eq. 13, when config.alc.enabled)
+        + graph_weight * l_graph    (decoupled graph only: trains the attention head)
 """
 
+import functools
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -87,9 +89,11 @@ def compute_loss(params, state, batch, rng, *, model: Classifier, config, data_s
                                config.augment.noise_std)
 
   def forward(p, batch_stats, inputs, dropout_key, with_similarity=False):
+    # 'intermediates' collects the head's sown diagnostics (the attention-logit spread).
     return model.apply({'params': p, 'batch_stats': batch_stats}, inputs, train=True,
                        with_similarity=with_similarity, rngs={'dropout': dropout_key},
-                       mutable=['batch_stats'])
+                       mutable=['batch_stats', 'intermediates'] if with_similarity
+                       else ['batch_stats'])
 
   use_alc = config.alc.enabled
   x_student = augmented(k_aug)
@@ -121,7 +125,8 @@ def compute_loss(params, state, batch, rng, *, model: Classifier, config, data_s
       cons_weights = hard if imbalance == 'hard' else jnp.where(
           labeled, hard, losses.soft_imbalance_weight(teacher_logits, state.prior))
 
-  terms = {'supervised': losses.cross_entropy(logits, labels, sup_weights, labeled)}
+  terms = {'supervised': losses.cross_entropy(logits, labels, sup_weights, labeled,
+                                              config.supervised_normalization)}
   total = terms['supervised']
   if teacher_logits is not None:
     terms['consistency'] = losses.softmax_mse(logits, teacher_logits, cons_weights)
@@ -144,19 +149,14 @@ def compute_loss(params, state, batch, rng, *, model: Classifier, config, data_s
       total += config.vat.entmin_weight * terms['entropy']
 
   metrics = {}
-  if use_alc:  # Eq. 13, with the three open points as config switches (configs/default.py).
-    outputs = logits if config.alc.outputs == 'logits' else jax.nn.softmax(logits)
-    if config.alc.stop_gradient_similarity:
-      similarity = jax.lax.stop_gradient(similarity)
-    groups = similarity.shape[0]
-    grouped = lambda a: a.reshape(groups, -1, *a.shape[1:])
-    terms['alc'] = jnp.mean(jax.vmap(losses.label_consistency)(similarity, grouped(outputs)))
+  if use_alc:
+    alc_terms, alc_metrics = _alc_terms(config.alc, similarity, logits, teacher_logits, batch,
+                                        updates.get('intermediates', {}))
     w2 = config.alc.weight * ramp
-    total += w2 * terms['alc']
+    total += w2 * alc_terms['alc'] + config.alc.graph_weight * alc_terms.get('alc_graph', 0.0)
+    terms.update(alc_terms)
+    metrics.update(alc_metrics)
     metrics['weights/alc'] = w2
-    diagnostics = jax.vmap(attention.similarity_diagnostics)(
-        similarity, grouped(labels), grouped(labeled))
-    metrics.update({f'monitors/{k}': jnp.mean(v) for k, v in diagnostics.items()})
 
   terms['total'] = total
   metrics.update({f'losses/{k}': v for k, v in terms.items()})
@@ -164,3 +164,44 @@ def compute_loss(params, state, batch, rng, *, model: Classifier, config, data_s
   correct = (jnp.argmax(logits, -1) == labels) & labeled
   metrics['train/accuracy'] = jnp.sum(correct) / jnp.maximum(jnp.sum(labeled), 1)
   return total, (metrics, new_batch_stats, new_teacher_stats)
+
+
+def _alc_terms(alc, similarity, logits, teacher_logits, batch, intermediates):
+  """l_alc of Eq. 13 (and, for the decoupled graph, the head's own loss) plus the monitors.
+
+  Each group of the batch (one per device for alc.scope='per_device') has its own S; the terms
+  are averaged over groups. The switches are documented in configs/default.py.
+  """
+  labels, labeled = batch['label'], batch['labeled']
+  groups = similarity.shape[0]
+  grouped = lambda a: a.reshape(groups, -1, *a.shape[1:])
+  to_outputs = (lambda z: z) if alc.outputs == 'logits' else jax.nn.softmax
+  outputs = to_outputs(logits)
+  terms = {}
+  if alc.graph == 'attention':  # The paper: Eq. 13 trains both the network and the head.
+    s = jax.lax.stop_gradient(similarity) if alc.stop_gradient_similarity else similarity
+    consistency = functools.partial(losses.label_consistency, normalization=alc.normalization,
+                                    entropy_weight=alc.entropy_weight)
+    terms['alc'] = jnp.mean(jax.vmap(consistency)(s, grouped(outputs)))
+  else:  # 'decoupled': Eq. 13 with fixed S and neighbour targets; the head learns a class graph.
+    reference = logits if teacher_logits is None else teacher_logits
+    targets = to_outputs(jax.lax.stop_gradient(reference))
+    if alc.outputs == 'probs':  # A labeled neighbour's target is its label.
+      onehot = jax.nn.one_hot(jnp.clip(labels, 0), logits.shape[-1])
+      targets = jnp.where(labeled[:, None], onehot, targets)
+    consistency = functools.partial(losses.decoupled_label_consistency,
+                                    normalization=alc.normalization)
+    terms['alc'] = jnp.mean(jax.vmap(consistency)(similarity, grouped(outputs), grouped(targets)))
+    graph = functools.partial(losses.class_graph, threshold=alc.graph_threshold,
+                              include_self=alc.include_self)
+    target_graph = jax.vmap(graph)(grouped(labels), grouped(labeled), grouped(reference))
+    terms['alc_graph'] = jnp.mean(jax.vmap(losses.graph_loss)(similarity, target_graph))
+  true_labels = batch.get('diagnostic_label')  # Diagnostics only: never in a loss.
+  diagnostics = jax.vmap(attention.similarity_diagnostics)(
+      similarity, grouped(labels), grouped(labeled),
+      None if true_labels is None else grouped(true_labels))
+  metrics = {f'monitors/{k}': jnp.mean(v) for k, v in diagnostics.items()}
+  spread = jax.tree.leaves(intermediates)
+  if spread:
+    metrics['monitors/attention_logit_spread'] = jnp.mean(spread[0])
+  return terms, metrics

@@ -1,9 +1,12 @@
 """Training and evaluation: pure jit-compiled steps over a device mesh, and the loop around them.
 
-Every step is vmapped over `config.num_runs` independent runs (leading axis R of the state and the
-batch; R = 1 for an ordinary run), and data-parallel over all devices of all hosts: the batch axis
-is sharded over the mesh axis 'data', the state is replicated. BatchNorm statistics and the ALC
-similarity are therefore computed over the global batch, as on one device.
+Every step maps over `config.num_runs` independent runs (leading axis R of the state and the
+batch; R = 1 for an ordinary run): by vmap on GPU/TPU, by a loop over the runs inside the one
+jitted program on the CPU (`config.run_batching`, see `map_runs`). It is data-parallel over all
+devices of all hosts: the batch axis is sharded over the mesh axis 'data', the state is
+replicated. BatchNorm statistics and the ALC similarity are therefore computed over the global
+batch, as on one device. On the CPU, `import alc_jax` made one device per core
+(alc_jax/cpu_setup.py).
 """
 
 import dataclasses
@@ -162,11 +165,13 @@ class Experiment:
   data_stats: tuple
   model: Any
   initial_state: TrainState
-  train_step: Any  # jit(vmap(train_step)): (state, global batch) -> (state, metrics)
-  eval_step: Any  # jit(vmap(eval_step)): (state, global eval batch) -> counts per run
+  train_step: Any  # jit(map_runs(train_step)): (state, global batch) -> (state, metrics)
+  eval_step: Any  # jit(map_runs(eval_step)): (state, global eval batch) -> counts per run
   batch_sharding: Any
   eval_sharding: Any
   eval_batch_size: int
+  devices: list  # Of the mesh (mesh_devices).
+  run_loop: bool  # The runs are mapped by a loop, not vmap (use_run_loop).
 
   def train_batches(self, start_step=0):
     """Global batches (R, B, ...) from `start_step` on.
@@ -223,6 +228,44 @@ class Experiment:
     return {k.replace('_correct', '_accuracy'): v / count for k, v in totals.items()}
 
 
+def mesh_devices(batch_size):
+  """The devices of the mesh: all of them, except on a single-process CPU, where the device count
+  is the core count (alc_jax/cpu_setup.py) and need not divide the batch: there the most devices
+  that divide it (batch 100 on 8 cores: 5)."""
+  devices = jax.devices()
+  if jax.process_count() == 1 and devices[0].platform == 'cpu':
+    return devices[:max(n for n in range(1, len(devices) + 1) if batch_size % n == 0)]
+  return devices
+
+
+def use_run_loop(config):
+  """Whether the runs of a step are mapped by a loop (True) or by vmap (config.run_batching).
+
+  'auto' loops on the CPU: vmap over runs with per-run weights turns every convolution into a
+  grouped convolution, which XLA:CPU runs badly (num_runs=4 made each image 3.5x slower,
+  docs/performance.md), while the loop gave 1.25-1.43x the images/s of a single run for 2-4 runs
+  (lax.map/scan over the runs were far worse). On GPU/TPU vmap is the win (4 runs: 2.8x the time
+  of one on an H100).
+  """
+  if config.run_batching == 'auto':
+    return config.num_runs > 1 and jax.default_backend() == 'cpu'
+  return config.run_batching == 'loop'
+
+
+def map_runs(fn, num_runs, loop, in_axes=0):
+  """jax.vmap(fn, in_axes) over the leading run axis, or the same by a Python loop over the runs
+  (unrolled in the jitted program, outputs stacked): equal results up to float rounding."""
+  if not loop:
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def looped(*args):
+    axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+    outs = [fn(*(a if ax is None else jax.tree.map(lambda x, r=r: x[r], a)
+                 for a, ax in zip(args, axes))) for r in range(num_runs)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+  return looped
+
+
 def _to_global(local, sharding, global_rows, axis):
   """A global array from this process's rows (`axis` is the batch axis)."""
   shape = list(local.shape)
@@ -233,7 +276,8 @@ def _to_global(local, sharding, global_rows, axis):
 def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Validates the config, loads the data, splits labels per run and compiles the steps."""
   config = ml_collections.ConfigDict(config)
-  num_devices = jax.device_count()
+  devices = mesh_devices(config.batch_size)
+  num_devices = len(devices)
   config_lib.validate(config, num_devices)
   runs = config.num_runs
   seeds = [config.seed + r for r in range(runs)]
@@ -268,7 +312,8 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   model = create_model(config, num_classes, num_devices)
   tx, schedule = create_optimizer(config, total_steps, steps_per_epoch)
   # Auto axes: XLA propagates the batch sharding through the step (one program for any mesh).
-  mesh = jax.make_mesh((num_devices,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+  mesh = jax.make_mesh((num_devices,), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P(None, 'data'))
   eval_sharding = NamedSharding(mesh, P('data'))
@@ -282,29 +327,32 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
                               data_stats=data_stats, schedule=schedule,
                               rampup_steps=config.consistency_rampup_epochs * steps_per_epoch)
 
+  loop = use_run_loop(config)
+
   def run_step(state, batch):
     step_keys = jax.vmap(lambda k, s: jax.random.key_data(
         jax.random.fold_in(jax.random.wrap_key_data(k), s)))(state.rng, state.step)
-    return jax.vmap(lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k)))(
+    return map_runs(lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k)), runs, loop)(
         state, batch, step_keys)
 
   p_train = jax.jit(run_step, in_shardings=(replicated, batch_sharding),
                     out_shardings=(replicated, replicated), donate_argnums=0)
-  p_eval = jax.jit(jax.vmap(functools.partial(eval_step, model=model, data_stats=data_stats),
-                            in_axes=(0, None)),
+  p_eval = jax.jit(map_runs(functools.partial(eval_step, model=model, data_stats=data_stats),
+                            runs, loop, in_axes=(0, None)),
                    in_shardings=(replicated, eval_sharding), out_shardings=replicated)
   return Experiment(
       config=config, dataset=dataset, splits=splits, seeds=seeds, split_seeds=split_seeds,
       labeled_batch_size=labeled_bs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
       data_stats=data_stats, model=model, initial_state=state, train_step=p_train,
       eval_step=p_eval, batch_sharding=batch_sharding, eval_sharding=eval_sharding,
-      eval_batch_size=-(-config.eval_batch_size // num_devices) * num_devices)
+      eval_batch_size=-(-config.eval_batch_size // num_devices) * num_devices, devices=devices,
+      run_loop=loop)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the results."""
   config = ml_collections.ConfigDict(config)
-  config_lib.validate(config, jax.device_count())
+  config_lib.validate(config, len(mesh_devices(config.batch_size)))
   config_lib.check_workdir(config, workdir)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # Local or a bucket (gs://...).
   if jax.process_index() == 0:
@@ -331,8 +379,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   t_start, step = time.time(), start_step
   print(f'{config.method}{" + ALC" if config.alc.enabled else ""} on {config.dataset.name} '
         f'({config.dataset.num_labels} labels, {runs} run(s)): {total_steps} steps '
-        f'({exp.steps_per_epoch}/epoch) from step {start_step} on {jax.device_count()} '
-        f'{jax.devices()[0].device_kind} device(s).', flush=True)
+        f'({exp.steps_per_epoch}/epoch) from step {start_step} on {len(exp.devices)} '
+        f'{exp.devices[0].device_kind} device(s){" (runs by a loop)" if exp.run_loop else ""}.',
+        flush=True)
 
   try:
     while step < total_steps:
@@ -397,7 +446,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'model_width': config.model.width, 'num_runs': runs, 'seeds': exp.seeds,
       'split_seeds': exp.split_seeds, 'steps': step, 'epochs': step / exp.steps_per_epoch,
       'steps_per_epoch': exp.steps_per_epoch, 'batch_size': config.batch_size,
-      'labeled_batch_size': exp.labeled_batch_size, 'wall_time_s': wall,
+      'labeled_batch_size': exp.labeled_batch_size, 'mesh_devices': len(exp.devices),
+      'wall_time_s': wall,
       'resumed_from_step': start_step,
       # Training throughput after compilation (evaluation and checkpoint time included).
       'images_per_second': progress.steps_per_second(step) * config.batch_size * runs,

@@ -27,6 +27,29 @@ METHOD_ROWS = {
     'pi_model_alc_soft': {'method': 'pi_model', 'alc.enabled': True, 'alc.imbalance': 'soft'},
 }
 
+# Named readings of ALC (the switches of configs/default.py's alc section), chosen by a row suffix:
+# `--config=configs/fashion_mnist_250.py:mean_teacher_alc@paper`. Each sets every switch, so a
+# variant means the same whatever the defaults are. Rows without a suffix use the defaults.
+PAPER_ALC = {'alc.logits': 'dot', 'alc.normalization': 'batch', 'alc.entropy_weight': 0.0,
+             'alc.graph': 'attention', 'alc.outputs': 'logits', 'alc.include_self': True,
+             'alc.stop_gradient_similarity': False, 'alc.learned_temperature': False}
+ALC_VARIANTS = {
+    # The literal reading: unscaled dot-product logits, Eq. 13 / B, p = logits, S trained by Eq. 13.
+    'paper': PAPER_ALC,
+    # The same with Eq. 13 as a mean over the B x B pairs (the scale the paper's w2 values fit).
+    'pairs': {**PAPER_ALC, 'alc.normalization': 'pairs'},
+    # Stabilised attention, each keeping S trained by Eq. 13: 1/sqrt(D) logits; cosine logits
+    # with a fixed temperature; a row-entropy penalty (finite minimiser softmax(-d / beta)).
+    'scaled': {**PAPER_ALC, 'alc.normalization': 'pairs', 'alc.logits': 'scaled_dot'},
+    'cosine': {**PAPER_ALC, 'alc.normalization': 'pairs', 'alc.logits': 'cosine',
+               'alc.temperature': 0.1},
+    'entropy': {**PAPER_ALC, 'alc.normalization': 'pairs', 'alc.entropy_weight': 1.0},
+    # The decoupled graph: Eq. 13 pulls each prediction towards its neighbours' teacher
+    # predictions (labels where known) under a detached S; the head learns a same-class graph.
+    'decoupled': {**PAPER_ALC, 'alc.normalization': 'pairs', 'alc.graph': 'decoupled',
+                  'alc.logits': 'cosine', 'alc.temperature': 0.1, 'alc.outputs': 'probs'},
+}
+
 # The method rows of the balanced CNN-13 tables (Table 2, Fig. 7, Table 3), in the paper's order.
 BALANCED_ROWS = ('supervised', 'pseudo_label', 'sntg', 'mean_teacher', 'mean_teacher_alc',
                  'pi_model', 'pi_model_alc')
@@ -70,12 +93,19 @@ def set_path(config, key, value):
 
 
 def apply_row(config, row):
-  """Applies METHOD_ROWS[row] to config (in place) and returns it."""
+  """Applies METHOD_ROWS[row] (and ALC_VARIANTS[v] for 'ROW@v') to config in place; returns it."""
+  row, _, variant = row.partition('@')
   if row not in METHOD_ROWS:
     raise ValueError(f'unknown row {row!r}; valid rows: {", ".join(METHOD_ROWS)}')
+  if variant and variant not in ALC_VARIANTS:
+    raise ValueError(f'unknown ALC variant {variant!r} in {row}@{variant}; valid variants: '
+                     f'{", ".join(ALC_VARIANTS)}')
+  if variant and not METHOD_ROWS[row].get('alc.enabled'):
+    raise ValueError(f'row {row!r} has no ALC, so @{variant} would change nothing; use an ALC row '
+                     f'such as mean_teacher_alc@{variant}')
   config.alc.enabled = False  # Rows without ALC turn it off explicitly.
   config.alc.imbalance = 'none'
-  for key, value in METHOD_ROWS[row].items():
+  for key, value in {**METHOD_ROWS[row], **ALC_VARIANTS.get(variant, {})}.items():
     set_path(config, key, value)
   return config
 

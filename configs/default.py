@@ -18,6 +18,9 @@ def get_config():
   # Independent runs trained side by side in one compiled program (vmap over runs); run r uses
   # seed + r for everything, including its own label split. A 5-seed table then costs one run.
   config.num_runs = 1
+  # How a step maps over the runs: 'vmap', 'loop' (a Python loop inside the one jitted step), or
+  # 'auto': loop on the CPU (vmap makes grouped convolutions, slow there), vmap on GPU/TPU.
+  config.run_batching = 'auto'
 
   # --- Attention-based label consistency (Sec. 3.3-3.5) ----------------------------------------
   config.alc = ml_collections.ConfigDict()
@@ -48,12 +51,39 @@ def get_config():
   # (c) 'logits': p is the pre-softmax output (the paper: "before the Softmax layer");
   #     'probs': the softmax probabilities.
   config.alc.outputs = 'logits'
+  # Scale of Eq. 13 (the paper leaves it open): the sum over the B x B pairs divided by 'batch'
+  # (B), 'pairs' (B^2, a mean over pairs) or 'pairs_classes' (B^2 K, a mean over the B x B x K
+  # tensor of squared differences, e.g. torch's .mean() of it).
+  config.alc.normalization = 'batch'
+  # Logits of Eq. 12's softmax: 'dot' (x_avg . x_max, the paper's), 'scaled_dot' (/ sqrt(D)),
+  # 'cosine' (cosine similarity / alc.temperature: bounded, S cannot become one-hot).
+  config.alc.logits = 'dot'
+  config.alc.temperature = 0.1  # tau of the cosine logits (SimCLR/CoMatch use 0.1-0.2).
+  config.alc.learned_temperature = False  # Learn tau (as floor + softplus), starting at temperature.
+  config.alc.temperature_floor = 0.02  # Lowest learned tau: caps how peaked S can get.
+  # beta of a row-entropy penalty beta * sum_ji s_ji log s_ji added to Eq. 13: each row of S then
+  # has the finite minimiser softmax(-||p_i - p_j||^2 / beta) instead of a one-hot row. 0 = paper.
+  config.alc.entropy_weight = 0.0
+  # How the attention head is trained: 'attention' (the paper: Eq. 13 is its only loss) or
+  # 'decoupled': Eq. 13 uses a detached S and detached neighbour targets (the teacher's output, or
+  # the one-hot label of a labeled neighbour with alc.outputs=probs), and the head (on detached
+  # features) learns S by cross-entropy towards a same-class graph from the labels and the
+  # teacher's confident predictions (as CoMatch / SNTG build theirs).
+  config.alc.graph = 'attention'
+  config.alc.graph_threshold = 0.8  # Teacher confidence for a sample to join the class graph.
+  config.alc.graph_weight = 1.0  # Weight of the head's graph loss (it trains only the head).
   # 'global': S over the whole global batch, as on one device; 'per_device': block-diagonal S,
   # one block per device (cheaper at very large batch, and what a per-GPU implementation computes).
   config.alc.scope = 'global'
 
   # --- Consistency (w1 of Eq. 6) and the EMA teacher (Eq. 2) -----------------------------------
   config.consistency_weight = 5.0  # w1: 5 Fashion-MNIST, 100 CIFAR-10, 5 SVHN (Sec. 5).
+  # Scale of the supervised cross-entropy: 'labeled' (mean over the labeled examples of the batch)
+  # or 'batch' (summed over them and divided by the whole batch: Eq. 6's sums over one batch, and
+  # the Mean Teacher reference code, whose w1 values the paper copies). With 10 labeled of 100,
+  # 'labeled' weighs the supervised term 10x more against w1 and w2.
+  config.supervised_normalization = 'labeled'
+
   # Sigmoid ramp-up exp(-5 (1 - t/T)^2) of Laine & Aila / Mean Teacher for w1 (and w2), in epochs.
   # The paper is silent; 5 epochs is the Mean Teacher PyTorch reference's CIFAR-10 setting.
   config.consistency_rampup_epochs = 5.0

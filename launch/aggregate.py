@@ -1,7 +1,7 @@
 """Collects every results.json under a root into results.md tables and PNG plots.
 
   python launch/aggregate.py --root runs/ --out docs/ [--metric auto|student|teacher]
-                             [--which final|best]
+                             [--which final|best] [--split test|validation]
 
 Experiments and rows come from the sweep's layout, root/<config stem>/<row>/seed<k>/results.json
 (launch/sweep.py; also seed<a>-<b> and seeds<a>-<b>); a results.json elsewhere is filed under
@@ -12,7 +12,8 @@ of training ('final') over seeds, beside the paper's number (launch/paper_number
 'auto' reports the teacher (EMA) model for Mean Teacher (as the Mean Teacher paper does) and the
 student otherwise. Plots (matplotlib, Agg): accuracy over training per row (Fig. 5/7), accuracy
 against w2 where runs differ only in config.alc.weight (Fig. 6), S of 100 test images ordered by
-class, and the attention monitors over training.
+class, and the attention monitors over training. `--split validation` reports the held-out
+validation split instead (config.dataset.validation_size > 0): what hyperparameters are chosen on.
 """
 
 import argparse
@@ -36,8 +37,11 @@ NAMES = {'supervised': 'Supervised', 'pseudo_label': 'Pseudo-Label', 'pi_model':
          'mean_teacher': 'MeanTeacher', 'sntg': 'SNTG', 'vat': 'VAT', 'vat_entmin': 'VAT + EntMin'}
 SEED_DIR = re.compile(r'^seeds?\d+(-\d+)?$')  # seed3, seed0-2 (sweep.py), seeds0-2.
 RATIO_SUFFIX = re.compile(r'_ratio[0-9.]+$')
+# similarity_same_class is over all pairs with every example's true label (runs from before the
+# all-pairs diagnostic logged the labeled-pairs share under that name).
 MONITORS = ('monitors/similarity_diagonal', 'monitors/similarity_entropy',
-            'monitors/similarity_same_class')
+            'monitors/similarity_same_class', 'monitors/attention_logit_spread')
+SPLITS = ('test', 'validation')
 
 # One results.json: where it belongs, its accuracies (percent, one per run) and which model.
 Run = collections.namedtuple(
@@ -62,30 +66,31 @@ def method_label(results):
   return label
 
 
-def metric_key(results, metric):
-  """'teacher_accuracy' or 'student_accuracy' for this run."""
+def metric_key(results, metric, split='test'):
+  """'teacher_accuracy' or 'student_accuracy' for this run ('validation_...' for that split)."""
+  prefix = '' if split == 'test' else f'{split}_'
   if metric != 'auto':
-    return f'{metric}_accuracy'
+    return f'{prefix}{metric}_accuracy'
   config = results.get('config', {})
   base = config.get('sntg', {}).get('base') if results['method'] == 'sntg' else results['method']
   teacher = base == 'mean_teacher' and 'teacher_accuracy' in results.get('final', {})
-  return 'teacher_accuracy' if teacher else 'student_accuracy'
+  return prefix + ('teacher_accuracy' if teacher else 'student_accuracy')
 
 
-def load_runs(root, metric='auto', which='final'):
+def load_runs(root, metric='auto', which='final', split='test'):
   runs = []
   for dirpath, dirs, files in os.walk(root):
     dirs[:] = sorted(d for d in dirs if d != 'checkpoints')  # Nothing of ours in there.
     if 'results.json' not in files:
       continue
     try:
-      runs.append(_load_run(root, dirpath, metric, which))
+      runs.append(_load_run(root, dirpath, metric, which, split))
     except (OSError, ValueError, KeyError) as e:  # A truncated or foreign results.json.
       print(f'skipping {dirpath}/results.json: {e!r}', file=sys.stderr)
   return runs
 
 
-def _load_run(root, dirpath, metric, which):
+def _load_run(root, dirpath, metric, which, split='test'):
   with open(os.path.join(dirpath, 'results.json'), encoding='utf-8') as f:
     results = json.load(f)
   parts = os.path.relpath(dirpath, root).split(os.sep)
@@ -97,12 +102,15 @@ def _load_run(root, dirpath, metric, which):
   experiment = stem
   if results.get('imbalance_ratio', 1) != 1:
     experiment = f"{stem} (1:{results['imbalance_ratio']:g})"
-  key = metric_key(results, metric)
+  key = metric_key(results, metric, split)
+  if key not in results[which]:
+    raise ValueError(f'{dirpath}/results.json has no {key}: was it trained with '
+                     f'config.dataset.validation_size > 0?')
   accuracy = 100 * np.asarray(results[which][key], float).reshape(-1)
   top5 = results[which].get(key.replace('_accuracy', '_top5_accuracy'))
   top5 = None if top5 is None else 100 * np.asarray(top5, float).reshape(-1)
   return Run(experiment, stem, name, name.split('--')[0], dirpath, results, accuracy, top5,
-             key.split('_')[0])
+             key.split('_')[-2])
 
 
 def _row_order(stem):
@@ -198,11 +206,11 @@ def slug(text):
   return re.sub(r'[^A-Za-z0-9_.-]+', '_', text).strip('_')
 
 
-def plot_curves(plt, experiment, rows, metric, out):
+def plot_curves(plt, experiment, rows, metric, out, split='test'):
   fig, ax = plt.subplots(figsize=(7, 4.5))
   drawn = False
   for name, runs in rows.items():
-    key = 'eval/' + metric_key(runs[0].results, metric)
+    key = 'eval/' + metric_key(runs[0].results, metric, split)
     x, y = mean_curve(runs, key)
     if len(x):
       ax.plot(x, 100 * y, label=f'{RATIO_SUFFIX.sub("", name)}: {method_label(runs[0].results)}')
@@ -210,7 +218,7 @@ def plot_curves(plt, experiment, rows, metric, out):
   if not drawn:
     plt.close(fig)
     return None
-  ax.set(xlabel='epoch', ylabel='test accuracy (%)', title=experiment)
+  ax.set(xlabel='epoch', ylabel=f'{split} accuracy (%)', title=experiment)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
   return _save(plt, fig, out, f'curves_{slug(experiment)}.png')
@@ -231,7 +239,7 @@ def w2_groups(runs):
   return {key: dict(by_weight) for key, by_weight in groups.items() if len(by_weight) > 1}
 
 
-def plot_w2(plt, runs, out):
+def plot_w2(plt, runs, out, split='test'):
   """Accuracy against w2 (Fig. 6) for each ALC row run at several values of config.alc.weight."""
   files = []
   for (experiment, base), by_weight in sorted(w2_groups(runs).items()):
@@ -242,7 +250,7 @@ def plot_w2(plt, runs, out):
                 capsize=3)
     if min(weights) > 0:
       ax.set_xscale('log')
-    ax.set(xlabel='w2', ylabel='test accuracy (%)', title=f'{experiment}: {base}')
+    ax.set(xlabel='w2', ylabel=f'{split} accuracy (%)', title=f'{experiment}: {base}')
     ax.grid(alpha=0.3)
     files.append(_save(plt, fig, out, f'w2_{slug(experiment)}_{slug(base)}.png'))
   return files
@@ -301,16 +309,16 @@ def _save(plt, fig, out, name):
   return name
 
 
-def aggregate(root, out, metric='auto', which='final'):
+def aggregate(root, out, metric='auto', which='final', split='test'):
   """Writes out/results.md and the plots; returns the markdown text."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   os.makedirs(out, exist_ok=True)
-  runs = load_runs(root, metric, which)
+  runs = load_runs(root, metric, which, split)
   eval_model = {'auto': 'teacher for MeanTeacher, student otherwise'}.get(metric, metric)
   text = [f'# Results under `{root}`', '',
-          f'Test accuracy at the {which} evaluation, mean ± std (ddof 0) over seeds; model: '
+          f'{split.capitalize()} accuracy at the {which} evaluation, mean ± std (ddof 0) over seeds; model: '
           f'{eval_model}. `paper` is the paper\'s number (launch/paper_numbers.py), `diff` = ours '
           '- paper. Rows with a `--key=value` suffix vary a hyperparameter and get no paper '
           'number.', '']
@@ -321,12 +329,12 @@ def aggregate(root, out, metric='auto', which='final'):
     sources = sorted({r.source for (s, _), r in paper_numbers.PAPER.items() if s == stem})
     title = experiment + (f" (paper: {', '.join(sources)})" if sources else '')
     text += [f'## {title}', '', table(rows), '']
-    for name in (plot_curves(plt, experiment, rows, metric, out),
+    for name in (plot_curves(plt, experiment, rows, metric, out, split),
                  plot_monitors(plt, experiment, rows, out),
                  plot_similarity(plt, experiment, rows, out)):
       if name:
         text += [f'![{name}]({name})', '']
-  for name in plot_w2(plt, runs, out):
+  for name in plot_w2(plt, runs, out, split):
     text += [f'![{name}]({name})', '']
   markdown = '\n'.join(text)
   with open(os.path.join(out, 'results.md'), 'w', encoding='utf-8') as f:
@@ -341,8 +349,10 @@ def main(argv=None):
   p.add_argument('--out', default='docs', help='Where results.md and the PNGs go.')
   p.add_argument('--metric', default='auto', choices=('auto', 'student', 'teacher'))
   p.add_argument('--which', default='final', choices=('final', 'best'))
+  p.add_argument('--split', default='test', choices=SPLITS,
+                 help='validation: the held-out split that hyperparameters are chosen on.')
   args = p.parse_args(argv)
-  aggregate(args.root, args.out, args.metric, args.which)
+  aggregate(args.root, args.out, args.metric, args.which, args.split)
   print(f'wrote {os.path.join(args.out, "results.md")}')
   return 0
 

@@ -2,7 +2,8 @@
 
   python launch/bench.py [--quick] [--models cnn13,wrn28_2] [--methods ...] [--width W]
       [--batch-size B] [--dtype float32|bfloat16] [--num-runs R] [--steps N] [--json out.json]
-      [--mfu] [--peer] [--pairwise [--pairwise-sizes 100,256,...]] [--vectorized N] [--skip-table]
+      [--mfu] [--peer] [--levers] [--pairwise [--pairwise-sizes 100,256,...]] [--vectorized N]
+      [--skip-table]
 
 The table: for each model and method row, one `train.create_experiment` on a synthetic .npz data
 set (random uint8 32x32x3 images, 10 classes: no download, and the step's cost does not depend on
@@ -20,11 +21,20 @@ Extra sections (each also prints in the same run):
   --mfu          model FLOPs utilisation: XLA's FLOP count of the lowered step / step time,
                  against the measured peak of a large f32 and bf16 matmul on the same device.
   --peer         the same Mean Teacher CNN-13 step in PyTorch (launch/bench_torch_peer.py, same
-                 width and batch), and ours / theirs in images/s.
+                 width and batch), and ours / theirs in images/s. Needs torch in this Python
+                 (CPU-only: `pip install torch==2.13.0` on the project's machines, see setup.cfg).
+  --levers       CPU only: the Mean Teacher step of the first model under each CPU set-up of
+                 alc_jax/cpu_setup.py (all off, + Eigen convolutions, + one device per core, all
+                 on = the default), each in a subprocess (the settings must precede JAX's start).
+                 Each row says what it ran with: devices in the mesh, and how many of the
+                 compiled step's convolutions XLA gave to YNNPACK.
   --pairwise     the ALC pairwise term alone (alc_similarity + label_consistency, forward and
                  backward) as the batch grows, sharded over all devices on the batch axis.
-  --vectorized N N seed-vectorised runs in one program (config.num_runs = N) against N separate
-                 runs one after another.
+  --vectorized N N seed-vectorised runs in one program (config.num_runs = N), the runs mapped by a
+                 loop and by vmap (config.run_batching; the default is loop on CPU, vmap on
+                 GPU/TPU), against N separate runs one after another.
+
+`uptime` (the load average) is printed first and last: the numbers mean little on a busy machine.
 
 The last line is `alc_overhead R`, R = ms/step(MT + ALC) / ms/step(MT) of this run (CNN-13 if it
 was benchmarked): the table always measures those two rows (added to --methods if missing), then
@@ -54,7 +64,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=wrong-import-position
 
-from alc_jax import losses, train  # pylint: disable=wrong-import-position
+from alc_jax import cpu_setup, losses, train  # pylint: disable=wrong-import-position
 from configs import common, default  # pylint: disable=wrong-import-position
 
 # Row name -> (label in the table, config overrides).
@@ -71,6 +81,9 @@ MODELS = ('cnn13', 'wrn28_2')
 NUM_BATCHES = 4  # Distinct batches, cycled: no step sees the same input as the step before.
 QUICK_WIDTH, QUICK_STEPS = 0.25, 3
 OVERHEAD_STEPS = 8  # At least this many alternated steps each for alc_overhead (3 gave +-10%).
+# --levers: (row label, ALC_JAX_CPU_DEFAULTS of its subprocess).
+LEVER_ROWS = (('all levers off', '0'), ('+ Eigen convolutions', 'convs'),
+              ('+ all cores as devices', 'devices'), ('all on (the default)', '1'))
 
 
 def on_accelerator():
@@ -89,6 +102,25 @@ def machine():
   load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
   return (f'{cpu}, {os.cpu_count()} CPUs (load average {load}); JAX {jax.__version__} on '
           f'{jax.device_count()} x {d.device_kind} ({d.platform})')
+
+
+def uptime():
+  try:
+    return subprocess.run(['uptime'], capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return 'load average: ' + ', '.join(f'{x:.2f}' for x in os.getloadavg())
+
+
+def cpu_set_up():
+  """What alc_jax/cpu_setup.py set in this process, in words."""
+  if on_accelerator():
+    return 'none (not on the CPU)'
+  applied = cpu_setup.applied
+  return (f'convolutions by {"Eigen" if "XLA_FLAGS" in applied else "XLA default"}, '
+          f'{jax.device_count()} device(s)'
+          f'{" (one per core)" if "jax_num_cpu_devices" in applied else ""}; '
+          f'{cpu_setup.ENV}={os.environ.get(cpu_setup.ENV, "unset")}, '
+          f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
 
 
 def peak_memory():
@@ -131,7 +163,7 @@ def write_synthetic_npz(path, batch_size, seed=0):
            y_test=np.arange(100) % 10)
 
 
-def make_config(args, npz, model, method, num_runs=None):
+def make_config(args, npz, model, method, num_runs=None, run_batching='auto'):
   config = default.get_config()
   config.dataset.name = 'npz'
   config.dataset.path = npz
@@ -143,6 +175,7 @@ def make_config(args, npz, model, method, num_runs=None):
   config.model.width = args.width
   config.compute_dtype = args.dtype
   config.num_runs = num_runs or args.num_runs
+  config.run_batching = run_batching
   config.num_train_steps = 10000  # Only shapes the lr schedule; nothing trains that long here.
   for key, value in METHODS[method][1].items():
     common.set_path(config, key, value)
@@ -155,6 +188,7 @@ class Runner:
   def __init__(self, config):
     self.config = config
     exp = train.create_experiment(config)
+    self.devices = len(exp.devices)  # Of the mesh.
     it = exp.train_batches()
     self.batches = [next(it) for _ in range(NUM_BATCHES)]  # The input pipeline is not timed.
     self.state = exp.initial_state
@@ -188,6 +222,7 @@ def time_steps(config, steps, warmup=1, keep=False):
          'flops_per_step': xla_flops(runner.lowered), 'xla_bytes': xla_bytes(runner.compiled)}
   out['peak_bytes'], out['peak_kind'] = peak_memory()
   out['load1'] = os.getloadavg()[0]  # Other processes' share of the CPU while this row ran.
+  out['mesh_devices'] = runner.devices
   if keep:
     out['_runner'] = runner
   else:
@@ -273,6 +308,61 @@ def run_peer(args, npz_dir):
     return json.load(f)
 
 
+def lever_child(args):
+  """One --levers row, in a subprocess started by run_levers: the MT step under this process'
+  CPU set-up (ALC_JAX_CPU_DEFAULTS). Writes its measurement to --json."""
+  with tempfile.TemporaryDirectory() as tmp:
+    npz = os.path.join(tmp, 'synthetic.npz')
+    write_synthetic_npz(npz, args.batch_size)
+    r = time_steps(make_config(args, npz, args.models.split(',')[0], 'mean_teacher'), args.steps,
+                   keep=True)
+    text = r.pop('_runner').compiled.as_text()
+  r.update(devices=jax.device_count(), applied=cpu_setup.applied,
+           convs=text.count(' convolution('), ynn_convs=cpu_setup.ynn_convolutions(text))
+  with open(args.json, 'w', encoding='utf-8') as f:
+    json.dump(r, f, default=float)
+
+
+def run_levers(args, model, tmp):
+  """The MT step of `model` under each CPU set-up of LEVER_ROWS, one subprocess each."""
+  print(f'\nCPU set-up levers (alc_jax/cpu_setup.py): MT on {model}, one subprocess per row:',
+        flush=True)
+  # The user's XLA_FLAGS without what this process' set-up appended; the rows add their own.
+  user_flags = os.environ.get('XLA_FLAGS', '').replace(cpu_setup.applied.get('XLA_FLAGS', '\0'),
+                                                       '').strip()
+  rows = []
+  for label, levers in LEVER_ROWS:
+    out = os.path.join(tmp, f'levers_{levers}.json')
+    env = dict(os.environ, **{cpu_setup.ENV: levers})
+    env.pop('XLA_FLAGS', None)
+    if user_flags:
+      env['XLA_FLAGS'] = user_flags
+    cmd = [sys.executable, os.path.abspath(__file__), '--lever-child', '--models', model,
+           '--width', str(args.width), '--batch-size', str(args.batch_size), '--dtype',
+           args.dtype, '--steps', str(args.steps), '--json', out]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+      print(f'  {label}: failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}')
+      continue
+    with open(out, encoding='utf-8') as f:
+      r = json.load(f)
+    r.update(label=label, levers=levers)
+    rows.append(r)
+    print(f'  measured {label}: {r["images_per_second"]:.1f} img/s', flush=True)
+  if not rows:
+    return rows
+  off = rows[0]['ms_per_step'] if rows[0]['levers'] == '0' else float('nan')
+  print(f'{"CPU set-up":<24} {"devices":>7} {"YNN convs":>10} {"img/s":>9} {"ms/step":>9} '
+        f'{"x off":>6} {"compile s":>9} {"load":>5}')
+  for r in rows:
+    print(f'{r["label"]:<24} {r["mesh_devices"]:>7} {r["ynn_convs"]:>4} / {r["convs"]:<3} '
+          f'{r["images_per_second"]:>9.1f} {r["ms_per_step"]:>9.1f} '
+          f'{r["ms_per_step"] / off:>6.2f} {r["compile_s"]:>9.1f} {r["load1"]:>5.1f}')
+  print('devices = of the mesh; YNN convs = convolutions of the compiled step inside YNNPACK '
+        'fusions / all; x off = step time / that of all levers off.')
+  return rows
+
+
 def print_table(rows, mfu_peaks):
   head = (f'{"model":<8} {"method":<12} {"width":>6} {"dtype":>8} {"batch":>6} {"runs":>4} '
           f'{"img/s":>9} {"ms/step":>9} {"compile s":>9} {"peak MiB":>9} {"xla MiB":>8} '
@@ -312,11 +402,16 @@ def main():
   parser.add_argument('--pairwise', action='store_true')
   parser.add_argument('--pairwise-sizes', default='100,256,512,1024,2048,4096')
   parser.add_argument('--vectorized', type=int, default=0, metavar='N')
+  parser.add_argument('--levers', action='store_true')
+  parser.add_argument('--lever-child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.width is None:
     args.width = QUICK_WIDTH if args.quick else 1.0
   if args.steps is None:
     args.steps = QUICK_STEPS if args.quick else 20
+  if args.lever_child:
+    lever_child(args)
+    return
   models = [m for m in args.models.split(',') if m]
   methods = [m for m in args.methods.split(',') if m]
   for m in models:
@@ -331,17 +426,21 @@ def main():
 
   t_start = time.perf_counter()
   print(f'machine: {machine()}', flush=True)
+  before = uptime()
+  print(f'uptime before: {before}')
+  print(f'CPU set-up (alc_jax/cpu_setup.py): {cpu_set_up()}', flush=True)
   if args.quick:
     print(f'--quick: narrowed networks (width {args.width}, i.e. {args.width:g} x the published '
           f'channels) and {args.steps} timed steps per row; CPU-sized, not the paper\'s networks.')
-  if not args.skip_table or args.vectorized:
+  if not args.skip_table or args.vectorized or args.levers:
     print(f'settings: width {args.width:g}, batch {args.batch_size} '
           f'({max(1, args.batch_size // 10)} labeled), dtype {args.dtype}, runs {args.num_runs}, '
           f'{args.steps} timed steps after 1 warm-up; {NUM_BATCHES} batches fetched up front and '
           f'reused (input pipeline not timed).', flush=True)
   if added and not args.skip_table:
     print(f'added to --methods to measure alc_overhead: {",".join(added)}')
-  results = {'machine': machine(), 'args': vars(args), 'rows': []}
+  results = {'machine': machine(), 'args': vars(args), 'rows': [], 'uptime_before': before,
+             'cpu_set_up': cpu_set_up()}
 
   with tempfile.TemporaryDirectory() as tmp:
     npz = os.path.join(tmp, 'synthetic.npz')
@@ -395,25 +494,36 @@ def main():
         print('MFU = FLOPs per step (XLA cost analysis of the lowered step) / step time / matmul '
               'peak of the row\'s dtype.')
 
+    if args.levers:
+      if on_accelerator():
+        print('\n--levers: CPU only (alc_jax/cpu_setup.py changes nothing on GPU/TPU); skipped.')
+      else:
+        results['levers'] = run_levers(args, models[0], tmp)
+
     if args.peer:
       print('\npeer (PyTorch, same Mean Teacher CNN-13 step):', flush=True)
       peer = run_peer(args, tmp)
       results['peer'] = peer
-      ours = [r for r in rows if r['model'] == 'cnn13' and r['method'] == 'mean_teacher']
+      # Ours: the table's MT CNN-13 row, and each --levers row if it measured CNN-13.
+      ours = [('table', r) for r in rows if r['model'] == 'cnn13' and r['method'] == 'mean_teacher']
+      if models[0] == 'cnn13':
+        ours += [(f'levers: {r["label"]}', r) for r in results.get('levers', [])]
       if peer and ours:
-        ratio = ours[0]['images_per_second'] / peer['images_per_second']
-        results['peer_ratio'] = ratio
-        print(f'MT CNN-13 width {args.width:g} batch {args.batch_size}: ours '
-              f'{ours[0]["images_per_second"]:.1f} img/s / theirs '
-              f'{peer["images_per_second"]:.1f} img/s = {ratio:.2f}')
+        results['peer_ratio'] = ours[0][1]['images_per_second'] / peer['images_per_second']
+        print(f'MT CNN-13 width {args.width:g} batch {args.batch_size}, ours / theirs '
+              f'({peer["images_per_second"]:.1f} img/s):')
+        for name, r in ours:
+          print(f'  {name:<36} {r["images_per_second"]:>8.1f} img/s  '
+                f'{r["images_per_second"] / peer["images_per_second"]:.2f}')
       elif peer:
         print('no MT CNN-13 row in this run to compare against (add --models cnn13).')
 
     if args.vectorized:
       n = args.vectorized
       model = models[0]
-      print(f'\nseed-vectorised runs: MT+ALC on {model}, {n} runs in one program vs {n} separate '
-            f'runs one after another (each compiles its own program):', flush=True)
+      print(f'\nN runs: MT+ALC on {model}, {n} runs in one program (mapped by a loop, then by '
+            f'vmap) vs {n} separate runs one after another (each compiles its own program):',
+            flush=True)
       # Separate runs would each compile their own step: no cache hits for the repeated program.
       # JAX latches its first cache decision, so the cache must also be reset (a private API).
       jax.config.update('jax_enable_compilation_cache', False)
@@ -422,11 +532,15 @@ def main():
         compilation_cache.reset_cache()
       except (ImportError, AttributeError):
         print('  (could not reset the compilation cache: separate runs may hit it)')
-      start = time.perf_counter()
-      vec = time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=n), args.steps)
-      vec['wall_s'] = time.perf_counter() - start
-      print(f'  {n} runs in one program: compiled in {vec["compile_s"]:.1f} s, '
-            f'{vec["ms_per_step"]:.1f} ms/step', flush=True)
+      together = {}
+      for mode in ('loop', 'vmap'):
+        start = time.perf_counter()
+        together[mode] = time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=n,
+                                                run_batching=mode), args.steps)
+        together[mode]['wall_s'] = time.perf_counter() - start
+        print(f'  {n} runs in one program ({mode}): compiled in '
+              f'{together[mode]["compile_s"]:.1f} s, {together[mode]["ms_per_step"]:.1f} ms/step',
+              flush=True)
       seq, seq_wall = [], 0.0
       for i in range(n):
         start = time.perf_counter()
@@ -437,16 +551,22 @@ def main():
               f'{seq[-1]["ms_per_step"]:.1f} ms/step', flush=True)
       images = n * args.batch_size * (args.steps + 2)  # Compile step + warm-up + timed steps.
       seq_step = statistics.median(t for r in seq for t in r['step_times_s'])
-      results['vectorized'] = {'num_runs': n, 'vectorised': vec, 'sequential': seq,
-                               'vectorised_wall_s': vec['wall_s'], 'sequential_wall_s': seq_wall}
-      print(f'{"mode":<26} {"img/s (steps)":>14} {"img/s (with compile)":>21} {"wall s":>8}')
-      print(f'{f"{n} runs in one program":<26} {vec["images_per_second"]:>14.1f} '
-            f'{images / vec["wall_s"]:>21.1f} {vec["wall_s"]:>8.1f}')
-      print(f'{f"{n} runs one after another":<26} {args.batch_size / seq_step:>14.1f} '
-            f'{images / seq_wall:>21.1f} {seq_wall:>8.1f}')
-      speedup = vec['images_per_second'] * seq_step / args.batch_size
-      print(f'speed-up of vectorising: {speedup:.2f}x (steps), {seq_wall / vec["wall_s"]:.2f}x '
-            f'(wall, with compilation and set-up)')
+      default = 'loop' if jax.default_backend() == 'cpu' else 'vmap'  # run_batching='auto'.
+      results['vectorized'] = {'num_runs': n, 'default': default, **together, 'sequential': seq,
+                               'sequential_wall_s': seq_wall}
+      print(f'{"mode":<32} {"img/s (steps)":>14} {"img/s (with compile)":>21} {"wall s":>8} '
+            f'{"load":>5}')
+      for mode, r in together.items():
+        label = f'{n} runs in one program, {mode}' + ('*' if mode == default else '')
+        print(f'{label:<32} {r["images_per_second"]:>14.1f} {images / r["wall_s"]:>21.1f} '
+              f'{r["wall_s"]:>8.1f} {r["load1"]:>5.1f}')
+      print(f'{f"{n} runs one after another":<32} {args.batch_size / seq_step:>14.1f} '
+            f'{images / seq_wall:>21.1f} {seq_wall:>8.1f} {seq[-1]["load1"]:>5.1f}')
+      for mode, r in together.items():
+        speedup = r['images_per_second'] * seq_step / args.batch_size
+        print(f'speed-up of {n} runs in one program ({mode}) over separate runs: {speedup:.2f}x '
+              f'(steps), {seq_wall / r["wall_s"]:.2f}x (wall, with compilation and set-up)')
+      print(f'* = what config.run_batching=auto picks here ({jax.default_backend()}).')
 
     if args.pairwise:
       sizes = [int(s) for s in args.pairwise_sizes.split(',') if s]
@@ -464,7 +584,9 @@ def main():
             f'high-water mark).')
 
   results['wall_s'] = time.perf_counter() - t_start
+  results['uptime_after'] = uptime()
   print(f'\ntotal wall time {results["wall_s"]:.0f} s')
+  print(f'uptime after: {results["uptime_after"]}')
   if args.json:
     with open(args.json, 'w', encoding='utf-8') as f:
       json.dump(results, f, indent=1, default=float)

@@ -16,7 +16,8 @@ to do the same work as our `mean_teacher` step:
     (momentum .9, weight decay 2e-4), then the EMA teacher update (alpha .97); the teacher's
     forward runs in train mode (its own BN batch statistics), as in the reference.
 A few random uint8 batches are made up front and reused: the input pipeline is not timed.
-images/s = batch / median step time after warm-up. torch threads = os.cpu_count().
+images/s = batch / median step time after warm-up. torch threads = the cores this process may use
+(os.sched_getaffinity), as many as alc_jax's CPU set-up makes JAX devices.
 """
 
 import argparse
@@ -88,13 +89,13 @@ def main():
     peer = 'semilearn not installed: '
   peer += 'plain PyTorch reference step'
   device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-  torch.set_num_threads(os.cpu_count())  # All cores, as XLA's CPU backend uses.
+  torch.set_num_threads(len(os.sched_getaffinity(0)))  # All cores, as the JAX CPU set-up uses.
   torch.backends.cudnn.benchmark = True
   torch.manual_seed(0)
   device_name = torch.cuda.get_device_name() if device.type == 'cuda' else (
       platform.processor() or platform.machine())
   print(f'peer: {peer}; torch {torch.__version__} on {device_name}, '
-        f'{torch.get_num_threads()} threads (= os.cpu_count())', flush=True)
+        f'{torch.get_num_threads()} threads (= cores)', flush=True)
 
   student = CNN13(width=args.width).to(device)
   teacher = copy.deepcopy(student)

@@ -12,6 +12,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+# First, before any test touches JAX: the tests run under the CPU set-up users get
+# (alc_jax/cpu_setup.py: Eigen convolutions, one device per core; tiny_config's batch of 16 splits
+# over them). Tests that need a particular device count set it in a subprocess.
+import alc_jax  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
+
 
 def make_tiny_images(n, num_classes, size, rng):
   """Class c = a bright square in one of `num_classes` positions, plus noise: easy to learn."""

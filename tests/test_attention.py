@@ -138,13 +138,92 @@ def test_similarity_diagnostics_match_reference(rng):
   labels = rng.integers(0, 3, size=8)
   labeled = rng.random(8) < 0.6
   labeled[:2] = True
-  out = attention.similarity_diagnostics(jnp.asarray(s), jnp.asarray(labels), jnp.asarray(labeled))
-  same = num = 0.0
-  for j in range(8):
-    for i in range(8):
-      if i != j and labeled[i] and labeled[j]:
-        num += s[j, i]
-        same += s[j, i] * (labels[i] == labels[j])
+  true = rng.integers(0, 3, size=8)
+  true[:2] = labels[:2]
+  true[7] = -1  # Unknown true class (e.g. streamed data): left out of the all-pairs share.
+  out = attention.similarity_diagnostics(jnp.asarray(s), jnp.asarray(np.where(labeled, labels, -1)),
+                                         jnp.asarray(labeled), jnp.asarray(true))
+
+  def share(weights, cls, valid):
+    same = num = 0.0
+    for j in range(8):
+      for i in range(8):
+        if i != j and valid[i] and valid[j]:
+          num += weights[j, i]
+          same += weights[j, i] * (cls[i] == cls[j])
+    return same / max(num, 1e-12)
+
   np.testing.assert_allclose(out['similarity_diagonal'], np.mean(np.diag(s)), rtol=1e-5)
   np.testing.assert_allclose(out['similarity_entropy'], np.mean(-(s * np.log(s)).sum(1)), rtol=1e-5)
-  np.testing.assert_allclose(out['similarity_same_class'], same / max(num, 1e-12), rtol=1e-5)
+  np.testing.assert_allclose(out['similarity_same_class_labeled'], share(s, labels, labeled),
+                             rtol=1e-5)
+  np.testing.assert_allclose(out['similarity_same_class'], share(s, true, true >= 0), rtol=1e-5)
+  np.testing.assert_allclose(out['same_class_chance'], share(np.ones((8, 8)), true, true >= 0),
+                             rtol=1e-5)
+  assert 'similarity_same_class' not in attention.similarity_diagnostics(
+      jnp.asarray(s), jnp.asarray(labels), jnp.asarray(labeled))
+
+
+@pytest.mark.parametrize('include_self', [True, False])
+def test_logit_spread_matches_reference(rng, include_self):
+  z = rng.normal(size=(7, 7)) * rng.random((7, 1)) * 5
+  ref = np.mean([np.std(np.delete(z[j], [] if include_self else [j])) for j in range(7)])
+  np.testing.assert_allclose(attention.logit_spread(jnp.asarray(z), include_self), ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize('kind', ['dot', 'scaled_dot', 'cosine'])
+def test_head_logits_match_reference_and_sow_their_spread(rng, kind):
+  """The head's S is softmax(logits(x_avg, x_max)) computed from its own MLP outputs in NumPy."""
+  x = rng.normal(size=(6, 3, 3, 8)).astype(np.float32)
+  head = attention.SampleAttention(se_reduction=2, channel_attention=False, logits=kind,
+                                   temperature=0.2)
+  params = head.init(jax.random.key(1), x)['params']
+  s, inter = head.apply({'params': params}, x, mutable=['intermediates'])
+  mlp = jax.tree.map(np.asarray, params['shared_mlp'])
+  mlp_np = lambda v: np.maximum(v @ mlp['hidden']['kernel'] + mlp['hidden']['bias'], 0) @ (
+      mlp['out']['kernel']) + mlp['out']['bias']
+  x64 = x.astype(np.float64)
+  x_avg, x_max = mlp_np(x64.mean((1, 2))), mlp_np(x64.max((1, 2)))
+  if kind == 'cosine':
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)
+    z = unit(x_avg) @ unit(x_max).T / 0.2
+  else:
+    z = x_avg @ x_max.T / (np.sqrt(x_avg.shape[1]) if kind == 'scaled_dot' else 1.0)
+  np.testing.assert_allclose(s, np_softmax(z), rtol=1e-4, atol=1e-6)
+  spread = jax.tree.leaves(inter)[0]
+  np.testing.assert_allclose(spread, np.mean(z.std(1)), rtol=1e-4)
+
+
+def test_cosine_logits_are_bounded_by_the_temperature(rng):
+  """However large the features, a cosine row cannot be sharper than softmax of +-1/tau."""
+  x = 1e3 * rng.normal(size=(10, 2, 2, 4)).astype(np.float32)
+  head = attention.SampleAttention(se_reduction=2, logits='cosine', temperature=0.5)
+  s = np.asarray(head.apply(head.init(jax.random.key(0), x), x))
+  assert s.max() <= np.exp(2) / (np.exp(2) + 9 * np.exp(-2)) + 1e-6
+
+
+def test_learned_temperature_starts_at_its_value_and_respects_the_floor(rng):
+  x = rng.normal(size=(5, 2, 2, 4)).astype(np.float32)
+  head = attention.SampleAttention(se_reduction=2, logits='cosine', temperature=0.3,
+                                   learned_temperature=True, temperature_floor=0.05)
+  variables = head.init(jax.random.key(0), x)
+  raw = variables['params']['temperature_raw']
+  np.testing.assert_allclose(0.05 + np.log1p(np.exp(raw)), 0.3, rtol=1e-5)
+  fixed = attention.SampleAttention(se_reduction=2, logits='cosine', temperature=0.3)
+  np.testing.assert_allclose(head.apply(variables, x), fixed.apply(variables, x), rtol=1e-5)
+  low = jax.tree.map(lambda a: a, variables)
+  low['params']['temperature_raw'] = jnp.asarray(-1e4)  # softplus -> 0: tau at the floor.
+  floor = attention.SampleAttention(se_reduction=2, logits='cosine', temperature=0.05)
+  np.testing.assert_allclose(head.apply(low, x), floor.apply(variables, x), rtol=1e-4, atol=1e-7)
+  with pytest.raises(ValueError, match='temperature_floor'):
+    attention.SampleAttention(logits='cosine', temperature=0.01, learned_temperature=True,
+                              temperature_floor=0.05).init(jax.random.key(0), x)
+
+
+def test_detached_head_input_stops_the_gradient_at_the_features(rng):
+  x = jnp.asarray(rng.normal(size=(6, 2, 2, 4)).astype(np.float32))
+  for detach in (False, True):
+    head = attention.SampleAttention(se_reduction=2, detach_input=detach)
+    variables = head.init(jax.random.key(0), x)
+    g_x = jax.grad(lambda x: jnp.sum(head.apply(variables, x) * jnp.arange(36.).reshape(6, 6)))(x)
+    assert (np.abs(np.asarray(g_x)).sum() == 0) == detach

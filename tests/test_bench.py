@@ -1,10 +1,13 @@
 """launch/bench.py runs end to end in a tiny mode and keeps its output contract (no timings)."""
 
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,3 +37,46 @@ def test_bench_tiny(tmp_path):
   assert all(r['images_per_second'] > 0 for r in results['rows'])
   assert [r['batch'] for r in results['pairwise']] == [8, 32]
   assert results['alc_overhead'] > 0
+
+
+def test_bench_cpu_levers_runs_and_peer_tiny(tmp_path):
+  """--levers (4 subprocesses), --vectorized (loop, vmap, separate), --peer if torch is here."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() != 'cpu':
+    pytest.skip('--levers measures the CPU set-up')
+  peer = importlib.util.find_spec('torch') is not None
+  out = tmp_path / 'bench.json'
+  cmd = [sys.executable, os.path.join(ROOT, 'launch', 'bench.py'), '--skip-table', '--levers',
+         '--vectorized', '2', '--steps', '1', '--width', '0.0625', '--models', 'cnn13',
+         '--batch-size', '16', '--json', str(out)] + (['--peer'] if peer else [])
+  env = dict(os.environ, ALC_TFDS_DOWNLOAD='0')
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  text = proc.stdout
+  assert text.count('load average') >= 3 and 'uptime before:' in text and 'uptime after:' in text
+  header = text.index('CPU set-up               devices')
+  table = text[header:].splitlines()[1:5]
+  assert [l[:24].strip() for l in table] == ['all levers off', '+ Eigen convolutions',
+                                             '+ all cores as devices', 'all on (the default)']
+  assert re.search(r'^2 runs in one program, loop\*\s+\d', text, re.M), text[-2000:]
+  assert re.search(r'^2 runs in one program, vmap\s+\d', text, re.M)
+  assert re.search(r'^2 runs one after another\s+\d', text, re.M)
+
+  results = json.loads(out.read_text())
+  levers = {r['levers']: r for r in results['levers']}
+  assert sorted(levers) == ['0', '1', 'convs', 'devices']
+  assert levers['0']['mesh_devices'] == 1 and levers['convs']['mesh_devices'] == 1
+  cores = len(os.sched_getaffinity(0))
+  mesh = max(n for n in range(1, cores + 1) if 16 % n == 0)  # Devices that divide the batch.
+  assert levers['1']['mesh_devices'] == levers['devices']['mesh_devices'] == mesh
+  assert levers['0']['applied'] == {} and all(r['images_per_second'] > 0 for r in levers.values())
+  if 'XLA_FLAGS' in levers['1']['applied']:  # This jaxlib knows the Eigen flag.
+    assert levers['1']['ynn_convs'] == levers['convs']['ynn_convs'] == 0
+  vec = results['vectorized']
+  assert vec['default'] == 'loop' and vec['loop']['images_per_second'] > 0
+  assert vec['vmap']['images_per_second'] > 0 and len(vec['sequential']) == 2
+  if peer:
+    assert results['peer']['images_per_second'] > 0
+    assert 'levers: all on (the default)' in text
+

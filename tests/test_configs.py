@@ -124,3 +124,28 @@ def test_paper_numbers_cover_the_config_rows():
   assert paper_numbers.lookup('svhn_250', 'sntg').mean is None
   assert paper_numbers.lookup('cifar10_imbalanced', 'mean_teacher_alc_soft_ratio15').mean == 86.69
   assert paper_numbers.lookup('imagenet_1pct', 'mean_teacher_alc').top5 == 34.77
+
+
+def test_alc_variants_set_every_switch_whatever_the_defaults():
+  for variant, switches in common.ALC_VARIANTS.items():
+    config = get('fashion_mnist_250', f'pi_model_alc@{variant}')
+    config_lib.validate(config)
+    assert config.method == 'pi_model' and config.alc.enabled
+    for key, value in switches.items():
+      section, field = key.split('.')
+      assert config[section][field] == value, (variant, key)
+    # A variant means the same thing whatever the defaults: flip every default, apply again.
+    flipped = get('fashion_mnist_250', 'mean_teacher_alc')
+    flipped.alc.logits, flipped.alc.normalization = 'scaled_dot', 'pairs_classes'
+    flipped.alc.graph, flipped.alc.entropy_weight = 'decoupled', 3.0
+    common.apply_row(flipped, f'mean_teacher_alc@{variant}')
+    assert {k: flipped.alc[k.split('.')[1]] for k in switches} == {
+        k: config.alc[k.split('.')[1]] for k in switches}
+  assert set(common.PAPER_ALC.items()) <= set(common.ALC_VARIANTS['paper'].items())
+
+
+@pytest.mark.parametrize('arg,match', [('mean_teacher_alc@stable2', 'valid variants'),
+                                       ('mean_teacher@paper', 'has no ALC')])
+def test_bad_alc_variants_are_rejected(arg, match):
+  with pytest.raises(ValueError, match=match):
+    get('fashion_mnist_250', arg)

@@ -141,10 +141,12 @@ def test_scripts_print_usage_on_bad_args(script, args):
 
 def fake_run(workdir, method='mean_teacher', alc=False, imbalance='none', student=(0.5,),
              teacher=None, dataset='fashion_mnist', num_labels=250, ratio=1.0, weight=1.0,
-             top5=None, similarity=False):
+             top5=None, similarity=False, validation=None):
   """A finished run as the trainer leaves it: results.json, metrics.jsonl, maybe similarity.npz."""
   teacher = student if teacher is None else teacher
   final = {'student_accuracy': list(student), 'teacher_accuracy': list(teacher)}
+  if validation is not None:
+    final['validation_student_accuracy'] = final['validation_teacher_accuracy'] = list(validation)
   if top5 is not None:
     final['student_top5_accuracy'] = list(top5)
     final['teacher_top5_accuracy'] = list(top5)
@@ -243,3 +245,44 @@ def test_w2_groups_keep_other_grid_values_apart(tmp_path):
   by_weight = groups[('fashion_mnist_250', 'mean_teacher_alc')]
   assert sorted(by_weight) == [1e-05, 0.1, 1.0]
   np.testing.assert_allclose(np.concatenate(by_weight[1.0]), [60.0])
+
+
+def test_aggregate_reports_the_validation_split_when_asked(tmp_path, capsys):
+  fm = tmp_path / 'runs' / 'fashion_mnist_250'
+  fake_run(str(fm / 'mean_teacher' / 'seed0-1'), teacher=(0.9, 0.9), validation=(0.70, 0.74))
+  fake_run(str(fm / 'mean_teacher_alc@cosine' / 'seed0-1'), alc=True, teacher=(0.9, 0.9),
+           validation=(0.80, 0.80))
+  aggregate = _module('aggregate')
+  markdown = aggregate.aggregate(str(tmp_path / 'runs'), str(tmp_path / 'out'), split='validation')
+  assert markdown.count('Validation accuracy at the final evaluation') == 1
+  assert '| MeanTeacher | teacher | 72.00 ± 2.00 | 2 |' in _table_row(markdown, 'mean_teacher')
+  assert '80.00 ± 0.00' in _table_row(markdown, 'mean_teacher_alc@cosine')
+  fake_run(str(fm / 'pi_model' / 'seed0'), method='pi_model')  # Trained without a validation split.
+  runs = aggregate.load_runs(str(tmp_path / 'runs'), split='validation')
+  assert sorted(r.name for r in runs) == ['mean_teacher', 'mean_teacher_alc@cosine']
+  assert 'validation_size > 0' in capsys.readouterr().err  # Skipped, and told why.
+
+
+# --- alc_stability_probe.py ---------------------------------------------------------------------
+
+def test_stability_probe_reports_spread_and_catches_a_diverging_row(tiny_npz, tmp_path):
+  """Two tiny cases: a stable one, and one made to diverge (lr 1e6): exit 1 names the latter."""
+  probe = os.path.join(LAUNCH, 'alc_stability_probe.py')
+  common = ['--widths', '0.0625', '--steps', '20', '--root', str(tmp_path),
+            '--override', 'config.dataset.name=npz', '--override', f'config.dataset.path={tiny_npz}',
+            '--override', 'config.dataset.num_labels=40', '--override', 'config.batch_size=16',
+            '--override', 'config.labeled_batch_size=4', '--override', 'config.eval_batch_size=48']
+  run = lambda *extra: subprocess.run([sys.executable, probe, *common, *extra], cwd=ROOT,
+                                      capture_output=True, text=True, timeout=600)
+  ok = run('--rows', 'mean_teacher_alc')
+  assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+  table = (tmp_path / 'probe.md').read_text()
+  assert '| mean_teacher_alc | 0.0625 | no | 20 |' in table
+  assert (tmp_path / 'probe_spread.png').stat().st_size > 1000
+  bad = run('--rows', 'pi_model_alc', '--override', 'config.learning_rate=1e6')
+  assert bad.returncode == 1, bad.stdout[-2000:] + bad.stderr[-2000:]
+  assert 'FAILED: pi_model_alc at width 0.0625:' in bad.stdout
+  assert 'non-finite value at step' in bad.stdout
+  assert '| pi_model_alc | 0.0625 | **hit** |' in (tmp_path / 'probe.md').read_text()
+  again = run('--rows', 'mean_teacher_alc')  # Finished cases are not trained again.
+  assert again.returncode == 0 and '[probe] mean_teacher_alc' not in again.stdout

@@ -184,3 +184,109 @@ def test_losses_jit_and_vmap(rng):
   out = jax.jit(jax.vmap(losses.label_consistency))(s, p)
   for r in range(3):
     close(out[r], np_label_consistency(np.asarray(s[r]), np.asarray(p[r])), 1e-4)
+
+
+@pytest.mark.parametrize('kind', ['dot', 'scaled_dot', 'cosine'])
+@pytest.mark.parametrize('include_self', [True, False])
+def test_attention_logits_and_similarity_match_reference(rng, kind, include_self):
+  x_max, x_avg = rng.normal(size=(2, 8, 5)) * 3
+  b, d = x_max.shape
+  if kind == 'cosine':
+    z = np.array([[x_avg[j] @ x_max[i] / np.linalg.norm(x_avg[j]) / np.linalg.norm(x_max[i]) / 0.3
+                   for i in range(b)] for j in range(b)])
+  else:
+    z = np.array([[x_avg[j] @ x_max[i] for i in range(b)] for j in range(b)])
+    z = z / np.sqrt(d) if kind == 'scaled_dot' else z
+  close(losses.attention_logits(x_max, x_avg, kind, 0.3), z, 1e-4)
+  masked = np.where(np.eye(b, dtype=bool) & (not include_self), -np.inf, z)
+  close(losses.alc_similarity(x_max, x_avg, include_self, kind, 0.3), np_softmax(masked), 1e-4)
+  with pytest.raises(ValueError, match='attention logits'):
+    losses.attention_logits(x_max, x_avg, 'euclid')
+
+
+@pytest.mark.parametrize('normalization,divisor', [('batch', 9), ('pairs', 81),
+                                                   ('pairs_classes', 81 * 4)])
+def test_label_consistency_normalizations(rng, normalization, divisor):
+  s = np_softmax(rng.normal(size=(9, 9)))
+  p = rng.normal(size=(9, 4))
+  total = np_label_consistency(s, p) * 9  # The plain sum of Eq. 13.
+  close(losses.label_consistency(s, p, normalization), total / divisor, 1e-4)
+  with pytest.raises(ValueError, match='normalization'):
+    losses.label_consistency(s, p, 'rows')
+
+
+def test_entropy_penalty_matches_reference_and_has_a_finite_minimiser(rng):
+  b, beta = 7, 0.7
+  p = rng.normal(size=(b, 3))
+  d = np.array([[np.sum((p[i] - p[j]) ** 2) for i in range(b)] for j in range(b)])
+  s = np_softmax(rng.normal(size=(b, b)))
+  ref = (np.sum(s * d) + beta * np.sum(s * np.log(s))) / b
+  close(losses.label_consistency(s, p, 'batch', beta), ref, 1e-4)
+  # Over the logits of a row of S, the minimiser is softmax(-d / beta): the gradient vanishes
+  # there, and random moves away from it only increase the loss.
+  loss_of_logits = lambda z: losses.label_consistency(jax.nn.softmax(z, -1), jnp.asarray(p),
+                                                      'batch', beta)
+  z_star = jnp.asarray(-d / beta)
+  close(jax.grad(loss_of_logits)(z_star), np.zeros((b, b)), 1e-4)
+  best = float(loss_of_logits(z_star))
+  for _ in range(5):
+    assert float(loss_of_logits(z_star + jnp.asarray(rng.normal(size=(b, b))))) > best
+  # Without the penalty the same point is not a minimiser: sharper rows do better.
+  plain = lambda z: losses.label_consistency(jax.nn.softmax(z, -1), jnp.asarray(p))
+  assert float(plain(10 * z_star)) < float(plain(z_star))
+
+
+def test_decoupled_label_consistency_matches_reference_and_detaches(rng):
+  b = 6
+  s = np_softmax(rng.normal(size=(b, b)))
+  o, t = rng.normal(size=(2, b, 4))
+  ref = sum(s[j, i] * np.sum((o[j] - t[i]) ** 2) for i in range(b) for j in range(b))
+  for normalization, divisor in (('batch', b), ('pairs', b * b), ('pairs_classes', b * b * 4)):
+    close(losses.decoupled_label_consistency(s, o, t, normalization), ref / divisor, 1e-4)
+  g_s, g_o, g_t = jax.grad(lambda s, o, t: losses.decoupled_label_consistency(s, o, t),
+                           argnums=(0, 1, 2))(jnp.asarray(s), jnp.asarray(o), jnp.asarray(t))
+  assert np.all(np.asarray(g_s) == 0) and np.all(np.asarray(g_t) == 0)
+  ref_o = np.stack([2 / b * sum(s[j, i] * (o[j] - t[i]) for i in range(b)) for j in range(b)])
+  close(g_o, ref_o, 1e-4)
+
+
+@pytest.mark.parametrize('include_self', [True, False])
+def test_class_graph_and_graph_loss_match_reference(rng, include_self):
+  b, k, threshold = 10, 3, 0.6
+  labels = rng.integers(0, k, size=b)
+  labeled = rng.random(b) < 0.4
+  z = rng.normal(size=(b, k)) * 2
+  probs = np_softmax(z)
+  known = labeled | (probs.max(1) >= threshold)
+  cls = np.where(labeled, labels, probs.argmax(1))
+  g = np.zeros((b, b))
+  for j in range(b):
+    for i in range(b):
+      if known[i] and known[j] and cls[i] == cls[j] and (include_self or i != j):
+        g[j, i] = 1.0
+  g = g / np.maximum(g.sum(1, keepdims=True), 1)
+  out = losses.class_graph(jnp.asarray(np.where(labeled, labels, -1)), jnp.asarray(labeled),
+                           jnp.asarray(z), threshold, include_self)
+  close(out, g)
+  s = np_softmax(rng.normal(size=(b, b)))
+  rows = g.sum(1) > 0
+  ref = -(g * np.log(s)).sum(1)[rows].mean() if rows.any() else 0.0
+  close(losses.graph_loss(s, g), ref, 1e-4)
+  # The target graph carries no gradient.
+  grad_z = jax.grad(lambda z: losses.graph_loss(jnp.asarray(s), losses.class_graph(
+      jnp.asarray(labels), jnp.asarray(labeled), z, threshold)))(jnp.asarray(z))
+  assert np.all(np.asarray(grad_z) == 0)
+
+
+def test_cross_entropy_batch_normalization(rng):
+  z = rng.normal(size=(10, 4))
+  y = rng.integers(0, 4, size=10)
+  w = rng.random(10)
+  m = rng.random(10) < 0.5
+  m[0] = True
+  nll = -np.log(np_softmax(z)[np.arange(10), y])
+  # Sum over the labeled examples / whole batch (Eq. 6; Mean Teacher's size_average=False / B).
+  close(losses.cross_entropy(z, np.where(m, y, -1), w, m, 'batch'), (w * m * nll).sum() / 10)
+  close(losses.cross_entropy(z, y, normalization='batch'), nll.mean())
+  with pytest.raises(ValueError, match='normalization'):
+    losses.cross_entropy(z, y, normalization='examples')

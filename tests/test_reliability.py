@@ -7,8 +7,8 @@ reference run compiles the train/eval programs once, every other run of the same
 them (the cache stores XLA's output; it does not change what the programs compute).
 
 The CLI runs and test 6's processes all start from the first test (fixtures `runs` and
-`two_process_jobs`) so that they overlap; the runs off the critical path are niced. Test 6's
-1-process reference uses run A's config, so it too loads its programs from the cache.
+`two_process_jobs`) so that they overlap; the runs off the critical path are niced. The CLI runs
+use the CPU set-up of `import alc_jax` (one device per core); test 6's processes one device each.
 
 Train steps are a pure function of (seed, step) on the CPU, the batch sampler included, so an
 interrupted and resumed run must reproduce the uninterrupted one bit for bit.
@@ -35,8 +35,7 @@ STEPS = 120  # Of the CLI runs; ~4 s of training: a wide window to kill a run mi
 KILL_AT = 40  # SIGKILL once a checkpoint of at least this step exists.
 TERM_AT = 10  # SIGTERM once a checkpoint of at least this step exists.
 HELPER = os.path.join(ROOT, 'tests', '_reliability_multiprocess.py')
-# Test 6: 3 train steps of tiny_config with run A's schedule, so that its 1-process reference loads
-# run A's compiled programs from the cache.
+# Test 6: 3 train steps of tiny_config with run A's schedule.
 TWO_PROCESS_ARGS = ('3', f'num_train_steps={STEPS}')
 
 
@@ -50,7 +49,7 @@ def _cli(workdir, npz, *extra):
           '--config.log_every_steps=10', *extra]
 
 
-def _env(cache_dir):
+def _env(cache_dir, devices=None):
   # Not JAX_DISABLE_MOST_OPTIMIZATIONS (half the compile time): in that XLA mode the gradient of
   # jnp.max over the ALC channel attention's output is NaN at step 1 (the max and its
   # `operand == max` tie mask see differently computed operands, a tie count of 0, 0/0).
@@ -58,7 +57,9 @@ def _env(cache_dir):
              JAX_COMPILATION_CACHE_DIR=str(cache_dir),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-  env.pop('XLA_FLAGS', None)  # One CPU device.
+  env.pop('XLA_FLAGS', None)  # The CPU set-up of `import alc_jax`: one device per core.
+  if devices:  # Test 6: one device per process.
+    env['JAX_NUM_CPU_DEVICES'] = str(devices)
   return env
 
 
@@ -191,7 +192,7 @@ def two_process_jobs(tiny_npz, tmp_path_factory):
   port = _free_port()
   jobs = {f'proc{i}': _Job(f'proc{i}', [sys.executable, HELPER, tiny_npz, str(base / 'two.npz'),
                                         str(i), '2', str(port), *TWO_PROCESS_ARGS],
-                           base, _env(base / 'jax_cache'), timeout=300, nice=5)
+                           base, _env(base / 'jax_cache', devices=1), timeout=300, nice=5)
           for i in range(2)}
   yield {'jobs': jobs, 'dir': base}
   for job in jobs.values():
@@ -231,11 +232,11 @@ def runs(tiny_npz, tmp_path_factory, two_process_jobs):
     if 'B' not in jobs and (not a.running() or _newest_checkpoint(wd['A'] / 'checkpoints') >= 10):
       start('B', wd['B'])
       start('P', wd['P'])
-      # Test 6's reference: one process, one device, the config of run A (its cached programs).
+      # Test 6's reference: one process, one device, the config of run A.
       two_process_jobs['jobs']['single'] = _Job(
           'single', [sys.executable, HELPER, tiny_npz, str(two_process_jobs['dir'] / 'one.npz'),
-                     '0', '1', '0', *TWO_PROCESS_ARGS], two_process_jobs['dir'], env,
-          timeout=300, nice=5)
+                     '0', '1', '0', *TWO_PROCESS_ARGS], two_process_jobs['dir'],
+          dict(env, JAX_NUM_CPU_DEVICES='1'), timeout=300, nice=5)
     if 'B' in jobs:
       b, p = jobs['B'], jobs['P']
       if not killed and b.running() and _newest_checkpoint(wd['B'] / 'checkpoints') >= KILL_AT:

@@ -30,13 +30,14 @@ def test_batch_composition(data):
     np.testing.assert_array_equal(is_labeled, np.arange(20) < 6)
     assert np.isin(idx[:6], labeled).all() and np.isin(idx[6:], unlabeled).all()
     batch = next(it)
-    assert set(batch) == {'image', 'label', 'labeled'}
+    assert set(batch) == {'image', 'label', 'labeled', 'diagnostic_label'}
     assert batch['image'].dtype == np.uint8 and batch['image'].shape == (1, 20, 6, 5, 3)
     assert batch['label'].dtype == np.int32 and batch['labeled'].dtype == bool
     np.testing.assert_array_equal(batch['image'][0], x[idx])
     np.testing.assert_array_equal(batch['label'][0, :6], y[idx[:6]])
     np.testing.assert_array_equal(batch['label'][0, 6:], -1)
     np.testing.assert_array_equal(batch['labeled'][0], is_labeled)
+    np.testing.assert_array_equal(batch['diagnostic_label'][0], y[idx])  # Diagnostics only.
 
 
 def test_passes_visit_every_example_once(data):

@@ -1,4 +1,5 @@
-"""The trainer: end to end, loss decrease, the EMA teacher, gradients, vmapped runs, 8 devices."""
+"""The trainer: end to end, loss decrease, the EMA teacher, gradients, N runs (vmap and loop), 8
+devices."""
 
 import json
 import os
@@ -109,17 +110,35 @@ def test_consistency_gradient_never_reaches_the_teacher(tiny_npz, method):
   assert any(np.any(g != 0) for g in leaves(g_student))
 
 
-def test_vmapped_runs_equal_separate_runs(tiny_npz):
-  together = train.create_experiment(tiny_config(tiny_npz, num_runs=2, **{'alc.enabled': True}))
+def test_run_batching_auto_loops_over_runs_on_the_cpu_only(tiny_npz):
+  # A loop on the CPU (vmap's grouped convolutions are slow there), vmap on GPU/TPU; one run is
+  # never looped.
+  on_cpu = jax.default_backend() == 'cpu'
+  for runs, mode, loop in ((2, 'auto', on_cpu), (1, 'auto', False), (2, 'vmap', False),
+                           (2, 'loop', True), (1, 'loop', True)):
+    assert train.use_run_loop(tiny_config(tiny_npz, num_runs=runs, run_batching=mode)) == loop
+
+
+@pytest.mark.parametrize('run_batching', ['vmap', 'loop'])
+def test_n_runs_in_one_program_equal_separate_runs(tiny_npz, run_batching):
+  together = train.create_experiment(tiny_config(tiny_npz, num_runs=2, run_batching=run_batching,
+                                                 **{'alc.enabled': True}))
   alone = train.create_experiment(tiny_config(tiny_npz, seed=1, **{'alc.enabled': True}))
+  assert together.run_loop == (run_batching == 'loop')
   np.testing.assert_array_equal(together.splits[1].labeled, alone.splits[0].labeled)
-  state_together, _ = _steps(together, 4)
-  state_alone, _ = _steps(alone, 4)
-  # vmap batches the convolutions, which reorders float32 sums: equal up to rounding (~1e-5).
+  # 3 steps: both paths reorder float32 sums (vmap batches the convolutions; the loop is fused
+  # into one program with the other run), ~1e-6 by step 3 here. Later steps can jump to ~1e-3
+  # when such a difference flips a near-tie of a max in the ALC head (its gradient moves).
+  state_together, _ = _steps(together, 3)
+  state_alone, _ = _steps(alone, 3)
   for a, b in zip(leaves(state_together.params), leaves(state_alone.params)):
     np.testing.assert_allclose(a[1], b[0], rtol=1e-4, atol=1e-4)
   first = leaves(state_together.params)
   assert any(not np.allclose(a[0], a[1]) for a in first)  # The two runs differ.
+  counts = together.evaluate(state_together)  # The eval step maps over the runs the same way.
+  assert counts['teacher_accuracy'].shape == (2,)
+  np.testing.assert_allclose(counts['teacher_accuracy'][1],
+                             alone.evaluate(state_alone)['teacher_accuracy'][0], atol=0.02)
 
 
 @pytest.mark.parametrize('overrides', [

@@ -225,7 +225,9 @@ def make_train_iterator(x_train: np.ndarray,
       image: uint8 (R, B_local, H, W, C);
       label: int32 (R, B_local), the true label on labeled rows and -1 on unlabeled rows, so the
         trainer cannot see the labels of unlabeled data;
-      labeled: bool (R, B_local).
+      labeled: bool (R, B_local);
+      diagnostic_label: int32 (R, B_local), the true label of every row, for the attention
+        diagnostics only (`attention.similarity_diagnostics`); it never reaches a loss.
   """
   if not samplers:
     raise ValueError('samplers is empty; pass one BatchSampler per run')
@@ -240,14 +242,16 @@ def make_train_iterator(x_train: np.ndarray,
   y_train = np.asarray(y_train)
 
   def make_batch(step: int) -> Dict[str, np.ndarray]:
-    images, labels, labeled = [], [], []
+    images, labels, labeled, true_labels = [], [], [], []
     for sampler in samplers:
       idx, is_labeled = sampler.global_indices(step)
       idx, is_labeled = idx[rows], is_labeled[rows]
       images.append(x_train[idx])
       labels.append(np.where(is_labeled, y_train[idx], -1).astype(np.int32))
       labeled.append(is_labeled)
-    return {'image': np.stack(images), 'label': np.stack(labels), 'labeled': np.stack(labeled)}
+      true_labels.append(y_train[idx].astype(np.int32))
+    return {'image': np.stack(images), 'label': np.stack(labels), 'labeled': np.stack(labeled),
+            'diagnostic_label': np.stack(true_labels)}
 
   return _Prefetcher(make_batch, start_step, prefetch)
 

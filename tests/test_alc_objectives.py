@@ -1,0 +1,85 @@
+"""The ALC switches inside the training objective: each trains, logs its monitors, and routes the
+gradient where configs/default.py says (the pure losses are checked in test_losses.py)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alc_jax import objectives, train
+from tests.conftest import tiny_config
+
+VARIANTS = {
+    'paper': {},
+    'scaled_dot_pairs': {'alc.logits': 'scaled_dot', 'alc.normalization': 'pairs'},
+    'cosine_learned': {'alc.logits': 'cosine', 'alc.learned_temperature': True,
+                       'alc.normalization': 'pairs_classes'},
+    'entropy': {'alc.entropy_weight': 0.5, 'alc.outputs': 'probs'},
+    'decoupled_probs': {'alc.graph': 'decoupled', 'alc.outputs': 'probs', 'alc.logits': 'cosine',
+                        'alc.graph_threshold': 0.3},
+    'decoupled_pi': {'alc.graph': 'decoupled', 'method': 'pi_model'},
+}
+
+
+@pytest.mark.parametrize('name', list(VARIANTS))
+def test_alc_variant_trains_and_logs_its_monitors(tiny_npz, name):
+  exp = train.create_experiment(tiny_config(tiny_npz, **{'alc.enabled': True,
+                                                         **VARIANTS[name]}))
+  state = exp.initial_state
+  for _, batch in zip(range(3), exp.train_batches()):
+    state, metrics = exp.train_step(state, batch)
+  metrics = jax.tree.map(np.asarray, metrics)
+  for key in ('losses/alc', 'monitors/attention_logit_spread', 'monitors/similarity_same_class',
+              'monitors/same_class_chance', 'monitors/similarity_same_class_labeled'):
+    assert key in metrics and np.all(np.isfinite(metrics[key])), key
+  assert ('losses/alc_graph' in metrics) == name.startswith('decoupled')
+  assert 0 < metrics['monitors/same_class_chance'] < 1
+
+
+def _grads(exp, batch):
+  """Gradient of one run's loss at the initial state, with the step's metrics."""
+  state = jax.tree.map(lambda a: a[0], exp.initial_state)
+  batch = {k: v[0] for k, v in batch.items()}
+  loss = functools.partial(objectives.compute_loss, model=exp.model, config=exp.config,
+                           data_stats=exp.data_stats, rampup_steps=0.0)
+  grads, (metrics, _, _) = jax.jit(jax.grad(loss, has_aux=True))(
+      state.params, state, batch, jax.random.key(0))
+  return grads, metrics
+
+
+def test_decoupled_graph_trains_the_head_by_its_own_loss_only(tiny_npz):
+  base = {'alc.enabled': True, 'alc.graph': 'decoupled', 'alc.outputs': 'probs',
+          'alc.graph_threshold': 0.0}
+  exp = train.create_experiment(tiny_config(tiny_npz, **base, **{'alc.graph_weight': 0.0}))
+  batch = next(exp.train_batches())
+  grads, _ = _grads(exp, batch)
+  head = [np.abs(np.asarray(g)).sum() for g in jax.tree.leaves(grads['head'])]
+  assert all(h == 0 for h in head)  # Eq. 13 with a detached S does not reach the head.
+  exp_graph = train.create_experiment(tiny_config(tiny_npz, **base))
+  grads_graph, _ = _grads(exp_graph, batch)
+  assert all(np.abs(np.asarray(g)).sum() > 0 for g in jax.tree.leaves(grads_graph['head']))
+  # ... and the head's loss does not reach the backbone (its input features are detached).
+  for a, b in zip(jax.tree.leaves(grads['backbone']), jax.tree.leaves(grads_graph['backbone'])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_supervised_batch_normalization_scales_the_term(tiny_npz):
+  """'batch' = the labeled-mean times labeled / batch (4 of 16 in the tiny config)."""
+  values = {}
+  for norm in ('labeled', 'batch'):
+    exp = train.create_experiment(tiny_config(tiny_npz, supervised_normalization=norm))
+    _, metrics = _grads(exp, next(exp.train_batches()))
+    values[norm] = float(metrics['losses/supervised'])
+  np.testing.assert_allclose(values['batch'], values['labeled'] * 4 / 16, rtol=1e-5)
+
+
+def test_diagnostic_labels_never_reach_the_loss(tiny_npz):
+  exp = train.create_experiment(tiny_config(tiny_npz, **{'alc.enabled': True}))
+  batch = next(exp.train_batches())
+  shuffled = dict(batch, diagnostic_label=jnp.roll(batch['diagnostic_label'], 3, axis=1))
+  (g1, m1), (g2, m2) = _grads(exp, batch), _grads(exp, shuffled)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_array_equal(a, b)
+  assert float(m1['losses/total']) == float(m2['losses/total'])

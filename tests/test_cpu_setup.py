@@ -1,0 +1,155 @@
+"""The CPU set-up of `import alc_jax` (alc_jax/cpu_setup.py): where the compiled train step's
+convolutions run, one device per core, and that nothing the user set is overridden."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from alc_jax import config_lib, cpu_setup, train
+from tests.conftest import ROOT, tiny_config
+
+# Compiles the tiny config's train step (TensorFlow blocked: unused here, ~4 s a process).
+COMPILE_SCRIPT = r'''
+import json, sys
+sys.modules.setdefault('tensorflow', None)
+import jax
+from alc_jax import cpu_setup, train
+from tests.conftest import tiny_config
+exp = train.create_experiment(tiny_config({npz!r}))
+text = exp.train_step.lower(exp.initial_state, next(exp.train_batches())).compile().as_text()
+print(json.dumps({{'applied': cpu_setup.applied, 'devices': jax.device_count(),
+                  'mesh': len(exp.devices), 'convs': text.count(' convolution('),
+                  'ynn_convs': cpu_setup.ynn_convolutions(text)}}))
+'''
+
+# Imports alc_jax after `before` and reports what the set-up did (no compilation).
+REPORT_SCRIPT = r'''
+import json, os, jax
+{before}
+import alc_jax
+from alc_jax import cpu_setup
+print(json.dumps({{'applied': cpu_setup.applied, 'xla_flags': os.environ.get('XLA_FLAGS'),
+                  'devices': jax.device_count() if {count} else None}}))
+'''
+
+
+def _env(**changes):
+  """This process' environment without the settings the set-up looks at (the test process has its
+  own XLA_FLAGS from conftest's `import alc_jax`), plus `changes`."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('XLA_FLAGS', 'JAX_NUM_CPU_DEVICES', cpu_setup.ENV)}
+  env.update(JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
+  env.update(changes)
+  return env
+
+
+def _last_json(proc):
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_compiled_train_step_runs_convolutions_by_eigen_on_every_core(tiny_npz):
+  code = COMPILE_SCRIPT.format(npz=tiny_npz)
+  # Both at once (each compiles for ~10 s): the default, and all levers off as the control.
+  procs = [subprocess.Popen([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+           for env in (_env(), _env(**{cpu_setup.ENV: '0'}))]
+  default, off = [_last_json(subprocess.CompletedProcess(p.args, p.wait(300), *p.communicate()))
+                  for p in procs]
+  cores = cpu_setup.num_cores()
+  assert default['devices'] == cores
+  assert default['mesh'] == max(n for n in range(1, cores + 1) if 16 % n == 0)  # Batch 16.
+  assert off['devices'] == off['mesh'] == 1 and off['applied'] == {}
+  assert default['convs'] > 0 and off['convs'] > 0, (default, off)
+  if cpu_setup.xla_knows(*cpu_setup._EIGEN_CONVS_NEEDS):  # pylint: disable=protected-access
+    assert default['applied']['XLA_FLAGS'] == cpu_setup.EIGEN_CONVS
+    assert default['ynn_convs'] == 0, default
+    # The control: without the flag this jaxlib gives the convolutions to YNNPACK (if a later one
+    # stops doing so, the flag is moot: drop it from cpu_setup).
+    assert off['ynn_convs'] > 0, off
+  else:  # A jaxlib without the flag or its value: it must not be set (XLA would abort).
+    assert 'XLA_FLAGS' not in default['applied']
+
+
+@pytest.mark.parametrize('case,before,env,count', [
+    ('default', '', {}, True),
+    ('opt_out', '', {cpu_setup.ENV: '0'}, True),
+    ('convs_only', '', {cpu_setup.ENV: 'convs'}, True),
+    ('devices_only', '', {cpu_setup.ENV: 'devices'}, True),
+    ('user_device_count_env', '', {'JAX_NUM_CPU_DEVICES': '1'}, True),
+    ('user_device_count_flag', '', {'XLA_FLAGS': '--xla_force_host_platform_device_count=3'},
+     True),
+    ('user_device_count_config', "jax.config.update('jax_num_cpu_devices', 1)", {}, True),
+    # No backend started (count False): XLA, which would parse the flag, never runs.
+    ('user_ynn_flag', '', {'XLA_FLAGS': f'{cpu_setup.YNN_FLAG}=+dot'}, False),
+    ('backend_already_started', 'jax.devices()', {}, True),
+    ('accelerator_platform', '', {'JAX_PLATFORMS': 'cuda'}, False),
+])
+def test_the_set_up_never_overrides_the_user(case, before, env, count):
+  proc = subprocess.run([sys.executable, '-c', REPORT_SCRIPT.format(before=before, count=count)],
+                        cwd=ROOT, env=_env(**env), capture_output=True, text=True, timeout=120)
+  got = _last_json(proc)
+  cores = cpu_setup.num_cores()
+  knows = cpu_setup.xla_knows(*cpu_setup._EIGEN_CONVS_NEEDS)  # pylint: disable=protected-access
+  convs = {'XLA_FLAGS': cpu_setup.EIGEN_CONVS} if knows else {}
+  devices = {'jax_num_cpu_devices': cores} if cores > 1 else {}
+  user_flags = env.get('XLA_FLAGS')
+  want = {
+      'default': (convs | devices, cores),
+      'opt_out': ({}, 1),
+      'convs_only': (convs, 1),
+      'devices_only': (devices, cores),
+      'user_device_count_env': (convs, 1),
+      'user_device_count_flag': (convs, 3),
+      'user_device_count_config': (convs, 1),
+      'user_ynn_flag': (devices, None),
+      'backend_already_started': ({}, 1),
+      'accelerator_platform': ({}, None),
+  }[case]
+  assert (got['applied'], got['devices']) == want, got
+  # XLA_FLAGS: the user's, with the Eigen flag appended where it was applied.
+  expected_flags = ' '.join(f for f in (user_flags, got['applied'].get('XLA_FLAGS')) if f) or None
+  assert got['xla_flags'] == expected_flags, got
+
+
+def test_the_flag_is_only_added_when_this_jaxlib_knows_it(monkeypatch):
+  # XLA aborts the process on an unknown flag or value: the guard must look before it sets.
+  assert cpu_setup.xla_knows(b'xla_force_host_platform_device_count')  # A long-standing flag.
+  assert not cpu_setup.xla_knows(b'xla_cpu_no_such_flag_for_this_test')
+  for knows, want in ((False, None), (True, cpu_setup.EIGEN_CONVS)):
+    monkeypatch.setattr(cpu_setup, '_configured', False)
+    monkeypatch.setattr(cpu_setup, 'applied', {})
+    monkeypatch.setattr(cpu_setup, '_backends_initialized', lambda: False)
+    monkeypatch.setattr(cpu_setup, '_cpu_is_default_backend', lambda: True)
+    monkeypatch.setattr(cpu_setup, 'xla_knows', lambda *needles, k=knows: k)
+    monkeypatch.setenv(cpu_setup.ENV, 'convs')
+    monkeypatch.delenv('XLA_FLAGS', raising=False)
+    cpu_setup.configure()
+    assert os.environ.get('XLA_FLAGS') == want
+    assert cpu_setup.configure() is cpu_setup.applied  # Idempotent: a second call does nothing.
+    assert os.environ.get('XLA_FLAGS') == want
+
+
+def test_levers_from_the_environment():
+  assert cpu_setup.wanted_levers('1') == cpu_setup.wanted_levers('') == {'convs', 'devices'}
+  assert cpu_setup.wanted_levers('0') == set()
+  assert cpu_setup.wanted_levers(' devices ') == {'devices'}
+  with pytest.raises(ValueError, match='convs, devices'):
+    cpu_setup.wanted_levers('eigen')
+
+
+def test_the_mesh_takes_the_most_devices_that_divide_the_batch():
+  devices = jax.devices()
+  for batch in (1, 7, 16, 100, 8 * len(devices)):
+    n = len(train.mesh_devices(batch))
+    assert batch % n == 0 and all(batch % m for m in range(n + 1, len(devices) + 1)), (batch, n)
+  assert train.mesh_devices(8 * len(devices)) == devices
+
+
+def test_run_batching_is_validated(tiny_npz):
+  with pytest.raises(config_lib.ConfigError, match='run_batching'):
+    config_lib.validate(tiny_config(tiny_npz, run_batching='scan'))
