@@ -184,6 +184,38 @@ def table(rows):
   return '\n'.join(lines)
 
 
+# Columns of the attention-diagnostics table: (metrics.jsonl key, header).
+DIAGNOSTICS = (('monitors/similarity_same_class', 'same-class share'),
+               ('monitors/same_class_chance', 'chance'),
+               ('monitors/similarity_entropy', 'row entropy'),
+               ('monitors/similarity_diagonal', 'diagonal'),
+               ('monitors/attention_logit_spread', 'logit spread'),
+               ('losses/alc', 'l_alc'), ('losses/supervised', 'supervised loss'))
+
+
+def last_logged(runs, key):
+  """Mean over workdirs of the last logged value of `key` (NaN where none logged it)."""
+  values = [rows[-1][key] for rows in ([r for r in read_metrics(run.workdir) if key in r]
+                                       for run in runs) if rows]
+  return float(np.mean(values)) if values else float('nan')
+
+
+def diagnostics_table(rows):
+  """Markdown table of the attention monitors at the end of training, for the ALC rows (None if
+  there are none). The same-class share is over all pairs i != j with every example's true label
+  (diagnostics only); `chance` is that share under uniform attention."""
+  alc_rows = {name: runs for name, runs in rows.items() if runs[0].results.get('alc')}
+  if not alc_rows:
+    return None
+  head = ['row'] + [header for _, header in DIAGNOSTICS]
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for name, runs in alc_rows.items():
+    cells = [last_logged(runs, key) for key, _ in DIAGNOSTICS]
+    lines.append('| ' + ' | '.join([RATIO_SUFFIX.sub('', name)] + [
+        '—' if np.isnan(v) else f'{v:.3g}' for v in cells]) + ' |')
+  return '\n'.join(lines)
+
+
 def read_metrics(workdir):
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
@@ -329,6 +361,9 @@ def aggregate(root, out, metric='auto', which='final', split='test'):
     sources = sorted({r.source for (s, _), r in paper_numbers.PAPER.items() if s == stem})
     title = experiment + (f" (paper: {', '.join(sources)})" if sources else '')
     text += [f'## {title}', '', table(rows), '']
+    diagnostics = diagnostics_table(rows)
+    if diagnostics:
+      text += ['Attention diagnostics, last logged value (mean over runs):', '', diagnostics, '']
     for name in (plot_curves(plt, experiment, rows, metric, out, split),
                  plot_monitors(plt, experiment, rows, out),
                  plot_similarity(plt, experiment, rows, out)):

@@ -1,43 +1,41 @@
 #!/usr/bin/env bash
-# The ALC study of docs/results.md ("ALC that works"): real Fashion-MNIST, 250 labels, on a CPU.
-# CPU-sized protocol: CNN-13 at 1/16 width (8-16-32 channels), batch 100 with 10 labeled, cosine lr
-# over the budget, w1 ramp-up over the first quarter of the budget. Every job trains 3 seeds side
-# by side (--num-runs-per-job 3: on the CPU a loop over the runs inside one jitted step).
+# The ALC study of docs/results.md ("ALC on this CPU"): real Fashion-MNIST, 250 labels, on a CPU.
+# Protocol = configs/fashion_mnist_cpu.py (the README's main job): CNN-13 at 1/16 width, batch 100
+# with 10 labeled, 1200 steps (2 epochs), cosine lr over the budget, w1/w2 ramp-up over half an
+# epoch. Every job trains 3 seeds side by side (on the CPU a loop over the runs in one jitted step).
 #   Selection phases (A, B, C) hold out 5000 training images as validation (split seed 100 for
-#   every run, so the runs share one validation set that none of them trains on) and read only
-#   eval/validation_*; the final phase (D) trains on other label splits (split seed = seed) and
-#   reads the test set.
-#   bash launch/alc_study.sh PHASE [STEPS]     PHASE: A B C D (see below); resumable.
+#   every run, so the runs share one validation set that none of them trains on) and are read on
+#   eval/validation_* only (`launch/aggregate.py --split validation`); the final phase (D) trains
+#   the main job's config on other label splits (split seed = seed) and reads the test set.
+#   bash launch/alc_study.sh PHASE        PHASE: A B C D (see below); rerun to resume.
+#   DRY_RUN=1 bash launch/alc_study.sh PHASE   prints the jobs without running them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PHASE="${1:?usage: alc_study.sh A|B|C|D [steps]}"
-STEPS="${2:-1200}"
+PHASE="${1:?usage: alc_study.sh A|B|C|D}"
 ROOT="${ROOT:-runs/alc_study}"
-RAMP=$(python3 -c "print($STEPS / 600 / 4)")  # 600 steps per epoch at 60000 / 100.
-EVERY=$((STEPS / 4))
-COMMON=(--configs configs/fashion_mnist_250.py --num-runs-per-job 3
-  --override config.model.width=0.0625 --override config.num_train_steps="$STEPS"
-  --override config.consistency_rampup_epochs="$RAMP" --override config.eval_every_steps="$EVERY"
-  --override config.checkpoint_every_steps="$EVERY" --override config.log_every_steps=50)
-SELECT=(--seeds 0,1,2 --override config.dataset.validation_size=5000
-  --override config.dataset.split_seed=100)
+PY="${PYTHON:-.venv/bin/python}"
+SWEEP="$PY launch/sweep.py"
+if [ -n "${DRY_RUN:-}" ]; then SWEEP="$SWEEP --dry-run"; fi
+# The main job's schedule, on configs/fashion_mnist_250.py (same recipe) for the selection phases.
+CPU=(--num-runs-per-job 3 --override config.model.width=0.0625
+  --override config.num_train_steps=1200 --override config.consistency_rampup_epochs=0.5
+  --override config.eval_every_steps=300 --override config.checkpoint_every_steps=300
+  --override config.log_every_steps=50)
+SELECT=(--configs configs/fashion_mnist_250.py "${CPU[@]}" --seeds 0,1,2
+  --override config.dataset.validation_size=5000 --override config.dataset.split_seed=100)
 case "$PHASE" in
-  A)  # Budget and supervised normalisation: supervised vs Mean Teacher (and Pi) on validation.
-    .venv/bin/python launch/sweep.py "${COMMON[@]}" "${SELECT[@]}" --root "$ROOT/A_steps$STEPS" \
-      --rows supervised
-    .venv/bin/python launch/sweep.py "${COMMON[@]}" "${SELECT[@]}" --root "$ROOT/A_steps$STEPS" \
-      --rows mean_teacher,pi_model --grid config.supervised_normalization=labeled,batch ;;
-  B)  # The ALC readings at w2 = 1 (the paper's Fashion-MNIST value) on validation.
-    .venv/bin/python launch/sweep.py "${COMMON[@]}" "${SELECT[@]}" --root "$ROOT/B_steps$STEPS" \
-      --rows "${ROWS:-mean_teacher_alc@paper,mean_teacher_alc@pairs,mean_teacher_alc@cosine,mean_teacher_alc@entropy,mean_teacher_alc@decoupled,mean_teacher_alc@scaled}" \
-      --override config.supervised_normalization="${SUPNORM:-labeled}" ;;
-  C)  # Fig. 6: w2 on a log scale for the readings worth keeping, on validation.
-    .venv/bin/python launch/sweep.py "${COMMON[@]}" "${SELECT[@]}" --root "$ROOT/C_steps$STEPS" \
-      --rows "${ROWS:?set ROWS=row@variant,...}" --grid config.alc.weight="${W2:-0.1,1,10,100}" \
-      --override config.supervised_normalization="${SUPNORM:-labeled}" ;;
-  D)  # Test accuracy of the picked settings on fresh label splits (seeds 0-2: split seed = seed).
-    .venv/bin/python launch/sweep.py "${COMMON[@]}" --seeds "${SEEDS:-0,1,2}" \
-      --root "$ROOT/D_steps$STEPS" --rows "${ROWS:?set ROWS=...}" \
-      --override config.supervised_normalization="${SUPNORM:-labeled}" "${EXTRA[@]:+${EXTRA[@]}}" ;;
+  A)  # Budget and supervised normalisation: supervised vs Mean Teacher, both CE scales.
+    $SWEEP "${SELECT[@]}" --root "$ROOT/A" --rows supervised
+    $SWEEP "${SELECT[@]}" --root "$ROOT/A" --rows mean_teacher \
+      --grid config.supervised_normalization=labeled,batch ;;
+  B)  # The ALC readings (configs/common.py ALC_VARIANTS) at w2 = 1, the paper's Fashion-MNIST value.
+    $SWEEP "${SELECT[@]}" --root "$ROOT/B" --rows "${ROWS:-mean_teacher_alc@paper,mean_teacher_alc@pairs,mean_teacher_alc@cosine,mean_teacher_alc@decoupled,mean_teacher_alc@entropy,mean_teacher_alc@scaled}" ;;
+  C)  # Fig. 6: larger w2 for the readings worth keeping (w2 = 1 is phase B).
+    $SWEEP "${SELECT[@]}" --root "$ROOT/C" \
+      --rows "${ROWS:-mean_teacher_alc@cosine,mean_teacher_alc@decoupled}" \
+      --grid config.alc.weight="${W2:-10,100}" ;;
+  D)  # Test accuracy of the picked settings: the main job's config, seeds 0-2, fresh splits.
+    $SWEEP --configs configs/fashion_mnist_cpu.py --num-runs-per-job 3 --seeds 0,1,2 \
+      --root "$ROOT/D" --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc}" ;;
   *) echo "unknown phase $PHASE" >&2; exit 2 ;;
 esac

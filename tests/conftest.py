@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny learnable image data set as .npz and a tiny config that trains on it."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -11,6 +13,15 @@ os.environ['ALC_TFDS_DOWNLOAD'] = '0'  # Offline CI: a missing data set fails at
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+# Compiled programs go to one on-disk cache for this test session and the subprocesses it starts
+# (the CLI tests, the launch scripts): many tests compile the same tiny programs again, in new
+# closures or new processes, and compilation is most of the suite's time on a 2-core CPU.
+# A test that needs its own cache sets JAX_COMPILATION_CACHE_DIR itself (test_reliability.py).
+_XLA_CACHE = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _XLA_CACHE = os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='alc_jax_xla_')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 # First, before any test touches JAX: the tests run under the CPU set-up users get
 # (alc_jax/cpu_setup.py: Eigen convolutions, one device per core; tiny_config's batch of 16 splits
@@ -62,3 +73,9 @@ def pytest_configure(config):
   del config
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_default_matmul_precision', 'highest')
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if _XLA_CACHE:
+    shutil.rmtree(_XLA_CACHE, ignore_errors=True)

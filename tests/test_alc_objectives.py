@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from alc_jax import objectives, train
+from configs import common
 from tests.conftest import tiny_config
 
 VARIANTS = {
-    'paper': {},
+    'paper': common.PAPER_ALC,  # Explicit: the shipped defaults are not the paper's reading.
     'scaled_dot_pairs': {'alc.logits': 'scaled_dot', 'alc.normalization': 'pairs'},
     'cosine_learned': {'alc.logits': 'cosine', 'alc.learned_temperature': True,
                        'alc.normalization': 'pairs_classes'},
@@ -76,7 +77,8 @@ def test_supervised_batch_normalization_scales_the_term(tiny_npz):
 
 
 def test_diagnostic_labels_never_reach_the_loss(tiny_npz):
-  exp = train.create_experiment(tiny_config(tiny_npz, **{'alc.enabled': True}))
+  paper = {'alc.enabled': True, **common.PAPER_ALC}
+  exp = train.create_experiment(tiny_config(tiny_npz, **paper))
   batch = next(exp.train_batches())
   shuffled = dict(batch, diagnostic_label=jnp.roll(batch['diagnostic_label'], 3, axis=1))
   (g1, m1), (g2, m2) = _grads(exp, batch), _grads(exp, shuffled)

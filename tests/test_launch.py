@@ -211,6 +211,13 @@ def test_aggregate_tables_and_plots(tmp_path):
   assert '| — | — |' in row
   assert '35.00 ± 0.00 | 34.77 |' in markdown  # ImageNet top-5 beside the paper's.
   assert '## cifar10_4000' in markdown and '| VAT |' in markdown  # Filed by data set + labels.
+  # The attention diagnostics of the ALC rows: the last logged values (fake_run logs 0.3, 3, 0.1).
+  section = markdown[markdown.index('## fashion_mnist_250'):]
+  section = section[:section.index('\n## ')]
+  diagnostics = section[section.index('Attention diagnostics'):]
+  assert _table_row(diagnostics, 'mean_teacher_alc').startswith(
+      '| mean_teacher_alc | 0.3 | — | 3 | 0.1 | — |')
+  assert '| mean_teacher |' not in diagnostics and '| pi_model |' not in diagnostics
   # Rows in the paper's order.
   assert markdown.index('| mean_teacher |') < markdown.index('| mean_teacher_alc |') < \
       markdown.index('| pi_model |')
@@ -261,6 +268,25 @@ def test_aggregate_reports_the_validation_split_when_asked(tmp_path, capsys):
   runs = aggregate.load_runs(str(tmp_path / 'runs'), split='validation')
   assert sorted(r.name for r in runs) == ['mean_teacher', 'mean_teacher_alc@cosine']
   assert 'validation_size > 0' in capsys.readouterr().err  # Skipped, and told why.
+
+
+# --- alc_study.sh -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('phase,expect', [
+    ('A', ['A/fashion_mnist_250/mean_teacher--supervised_normalization=batch/seed0-2',
+           '--config.dataset.validation_size=5000', '--config.dataset.split_seed=100']),
+    ('B', ['fashion_mnist_250.py:mean_teacher_alc@decoupled', '--config.num_train_steps=1200']),
+    ('C', ['C/fashion_mnist_250/mean_teacher_alc@cosine--alc.weight=100/seed0-2']),
+    ('D', ['fashion_mnist_cpu.py:mean_teacher_alc --workdir=', '--config.num_runs=3'])])
+def test_alc_study_phases_select_on_validation_and_test_the_main_job(tmp_path, phase, expect):
+  """Selection phases (A-C) hold out the shared validation split; D is the main job's config."""
+  env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path))
+  out = subprocess.run(['bash', os.path.join(LAUNCH, 'alc_study.sh'), phase], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  for text in expect:
+    assert text in out.stdout, (text, out.stdout[-3000:])
+  assert ('validation_size' in out.stdout) == (phase != 'D')
 
 
 # --- alc_stability_probe.py ---------------------------------------------------------------------
