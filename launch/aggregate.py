@@ -279,11 +279,19 @@ def plot_w2(plt, runs, out, split='test'):
     accs = [np.concatenate(by_weight[w]) for w in weights]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.errorbar(weights, [a.mean() for a in accs], yerr=[a.std() for a in accs], marker='o',
-                capsize=3)
+                capsize=3, label=base)
+    # The experiment's rows without ALC (e.g. Mean Teacher, supervised) as reference lines.
+    baselines = collections.defaultdict(list)
+    for run in runs:
+      if run.experiment == experiment and not run.results.get('alc'):
+        baselines[run.name].append(run.accuracy)
+    for (name, accs_), style in zip(sorted(baselines.items()), ('--', ':', '-.', (0, (1, 3)))):
+      ax.axhline(np.concatenate(accs_).mean(), color='gray', linestyle=style, label=name)
     if min(weights) > 0:
       ax.set_xscale('log')
     ax.set(xlabel='w2', ylabel=f'{split} accuracy (%)', title=f'{experiment}: {base}')
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
     files.append(_save(plt, fig, out, f'w2_{slug(experiment)}_{slug(base)}.png'))
   return files
 
@@ -328,6 +336,8 @@ def plot_monitors(plt, experiment, rows, out):
     return None
   for ax, key in zip(axes, MONITORS):
     ax.set(xlabel='epoch', title=key.split('/')[-1])
+    if key == 'monitors/attention_logit_spread':
+      ax.set_yscale('log')  # Bounded variants stay near 1-10, a collapsing S grows to ~1000.
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=7)
   fig.suptitle(f'{experiment}: attention diagnostics')
