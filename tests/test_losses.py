@@ -117,14 +117,19 @@ def test_class_prior_and_weights(rng):
   close(losses.soft_imbalance_weight(z, r), ref)
 
 
-def test_cross_entropy_with_weights_and_mask(rng):
+def _cross_entropy_inputs(rng):
+  """Logits, labels, weights, a labeled mask (at least one) and the per-example NLL in NumPy."""
   z = rng.normal(size=(10, 4))
   y = rng.integers(0, 4, size=10)
   w = rng.random(10)
   m = rng.random(10) < 0.5
   m[0] = True
+  return z, y, w, m, -np.log(np_softmax(z)[np.arange(10), y])
+
+
+def test_cross_entropy_with_weights_and_mask(rng):
+  z, y, w, m, nll = _cross_entropy_inputs(rng)
   y_hidden = np.where(m, y, -1)
-  nll = -np.log(np_softmax(z)[np.arange(10), y])
   close(losses.cross_entropy(z, y), nll.mean())
   close(losses.cross_entropy(z, y_hidden, w, m), (w * m * nll).sum() / m.sum())
 
@@ -279,12 +284,7 @@ def test_class_graph_and_graph_loss_match_reference(rng, include_self):
 
 
 def test_cross_entropy_batch_normalization(rng):
-  z = rng.normal(size=(10, 4))
-  y = rng.integers(0, 4, size=10)
-  w = rng.random(10)
-  m = rng.random(10) < 0.5
-  m[0] = True
-  nll = -np.log(np_softmax(z)[np.arange(10), y])
+  z, y, w, m, nll = _cross_entropy_inputs(rng)
   # Sum over the labeled examples / whole batch (Eq. 6; Mean Teacher's size_average=False / B).
   close(losses.cross_entropy(z, np.where(m, y, -1), w, m, 'batch'), (w * m * nll).sum() / 10)
   close(losses.cross_entropy(z, y, normalization='batch'), nll.mean())
