@@ -551,7 +551,8 @@ def main():
               f'{seq[-1]["ms_per_step"]:.1f} ms/step', flush=True)
       images = n * args.batch_size * (args.steps + 2)  # Compile step + warm-up + timed steps.
       seq_step = statistics.median(t for r in seq for t in r['step_times_s'])
-      default = 'loop' if jax.default_backend() == 'cpu' else 'vmap'  # run_batching='auto'.
+      auto = make_config(args, npz, model, 'mean_teacher_alc', num_runs=n)  # run_batching=auto.
+      default = 'loop' if train.use_run_loop(auto) else 'vmap'
       results['vectorized'] = {'num_runs': n, 'default': default, **together, 'sequential': seq,
                                'sequential_wall_s': seq_wall}
       print(f'{"mode":<32} {"img/s (steps)":>14} {"img/s (with compile)":>21} {"wall s":>8} '
