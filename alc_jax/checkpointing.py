@@ -1,12 +1,56 @@
 """Orbax checkpoints of the train state: periodic, last k kept, resume from the newest readable one."""
 
+import errno
 import os
 import shutil
 
 from absl import logging
+import jax
 import orbax.checkpoint as ocp
 
 from alc_jax import reporting
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+  """The workdir's disk (or quota) is full: the run stopped, the newest complete checkpoint kept."""
+
+
+def free_bytes(path):
+  """Free bytes on the file system of local `path` (or of its nearest existing parent)."""
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  return shutil.disk_usage(path).free
+
+
+def _mib(nbytes):
+  return f'{nbytes / 2**20:.1f} MiB'
+
+
+def is_disk_full(error):
+  """Whether `error`, or an error it was raised from or during, is a full disk or quota. Orbax
+  re-raises the OSError of its background writer wrapped, sometimes only as text."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+      return True
+    if 'No space left on device' in str(error) or 'Disk quota exceeded' in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def disk_full_error(workdir, what):
+  """The DiskFullError the run stops with, naming the path and its free space."""
+  free = 'unknown' if reporting.is_remote(workdir) else _mib(free_bytes(workdir))
+  return DiskFullError(
+      errno.ENOSPC,
+      f'the disk of {workdir} is full ({free} free) while {what}. The newest complete '
+      'checkpoint is kept; free some space (or lower config.keep_checkpoints) and rerun the same '
+      'command to resume from it.')
 
 
 class Manager:
@@ -21,9 +65,20 @@ class Manager:
   def _create(self):
     return ocp.CheckpointManager(
         self._directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True))
+        # cleanup_tmp_directories: a save cut short (a crash, a full disk) leaves a temporary
+        # directory; the resumed run deletes it instead of leaving it to fill the disk.
+        options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True,
+                                             cleanup_tmp_directories=True))
 
   def save(self, step, state):
+    """Saves `state` (asynchronously); refuses with DiskFullError when a local disk has no room
+    for it, before anything is written (a partial checkpoint would only fill the disk more)."""
+    if not reporting.is_remote(self._directory):
+      need = sum(x.nbytes for x in jax.tree.leaves(state))
+      free = free_bytes(self._directory)
+      if free < need + 2**20:  # The arrays plus ~1 MiB of metadata.
+        raise disk_full_error(self._directory, f'saving the checkpoint of step {step} (it needs '
+                                               f'about {_mib(need)}, {_mib(free)} are free)')
     self._manager.save(step, args=ocp.args.StandardSave(state))
 
   def wait(self):

@@ -17,7 +17,9 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Importing alc_jax applies the CPU set-up (alc_jax/cpu_setup.py) before any JAX backend starts.
-from alc_jax import config_lib, cpu_setup, train  # pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from alc_jax import checkpointing, config_lib, cpu_setup, train, workdir_lock
+from alc_jax import data as data_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
@@ -40,10 +42,32 @@ def main(argv):
     pass
   logging.info('JAX process %d/%d, local devices %s, CPU set-up %s', jax.process_index(),
                jax.process_count(), jax.local_devices(), cpu_setup.applied)
+  sys.exit(run(FLAGS.config, FLAGS.workdir))
+
+
+def run(config, workdir):
+  """train_and_evaluate, with the mistakes a user can fix answered in one line (no traceback;
+  tracebacks are kept for bugs). Returns the exit status: 0, or 130 after a Ctrl-C."""
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    result = train.train_and_evaluate(config, workdir)
   except config_lib.ConfigError as e:  # A config mistake: the message says what to change.
     sys.exit(f'Config error: {e}')
+  except data_lib.DataError as e:  # Files, folders or arrays that cannot be used as they are.
+    sys.exit(f'Data error: {e}')
+  except workdir_lock.WorkdirInUse as e:  # Nothing was written.
+    sys.exit(f'Workdir in use: {e}')
+  except checkpointing.DiskFullError as e:
+    # Exit at once: orbax's background writers, cut short, would otherwise log their own failures
+    # (tracebacks from asyncio and tensorstore) after this line. The workdir lock is already freed
+    # and the newest complete checkpoint is on disk; nothing else can be written anyway.
+    print(f'Disk full: {e.strerror}', file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # pylint: disable=protected-access
+  except KeyboardInterrupt:  # The second Ctrl-C.
+    print('Stopped at once by a second Ctrl-C; the newest complete checkpoint is kept.',
+          file=sys.stderr, flush=True)
+    return 130
+  return 130 if result.get('signal') == 'SIGINT' else 0
 
 
 if __name__ == '__main__':

@@ -35,18 +35,28 @@ def is_remote(path):
 class JsonlWriter(_WriterBase):
   """One JSON object per write_scalars call, a line each: easy to read without TensorBoard.
 
-  A local file is appended to and flushed line by line (readable while the run goes on, complete
+  A local file is appended to line by line, unbuffered (readable while the run goes on, complete
   up to a crash). Object stores cannot append, so a remote file (`gs://...`) is rewritten whole
   on flush(), which the training loop calls at every checkpoint.
   """
 
-  def __init__(self, path, remote=None):
+  def __init__(self, path, remote=None, resume_step=None):
+    """`resume_step`: the step the run resumes from; the rows of later steps (logged by a run
+    that crashed after its last checkpoint, trained again now) and a line cut short by a crash
+    are dropped, so that every step appears once."""
     self._path = epath.Path(path)
     self._remote = is_remote(path) if remote is None else remote
+    lines = self._path.read_text().splitlines() if self._path.exists() else []
+    kept = [line for line in lines if _row_step(line) is not None
+            and (resume_step is None or _row_step(line) <= resume_step)]
     if self._remote:
-      self._lines = self._path.read_text().splitlines() if self._path.exists() else []
+      self._lines = kept
     else:
-      self._file = open(path, 'a', encoding='utf-8')
+      if kept != lines:
+        write_bytes(path, ''.join(line + '\n' for line in kept).encode('utf-8'))
+      # Unbuffered bytes: a line is written whole by one call or not at all, and a failed write
+      # (a full disk) leaves nothing buffered for a later flush to retry.
+      self._file = open(path, 'ab', buffering=0)
 
   def write_scalars(self, step, scalars):
     row = {'step': int(step)}
@@ -54,8 +64,7 @@ class JsonlWriter(_WriterBase):
     if self._remote:
       self._lines.append(json.dumps(row))
     else:
-      self._file.write(json.dumps(row) + '\n')
-      self._file.flush()
+      self._file.write((json.dumps(row) + '\n').encode('utf-8'))
 
   def write_summaries(self, step, values, metadata=None):
     pass
@@ -81,8 +90,6 @@ class JsonlWriter(_WriterBase):
   def flush(self):
     if self._remote:
       self._path.write_text(''.join(line + '\n' for line in self._lines))
-    else:
-      self._file.flush()
 
   def close(self):
     self.flush()
@@ -90,17 +97,27 @@ class JsonlWriter(_WriterBase):
       self._file.close()
 
 
-def create_writer(workdir):
-  """TensorBoard events + metrics.jsonl on the first process; logging only on the others."""
+def _row_step(line):
+  """The step of a metrics.jsonl line, or None for a line cut short by a crash."""
+  try:
+    return int(json.loads(line)['step'])
+  except (ValueError, KeyError, TypeError):
+    return None
+
+
+def create_writer(workdir, resume_step=0):
+  """TensorBoard events + metrics.jsonl on the first process; logging only on the others.
+  metrics.jsonl keeps the rows up to `resume_step` (see JsonlWriter)."""
   if metric_writers is None:
     print('TensorFlow is not installed: writing metrics.jsonl only (no TensorBoard events).')
     return JsonlWriter(f'{workdir}/metrics.jsonl' if jax.process_index() == 0
-                       else f'{workdir}/metrics.{jax.process_index()}.jsonl')
+                       else f'{workdir}/metrics.{jax.process_index()}.jsonl',
+                       resume_step=resume_step)
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(workdir, just_logging=True)
   return metric_writers.MultiWriter([
       metric_writers.create_default_writer(workdir, asynchronous=False),
-      JsonlWriter(f'{workdir}/metrics.jsonl'),
+      JsonlWriter(f'{workdir}/metrics.jsonl', resume_step=resume_step),
   ])
 
 

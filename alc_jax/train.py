@@ -28,6 +28,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from alc_jax import attention, checkpointing, config_lib, ema, models, objectives, reporting
+from alc_jax import workdir_lock
 from alc_jax import data as data_lib
 from alc_jax.data import imagenet
 
@@ -112,25 +113,44 @@ def eval_step(state, batch, *, model, data_stats):
   return out
 
 
-class _Preemption:
-  """SIGTERM sets a flag; the loop saves a checkpoint and exits cleanly at the next step."""
+class _Interruption:
+  """SIGTERM (preemption) and Ctrl-C (SIGINT) set a flag; the loop saves a checkpoint and stops
+  at the next step. A second Ctrl-C stops at once (KeyboardInterrupt). A context manager: the
+  previous handlers come back on exit (a notebook keeps its own Ctrl-C). On several hosts JAX's
+  coordination service makes all agree on the step of a SIGTERM; Ctrl-C keeps its default there.
+  """
 
   def __init__(self):
-    self.requested = False
-    if jax.process_count() == 1:
+    self.signal = None  # signal.SIGTERM or signal.SIGINT once requested.
+    self._previous = {}
+
+  def __enter__(self):
+    signums = (signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else ()
+    for signum in signums:
       try:
-        signal.signal(signal.SIGTERM, self._handler)
+        self._previous[signum] = signal.signal(signum, self._handler)
       except ValueError:  # Not the main thread (e.g. a notebook worker): no handler.
         pass
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
 
   def _handler(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    if signum == signal.SIGINT:
+      if self.signal == signal.SIGINT:
+        raise KeyboardInterrupt  # The second Ctrl-C.
+      print('\nCtrl-C: saving a checkpoint at the next step (press Ctrl-C again to stop at '
+            'once).', flush=True)
+    self.signal = signum
 
   def should_stop(self, step):
-    if jax.process_count() > 1:  # JAX's coordination service makes all hosts agree on the step.
+    if jax.process_count() > 1:
       return multihost_utils.reached_preemption_sync_point(step)
-    return self.requested
+    return self.signal is not None
 
 
 def _check_finite(metrics, step, config):
@@ -273,6 +293,20 @@ def _to_global(local, sharding, global_rows, axis):
   return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
 
 
+def _check_image_size(backbone, image_shape, config):
+  """Images too small for the backbone fail here, before compiling (inside JAX they would fail
+  as a ZeroDivisionError in a pooling window), saying which sizes work."""
+  if models.feature_shape(backbone, image_shape) is not None:
+    return
+  smallest = models.smallest_input_size(backbone, image_shape[-1])
+  raise data_lib.DataError(
+      f'{config.dataset.name} images ({config.dataset.path or config.dataset.name}) are '
+      f'{image_shape[0]}x{image_shape[1]} pixels, too small for config.model.name='
+      f'{config.model.name!r}, which needs at least {smallest}x{smallest}. Resize or pad the '
+      'images to at least that size, or use a backbone without unpadded layers '
+      "(--config.model.name=wrn28_2 takes any size).")
+
+
 def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Validates the config, loads the data, splits labels per run and compiles the steps."""
   config = ml_collections.ConfigDict(config)
@@ -310,6 +344,7 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   data_stats = tuple(None if a is None else jnp.asarray(a, jnp.float32) for a in stats)
 
   model = create_model(config, num_classes, num_devices)
+  _check_image_size(model.backbone, image_shape, config)
   tx, schedule = create_optimizer(config, total_steps, steps_per_epoch)
   # Auto axes: XLA propagates the batch sharding through the step (one program for any mesh).
   mesh = jax.make_mesh((num_devices,), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
@@ -350,11 +385,29 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the results."""
+  """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the results.
+
+  The run holds the workdir while it runs (alc_jax/workdir_lock.py). SIGTERM or Ctrl-C save a
+  checkpoint at the next step and return {'preempted_at_step', 'signal'}. Errors that main.py
+  prints as one line: config_lib.ConfigError, data.DataError, workdir_lock.WorkdirInUse and
+  checkpointing.DiskFullError (a full disk, whatever write hit it).
+  """
   config = ml_collections.ConfigDict(config)
   config_lib.validate(config, len(mesh_devices(config.batch_size)))
-  config_lib.check_workdir(config, workdir)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # Local or a bucket (gs://...).
+  with workdir_lock.WorkdirLock(workdir), _Interruption() as interruption:
+    try:
+      return _train_in_workdir(config, workdir, interruption)
+    except Exception as e:  # pylint: disable=broad-except
+      if checkpointing.is_disk_full(e) and not isinstance(e, checkpointing.DiskFullError):
+        raise checkpointing.disk_full_error(
+            workdir, f'writing to it ({type(e).__name__}: {str(e)[:120]})') from e
+      raise
+
+
+def _train_in_workdir(config, workdir, interruption):
+  """train_and_evaluate once the workdir is held and the signal handlers are in place."""
+  config_lib.check_workdir(config, workdir)
   if jax.process_index() == 0:
     reporting.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   exp = create_experiment(config)
@@ -362,14 +415,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
   state, start_step = manager.restore_latest(exp.initial_state)
-  writer = reporting.create_writer(workdir)
+  writer = reporting.create_writer(workdir, resume_step=start_step)
   if start_step == 0:
     writer.write_hparams({k: v for k, v in config_lib.flatten(config.to_dict()).items()
                           if isinstance(v, (int, float, str, bool))})
   batches = exp.train_batches(start_step)
   progress = reporting.Progress(total_steps, start_step, config.batch_size * runs,
                                 config.progress_every_seconds)
-  preemption = _Preemption()
   # Evaluations so far, kept in the workdir so that 'best' in results.json spans resumptions;
   # those after the restored checkpoint are dropped (their steps are trained again).
   evaluations_path = os.path.join(workdir, 'evaluations.json')
@@ -395,7 +447,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         jax.block_until_ready(metrics)
         progress.restart(step)
       is_last = step == total_steps
-      stop = preemption.should_stop(step)
+      stop = interruption.should_stop(step)
       if step % config.log_every_steps == 0 or is_last or stop:
         pending = jax.tree.map(np.asarray, pending)
         _check_finite(pending, step, config)
@@ -406,6 +458,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         train_rows, pending = [], None
         progress.maybe_print(step, scalars['losses/total'], force=is_last)
       if step % config.eval_every_steps == 0 or is_last:
+        logging.info('Evaluation of step %d begins.', step)
         result = exp.evaluate(state)
         if config.dataset.validation_size > 0 and exp.dataset is not None:
           validation = exp.evaluate(state, exp.validation_batches())
@@ -414,19 +467,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if jax.process_index() == 0:
           reporting.write_json(evaluations_path, history)
         writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()})
+        logging.info('Evaluation of step %d done.', step)
         progress.last_accuracy = (f'student {100 * np.mean(result["student_accuracy"]):.2f}% '
                                   f'teacher {100 * np.mean(result["teacher_accuracy"]):.2f}%')
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         if pending is not None:  # Never checkpoint a state whose step produced NaN.
           _check_finite(jax.tree.map(np.asarray, pending), step, config)
+        logging.info('Checkpoint of step %d begins.', step)  # Written in the background.
         manager.save(step, state)
         writer.flush()
       if stop:
         manager.wait()
         writer.flush()
-        print(f'Preempted: saved the checkpoint of step {step}; rerun the same command to resume.',
-              flush=True)
-        return {'preempted_at_step': step}
+        name = signal.Signals(interruption.signal).name if interruption.signal else 'preemption'
+        print(f'Preempted ({name}): saved the checkpoint of step {step}; rerun the same command '
+              'to resume.', flush=True)
+        return {'preempted_at_step': step, 'signal': name}
   finally:  # Whatever ends the loop (NaN guard, Ctrl-C), finish the checkpoint in flight.
     manager.wait()
   writer.flush()

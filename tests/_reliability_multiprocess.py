@@ -9,6 +9,7 @@ Process 0 writes the final state (params, batch statistics, EMA teacher) and the
 """
 
 import ast
+import json
 import os
 import sys
 
@@ -26,7 +27,7 @@ def main(npz, out, process_id, num_processes, port, steps, *extra):
                                num_processes=num_processes, process_id=process_id,
                                initialization_timeout=60)
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from alc_jax import ema, train  # pylint: disable=g-import-not-at-top
+  from alc_jax import ema, train, workdir_lock  # pylint: disable=g-import-not-at-top
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
 
   assert jax.process_count() == num_processes and jax.process_index() == process_id
@@ -42,9 +43,17 @@ def main(npz, out, process_id, num_processes, port, steps, *extra):
   exp = train.create_experiment(tiny_config(npz, batch_size=16, labeled_batch_size=4,
                                             **overrides))
   state, losses = exp.initial_state, []
-  for _, batch in zip(range(steps), exp.train_batches()):
-    state, metrics = exp.train_step(state, batch)
-    losses.append(metrics['losses/total'])
+  # The hosts of one job hold the workdir as one holder: process 0 writes lock.json for all.
+  workdir = os.path.join(os.path.dirname(out), f'workdir_{num_processes}')
+  os.makedirs(workdir, exist_ok=True)
+  with workdir_lock.WorkdirLock(workdir):
+    with open(os.path.join(workdir, 'lock.json'), encoding='utf-8') as f:
+      holder = json.load(f)
+    print(f'process {process_id}: lock held by process id {holder["pid"]} for '
+          f'{holder["processes"]} process(es)', flush=True)
+    for _, batch in zip(range(steps), exp.train_batches()):
+      state, metrics = exp.train_step(state, batch)
+      losses.append(metrics['losses/total'])
 
   def local(x):  # The state and metrics are replicated: every process holds a full copy.
     assert x.is_fully_replicated, x.sharding

@@ -119,7 +119,7 @@ def test_imagenet_reads_the_process_shard_of_each_split():
 
 
 def test_imagenet_missing_data_says_how_to_prepare(tmp_path):
-  with pytest.raises(FileNotFoundError, match='tfds build imagenet2012'):
+  with pytest.raises(datasets.DataFileNotFoundError, match='tfds build imagenet2012'):
     imagenet.imagenet_train_iterator(_config(data_dir=str(tmp_path), image_size=8), 4, 2, 0,
                                      process_index=0, process_count=1)
 
@@ -212,19 +212,19 @@ def test_fashion_mnist_truncated_idx(tmp_path, monkeypatch):
   raw = open(path, 'rb').read()
   with open(path, 'wb') as f:
     f.write(raw[:len(raw) // 2])  # A truncated gzip stream.
-  with pytest.raises(ValueError, match='truncated') as e:
+  with pytest.raises(datasets.DataError, match='truncated') as e:
     datasets.load_dataset(_config(name='fashion_mnist'))
   assert path in str(e.value)
   # A complete gzip stream whose IDX data are short.
   with gzip.open(path, 'wb') as f:
     f.write(bytes([0, 0, 8, 3]) + (20).to_bytes(4, 'big') + (28).to_bytes(4, 'big') * 2 + b'x' * 99)
-  with pytest.raises(ValueError, match='truncated') as e:
+  with pytest.raises(datasets.DataError, match='truncated') as e:
     datasets.load_dataset(_config(name='fashion_mnist'))
   assert path in str(e.value)
   # The labels file in place of the images file: wrong magic number.
   with open(path, 'wb') as f:
     f.write(open(paths['train', 'labels'], 'rb').read())
-  with pytest.raises(ValueError, match='magic number') as e:
+  with pytest.raises(datasets.DataError, match='magic number') as e:
     datasets.load_dataset(_config(name='fashion_mnist'))
   assert path in str(e.value)
 
@@ -233,7 +233,7 @@ def test_fashion_mnist_neither_source(tmp_path, monkeypatch):
   empty = tmp_path / 'idx'
   empty.mkdir()
   monkeypatch.setenv(datasets.FASHION_MNIST_ENV, str(empty))
-  with pytest.raises(FileNotFoundError) as e:
+  with pytest.raises(datasets.DataFileNotFoundError) as e:
     datasets.load_dataset(_config(name='fashion_mnist', data_dir=str(tmp_path / 'tfds')))
   message = str(e.value)
   assert 'apt-get install dataset-fashion-mnist' in message
@@ -241,9 +241,9 @@ def test_fashion_mnist_neither_source(tmp_path, monkeypatch):
 
 
 def test_unknown_name():
-  with pytest.raises(ValueError, match='valid names are: fashion_mnist, cifar10'):
+  with pytest.raises(datasets.DataError, match='valid names are: fashion_mnist, cifar10'):
     datasets.load_dataset(_config(name='mnist'))
-  with pytest.raises(ValueError, match='imagenet_train_iterator'):
+  with pytest.raises(datasets.DataError, match='imagenet_train_iterator'):
     datasets.load_dataset(_config(name='imagenet_1pct'))
 
 
@@ -316,7 +316,7 @@ def test_npz_rejects_bad_input(tmp_path, change, message):
   change(arrays)
   path = tmp_path / 'bad.npz'
   np.savez(path, **arrays)
-  with pytest.raises(ValueError, match=message) as e:
+  with pytest.raises(datasets.DataError, match=message) as e:
     datasets.load_dataset(_config(path=str(path)))
   assert str(path) in str(e.value)
 
@@ -324,10 +324,10 @@ def test_npz_rejects_bad_input(tmp_path, change, message):
 def test_npz_not_an_npz(tmp_path):
   path = tmp_path / 'junk.npz'
   path.write_bytes(b'not a zip file at all')
-  with pytest.raises(ValueError, match='Cannot read npz') as e:
+  with pytest.raises(datasets.DataError, match='Cannot read npz') as e:
     datasets.load_dataset(_config(path=str(path)))
   assert str(path) in str(e.value)
-  with pytest.raises(FileNotFoundError, match='missing.npz'):
+  with pytest.raises(datasets.DataFileNotFoundError, match='missing.npz'):
     datasets.load_dataset(_config(path=str(tmp_path / 'missing.npz')))
 
 
@@ -374,7 +374,7 @@ def test_folder_unreadable_image(tmp_path):
   _write_folder(tmp_path)
   bad = tmp_path / 'train' / 'dog' / 'x.png'
   bad.write_bytes(b'\x00garbage, not a PNG')
-  with pytest.raises(ValueError, match='Cannot read image') as e:
+  with pytest.raises(datasets.DataError, match='Cannot read image') as e:
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   assert str(bad) in str(e.value)
 
@@ -383,7 +383,7 @@ def test_folder_size_mismatch(tmp_path):
   _write_folder(tmp_path)
   odd = tmp_path / 'test' / 'emu' / 'odd.png'
   Image.fromarray(np.zeros((7, 6, 3), np.uint8)).save(odd)
-  with pytest.raises(ValueError, match='expected size is 6x5') as e:
+  with pytest.raises(datasets.DataError, match='expected size is 6x5') as e:
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   assert str(odd) in str(e.value)
 
@@ -391,13 +391,13 @@ def test_folder_size_mismatch(tmp_path):
 def test_folder_mismatched_classes_and_mode(tmp_path):
   _write_folder(tmp_path)
   (tmp_path / 'test' / 'fox').mkdir()
-  with pytest.raises(ValueError, match="only in test/: \\['fox'\\]"):
+  with pytest.raises(datasets.DataError, match="only in test/: \\['fox'\\]"):
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   (tmp_path / 'test' / 'fox').rmdir()
   gray = tmp_path / 'train' / 'emu' / 'gray.png'
   Image.fromarray(np.zeros((5, 6), np.uint8), 'L').save(gray)
-  with pytest.raises(ValueError, match='mode') as e:
+  with pytest.raises(datasets.DataError, match='mode') as e:
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   assert str(gray) in str(e.value)
-  with pytest.raises(FileNotFoundError, match='train'):
+  with pytest.raises(datasets.DataFileNotFoundError, match='train'):
     datasets.load_dataset(_config(name='folder', path=str(tmp_path / 'nowhere')))

@@ -277,9 +277,12 @@ def test_aggregate_reports_the_validation_split_when_asked(tmp_path, capsys):
            '--config.dataset.validation_size=5000', '--config.dataset.split_seed=100']),
     ('B', ['fashion_mnist_250.py:mean_teacher_alc@decoupled', '--config.num_train_steps=1200']),
     ('C', ['C/fashion_mnist_250/mean_teacher_alc@cosine--alc.weight=100/seed0-2']),
-    ('D', ['fashion_mnist_cpu.py:mean_teacher_alc --workdir=', '--config.num_runs=3'])])
+    ('D', ['fashion_mnist_cpu.py:mean_teacher_alc --workdir=', '--config.num_runs=3']),
+    ('E', ['E/fashion_mnist_250/supervised/seed0-2', '--config.num_train_steps=4800 ',
+           '--config.consistency_rampup_epochs=2 ', 'mean_teacher_alc@decoupled'])])
 def test_alc_study_phases_select_on_validation_and_test_the_main_job(tmp_path, phase, expect):
-  """Selection phases (A-C) hold out the shared validation split; D is the main job's config."""
+  """Selection phases (A-C, E) hold out the shared validation split; D is the main job's config.
+  E is the learning curve's next budget (4x the steps, the ramp-up scaled with them)."""
   env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path))
   out = subprocess.run(['bash', os.path.join(LAUNCH, 'alc_study.sh'), phase], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)

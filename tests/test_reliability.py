@@ -6,9 +6,9 @@ fixture (`runs`) that starts them concurrently, and one persistent JAX compilati
 reference run compiles the train/eval programs once, every other run of the same command loads
 them (the cache stores XLA's output; it does not change what the programs compute).
 
-The CLI runs and test 6's processes all start from the first test (fixtures `runs` and
+The CLI runs and test 7's processes all start from the first test (fixtures `runs` and
 `two_process_jobs`) so that they overlap; the runs off the critical path are niced. The CLI runs
-use the CPU set-up of `import alc_jax` (one device per core); test 6's processes one device each.
+use the CPU set-up of `import alc_jax` (one device per core); test 7's processes one device each.
 
 Train steps are a pure function of (seed, step) on the CPU, the batch sampler included, so an
 interrupted and resumed run must reproduce the uninterrupted one bit for bit.
@@ -16,6 +16,7 @@ interrupted and resumed run must reproduce the uninterrupted one bit for bit.
 
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,13 +30,13 @@ import numpy as np
 import pytest
 
 from alc_jax import checkpointing, config_lib
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, make_tiny_images, tiny_config
 
 STEPS = 120  # Of the CLI runs; ~4 s of training: a wide window to kill a run mid-way.
 KILL_AT = 40  # SIGKILL once a checkpoint of at least this step exists.
 TERM_AT = 10  # SIGTERM once a checkpoint of at least this step exists.
 HELPER = os.path.join(ROOT, 'tests', '_reliability_multiprocess.py')
-# Test 6: 3 train steps of tiny_config with run A's schedule.
+# Test 7: 3 train steps of tiny_config with run A's schedule.
 TWO_PROCESS_ARGS = ('3', f'num_train_steps={STEPS}')
 
 
@@ -58,7 +59,7 @@ def _env(cache_dir, devices=None):
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
   env.pop('XLA_FLAGS', None)  # The CPU set-up of `import alc_jax`: one device per core.
-  if devices:  # Test 6: one device per process.
+  if devices:  # Test 7: one device per process.
     env['JAX_NUM_CPU_DEVICES'] = str(devices)
   return env
 
@@ -186,7 +187,7 @@ def _free_port():
 
 @pytest.fixture(scope='module')
 def two_process_jobs(tiny_npz, tmp_path_factory):
-  """Test 6's 2-process job, started first and niced: it uses the CPU the CLI runs leave. The
+  """Test 7's 2-process job, started first and niced: it uses the CPU the CLI runs leave. The
   1-process reference is started by `runs`, once run A has filled the compilation cache."""
   base = tmp_path_factory.mktemp('two_processes')
   port = _free_port()
@@ -207,14 +208,21 @@ def runs(tiny_npz, tmp_path_factory, two_process_jobs):
   exists, then rerun (B2).  P: the same command, SIGTERMed once checkpoint >= TERM_AT exists, then
   rerun (P2).  C: a copy of A with its newest checkpoint corrupted, rerun.  N: a learning rate
   that makes the loss non-finite, a checkpoint every step.  X: --config.method=bogus.
-  A -> (B, P) -> (B2, P2, C) is the critical path; N, X (and test 6's processes) are niced.
+  L1, L2: the command of A launched twice at once on one workdir.  I: Ctrl-C (SIGINT) once a
+  checkpoint >= TERM_AT exists.  Y: images too small for the backbone.
+  A -> (B, P) -> (B2, P2, C) is the critical path; N, X, L1, L2, I, Y (and test 7's processes)
+  are niced.
   """
   t0 = time.monotonic()
   base = tmp_path_factory.mktemp('reliability')
   logs = base / 'logs'
   logs.mkdir()
   env = _env(base / 'jax_cache')
-  wd = {k: base / k for k in 'ABPCNX'}
+  wd = {k: base / k for k in 'ABPCNXLIY'}
+  small_npz = base / 'eight_by_eight.npz'  # Y: images too small for CNN-13 (sklearn's digits).
+  rng = np.random.default_rng(0)
+  x, y = make_tiny_images(96, 4, 8, rng)
+  np.savez(small_npz, x_train=x, y_train=y, x_test=x[:16], y_test=y[:16])
   jobs, info = {}, {}
 
   def start(name, workdir, *extra, nice=0):
@@ -232,7 +240,12 @@ def runs(tiny_npz, tmp_path_factory, two_process_jobs):
     if 'B' not in jobs and (not a.running() or _newest_checkpoint(wd['A'] / 'checkpoints') >= 10):
       start('B', wd['B'])
       start('P', wd['P'])
-      # Test 6's reference: one process, one device, the config of run A.
+      # L1, L2: one command launched twice at once on one workdir; I: Ctrl-C; Y: bad data.
+      start('L1', wd['L'], nice=5)
+      start('L2', wd['L'], nice=5)
+      start('I', wd['I'], nice=5)
+      jobs['Y'] = _Job('Y', _cli(wd['Y'], small_npz), logs, env, timeout=300, nice=5)
+      # Test 7's reference: one process, one device, the config of run A.
       two_process_jobs['jobs']['single'] = _Job(
           'single', [sys.executable, HELPER, tiny_npz, str(two_process_jobs['dir'] / 'one.npz'),
                      '0', '1', '0', *TWO_PROCESS_ARGS], two_process_jobs['dir'],
@@ -245,6 +258,10 @@ def runs(tiny_npz, tmp_path_factory, two_process_jobs):
       if not termed and p.running() and _newest_checkpoint(wd['P'] / 'checkpoints') >= TERM_AT:
         os.kill(p.proc.pid, signal.SIGTERM)
         termed = True
+      i = jobs['I']
+      if 'I' not in info and i.running() and _newest_checkpoint(wd['I'] / 'checkpoints') >= TERM_AT:
+        os.kill(i.proc.pid, signal.SIGINT)
+        info['I'] = True
       if 'B2' not in jobs and not b.running():
         info['B_killed'] = killed
         info['B_steps_after_kill'] = _checkpoint_steps(wd['B'] / 'checkpoints')
@@ -274,14 +291,14 @@ def runs(tiny_npz, tmp_path_factory, two_process_jobs):
   print(', '.join(f'{j.name} {j.started - t0:.0f}+{j.elapsed:.0f} s' for j in jobs.values()))
   print(', '.join(f'{j.name} {j.started - t0:.0f}+{j.elapsed or 0:.0f} s'
                   for j in two_process_jobs['jobs'].values()))
-  return {'jobs': jobs, 'workdirs': wd, **info}
+  return {'jobs': jobs, 'workdirs': wd, 'env': env, 'logs': logs, 'npz': tiny_npz, **info}
 
 
 def _ok(job):
   assert job.returncode == 0 and not job.timed_out, job.describe()
 
 
-# --- 1. A crash (SIGKILL) and an exact resume ------------------------------------------------------
+# --- 1. A crash (SIGKILL) and an exact resume -----------------------------------------------------
 
 
 def test_crash_then_resume_reproduces_the_uninterrupted_run_bitwise(runs):
@@ -294,6 +311,10 @@ def test_crash_then_resume_reproduces_the_uninterrupted_run_bitwise(runs):
   assert KILL_AT <= resume_step < STEPS, runs['B_steps_after_kill']
   _ok(jobs['B2'])
   assert f'Resuming from the checkpoint at step {resume_step}.' in jobs['B2'].stdout
+  # kill -9 left B's lock behind; the rerun takes the workdir over and says so.
+  assert (f'Taking over {wd["B"]} from a run that no longer holds it (process '
+          f'{jobs["B"].proc.pid} is no longer running') in jobs['B2'].stdout, jobs['B2'].describe()
+  assert not (wd['B'] / 'lock.json').exists()  # Freed by the run that finished.
   a, b = _results(wd['A']), _results(wd['B'])
   assert b['resumed_from_step'] == resume_step and b['steps'] == a['steps'] == STEPS
   _assert_same_results(b, a)  # Exact: same floats.
@@ -312,7 +333,7 @@ def test_crash_then_resume_reproduces_the_uninterrupted_run_bitwise(runs):
   np.testing.assert_array_equal(sim_a['similarity'], sim_b['similarity'])
 
 
-# --- 2. Preemption (SIGTERM) --------------------------------------------------------------------
+# --- 2. Preemption (SIGTERM) and Ctrl-C (SIGINT) --------------------------------------------------
 
 
 def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(runs):
@@ -320,7 +341,7 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(runs):
   p = jobs['P']
   assert runs['P_termed'], f'P ended before a checkpoint >= {TERM_AT} appeared:\n{p.describe()}'
   assert p.returncode == 0 and not p.timed_out, p.describe()
-  match = re.search(r'Preempted: saved the checkpoint of step (\d+)', p.stdout)
+  match = re.search(r'Preempted \(SIGTERM\): saved the checkpoint of step (\d+)', p.stdout)
   assert match, p.describe()
   step = int(match.group(1))
   assert TERM_AT <= step < STEPS
@@ -338,7 +359,42 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(runs):
                        _restore(wd['A'] / 'checkpoints', STEPS))
 
 
-# --- 3. A corrupted newest checkpoint -------------------------------------------------------------
+def test_ctrl_c_saves_a_checkpoint_at_the_next_step_and_exits_130(runs):
+  job, wd = runs['jobs']['I'], runs['workdirs']['I']
+  assert runs.get('I'), f'I ended before a checkpoint >= {TERM_AT} appeared:\n{job.describe()}'
+  assert job.returncode == 130 and not job.timed_out, job.describe()
+  assert 'Ctrl-C: saving a checkpoint at the next step (press Ctrl-C again' in job.stdout
+  match = re.search(r'Preempted \(SIGINT\): saved the checkpoint of step (\d+)', job.stdout)
+  assert match, job.describe()
+  step = int(match.group(1))
+  assert TERM_AT <= step < STEPS and _newest_checkpoint(wd / 'checkpoints') == step
+  assert 'Traceback' not in job.stderr and not (wd / 'results.json').exists()
+  assert not (wd / 'lock.json').exists()
+
+
+# --- 3. Two runs on one workdir -------------------------------------------------------------------
+
+
+def test_a_double_launch_runs_once_and_the_second_says_who_holds_the_workdir(runs):
+  jobs, wd = runs['jobs'], runs['workdirs']
+  pair = [jobs['L1'].wait(), jobs['L2'].wait()]
+  winners = [j for j in pair if j.returncode == 0]
+  assert len(winners) == 1, '\n'.join(j.describe() for j in pair)
+  winner, loser = winners[0], [j for j in pair if j is not winners[0]][0]
+  assert loser.returncode not in (0, None) and not loser.timed_out, loser.describe()
+  message = loser.stderr.strip().splitlines()[-1]
+  assert message.startswith(f'Workdir in use: {wd["L"]} is in use by another run'), message
+  assert f"host '{socket.gethostname()}', process id {winner.proc.pid}, since " in message
+  assert 'another --workdir' in message and 'Traceback' not in loser.stderr
+  assert 'Resuming' not in winner.stdout  # The loser wrote no checkpoint (nor anything else).
+  # The run that holds the workdir logged every step once, in order, as the reference run did.
+  steps = [json.loads(line)['step'] for line in (wd['L'] / 'metrics.jsonl').read_text().splitlines()
+           if 'losses/total' in line]
+  assert steps == sorted(set(steps)) == sorted(_metric_rows(wd['A'])), steps
+  _assert_same_results(_results(wd['L']), _results(wd['A']))
+
+
+# --- 4. A corrupted newest checkpoint -------------------------------------------------------------
 
 
 def test_corrupted_newest_checkpoint_falls_back_to_the_previous_one(runs):
@@ -401,7 +457,7 @@ def test_fallback_past_a_truncated_checkpoint_in_process(tmp_path, capsys):
   assert 'Checkpoint at step 3 is unreadable' in out and 'at step 2.' in out
 
 
-# --- 4. A non-finite loss -------------------------------------------------------------------------
+# --- 5. A non-finite loss -------------------------------------------------------------------------
 
 
 def _nan_step(job):
@@ -437,7 +493,7 @@ def test_nan_keeps_the_last_good_checkpoint(runs):
   assert max(_checkpoint_steps(ckpt), default=0) == step - 1, os.listdir(ckpt)
 
 
-# --- 5. Configs that cannot run -------------------------------------------------------------------
+# --- 6. Configs that cannot run -------------------------------------------------------------------
 
 
 def test_bad_config_on_the_command_line_fails_before_compiling(runs):
@@ -446,6 +502,18 @@ def test_bad_config_on_the_command_line_fails_before_compiling(runs):
   assert "Config error: config.method='bogus' is not known" in job.stderr, job.describe()
   assert '--config.method=' in job.stderr and 'Traceback' not in job.stderr
   assert not runs['workdirs']['X'].exists()  # Refused before the workdir (and any compile).
+
+
+def test_bad_data_on_the_command_line_is_one_line_naming_the_sizes_that_work(runs):
+  """sklearn's 8x8 digits as a data set through CNN-13: refused before compiling (it used to
+  crash inside JAX with `ZeroDivisionError: integer modulo by zero`)."""
+  job = runs['jobs']['Y']
+  assert job.returncode not in (0, None) and not job.timed_out, job.describe()
+  lines = job.stderr.strip().splitlines()
+  assert lines[-1].startswith('Data error: npz images'), job.describe()
+  assert '8x8 pixels, too small for' in lines[-1] and 'at least 12x12' in lines[-1]
+  assert 'Traceback' not in job.stderr, job.describe()
+  assert not (runs['workdirs']['Y'] / 'checkpoints').exists()
 
 
 BAD_CONFIGS = [
@@ -510,7 +578,7 @@ def test_workdir_of_a_different_config_is_refused(tiny_npz, tmp_path):
   config_lib.check_workdir(tiny_config(tiny_npz), str(tmp_path / 'fresh'))  # No config.json yet.
 
 
-# --- 6. Two JAX processes on this machine -----------------------------------------------------------
+# --- 7. Two JAX processes on this machine ---------------------------------------------------------
 
 
 def test_two_processes_equal_one_process(two_process_jobs, runs):
@@ -526,6 +594,11 @@ def test_two_processes_equal_one_process(two_process_jobs, runs):
   assert '2 global devices, 1 local' in jobs['proc0'].stdout, jobs['proc0'].describe()
   assert '2 global devices, 1 local' in jobs['proc1'].stdout, jobs['proc1'].describe()
   assert '1 global devices, 1 local' in jobs['single'].stdout, jobs['single'].describe()
+  # One holder for the job: both processes see process 0's lock, taken for 2 processes.
+  held = f'lock held by process id {jobs["proc0"].proc.pid} for 2 process(es)'
+  assert f'process 0: {held}' in jobs['proc0'].stdout, jobs['proc0'].describe()
+  assert f'process 1: {held}' in jobs['proc1'].stdout, jobs['proc1'].describe()
+  assert not (base / 'workdir_2' / 'lock.json').exists()
   two, one = np.load(base / 'two.npz'), np.load(base / 'one.npz')
   assert two.files == one.files and len(two.files) > 10
   assert int(two['step'][0]) == 3
@@ -534,3 +607,142 @@ def test_two_processes_equal_one_process(two_process_jobs, runs):
   for name in one.files:
     assert np.all(np.isfinite(two[name])), name  # NaN == NaN would pass assert_allclose.
     np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+# --- 8. Chaos: repeated SIGKILLs ---------------------------------------------------------------
+
+# Seeded: the plan (kinds, delays) replays exactly; the kill times are printed (-rA or -s).
+CHAOS_SEED = 0
+# 'checkpoint': right after a save of a step beyond the restored one begins (orbax writes in the
+# background); 'evaluation': right after an evaluation begins; 'random': 0-1 s after the process
+# has built its experiment (compiling, training or evaluating).
+CHAOS_PLAN = ('checkpoint', 'checkpoint', 'checkpoint', 'evaluation', 'evaluation', 'random',
+              'random')
+MIN_KILLS = 5
+
+
+def _begun(text, what, after):
+  """Steps > `after` whose `what` ('Checkpoint', 'Evaluation') has begun, per the INFO log."""
+  return [int(m) for m in re.findall(rf'{what} of step (\d+) begins', text) if int(m) > after]
+
+
+def _tmp_checkpoints(ckpt_dir):
+  try:
+    return sorted(n for n in os.listdir(ckpt_dir) if 'tmp' in n)
+  except FileNotFoundError:
+    return []
+
+
+@pytest.mark.chaos
+def test_chaos_repeated_sigkills_end_bitwise_equal_to_the_uninterrupted_run(runs, tmp_path):
+  """The command of run A, SIGKILLed again and again (during checkpoint writes, evaluations and at
+  random moments) and restarted each time: it ends exactly as run A, and metrics.jsonl and
+  evaluations.json hold every step once."""
+  _ok(runs['jobs']['A'])
+  rng = random.Random(CHAOS_SEED)
+  plan = list(CHAOS_PLAN)
+  rng.shuffle(plan)
+  wd, ckpt = tmp_path / 'chaos', tmp_path / 'chaos' / 'checkpoints'
+  t0, kills = time.monotonic(), []
+  for i, kind in enumerate(plan):
+    resumed = max(_newest_checkpoint(ckpt), 0)
+    delay = rng.uniform(0.0, 1.0) if kind == 'random' else rng.uniform(0.0, 0.02)
+    job = _Job(f'chaos{i}', _cli(wd, runs['npz'], '--verbosity=0'), runs['logs'], runs['env'],
+               timeout=120)
+    target = None
+    while job.running() and target is None:
+      if kind == 'random':
+        target = 'built' if ' from step ' in job.out_path.read_text() else None
+      else:
+        begun = _begun(job.err_path.read_text(), kind.capitalize(), resumed)
+        target = begun[0] if begun else None
+      time.sleep(0.002)
+    if target is None:  # Finished before the moment came: not a kill.
+      kills.append({'kind': kind, 'killed': False, 'rc': job.wait().returncode})
+      continue
+    time.sleep(delay)
+    writing = _tmp_checkpoints(ckpt)  # A save in flight (orbax's temporary directory).
+    os.kill(job.proc.pid, signal.SIGKILL)
+    job.wait()
+    landed = {'checkpoint': bool(writing),
+              'evaluation': f'Evaluation of step {target} done.' not in job.stderr}.get(kind)
+    kills.append({'kind': kind, 'killed': job.returncode == -signal.SIGKILL, 'target': target,
+                  'resumed_from': resumed, 'delay_s': round(delay, 4), 'landed_inside': landed,
+                  'at_s': round(time.monotonic() - t0, 2), 'rc': job.returncode})
+  final = _Job('chaos_final', _cli(wd, runs['npz']), runs['logs'], runs['env'], timeout=120).wait()
+  print(f'chaos seed {CHAOS_SEED}, {time.monotonic() - t0:.0f} s:')
+  for kill in kills:
+    print('  ', kill)
+  _ok(final)
+  assert sum(k['killed'] for k in kills) >= MIN_KILLS, kills
+  assert any(k['kind'] == 'checkpoint' and k['landed_inside'] for k in kills), kills
+  assert any(k['kind'] == 'evaluation' and k['landed_inside'] for k in kills), kills
+  wd_a = runs['workdirs']['A']
+  _assert_same_results(_results(wd), _results(wd_a))
+  _assert_states_equal(_restore(ckpt, STEPS), _restore(wd_a / 'checkpoints', STEPS))
+  steps = [json.loads(line)['step'] for line in (wd / 'metrics.jsonl').read_text().splitlines()
+           if 'losses/total' in line]
+  assert steps == sorted(set(steps)) == sorted(_metric_rows(wd_a)), steps
+  rows, rows_a = _metric_rows(wd), _metric_rows(wd_a)
+  for s in rows:
+    assert {k: v for k, v in rows[s].items() if k != 'train/steps_per_second'} == {
+        k: v for k, v in rows_a[s].items() if k != 'train/steps_per_second'}, s
+  evaluations = json.loads((wd / 'evaluations.json').read_text())
+  assert [e['step'] for e in evaluations] == [
+      e['step'] for e in json.loads((wd_a / 'evaluations.json').read_text())]
+  assert not _tmp_checkpoints(ckpt) and not (wd / 'lock.json').exists()
+
+
+# --- 9. A full disk ------------------------------------------------------------------------------
+
+
+def _mount_tmpfs(path, size):
+  if not sys.platform.startswith('linux') or os.geteuid() != 0 or not shutil.which('mount'):
+    pytest.skip('needs root on Linux to mount a small tmpfs')
+  done = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(path)],
+                        capture_output=True, text=True, check=False)
+  if done.returncode:
+    pytest.skip(f'cannot mount a tmpfs here: {done.stderr.strip()}')
+
+
+def _fill(path, leave):
+  """Writes zeros into `path` until `leave` bytes remain free on its file system."""
+  with open(path, 'wb') as f:
+    while shutil.disk_usage(os.path.dirname(path)).free > leave + 2**16:
+      f.write(b'\0' * min(2**20, shutil.disk_usage(os.path.dirname(path)).free - leave))
+      f.flush()
+
+
+def test_a_full_disk_stops_the_run_keeps_the_checkpoint_and_the_rerun_resumes(runs, tmp_path):
+  _ok(runs['jobs']['A'])
+  disk = tmp_path / 'small_disk'
+  disk.mkdir()
+  _mount_tmpfs(disk, '32m')
+  try:
+    wd, filler = disk / 'run', disk / 'filler'
+    job = _Job('F', _cli(wd, runs['npz']), runs['logs'], runs['env'], timeout=120)
+    filled = False
+    while job.running():
+      if not filled and _newest_checkpoint(wd / 'checkpoints') >= 20:
+        _fill(filler, leave=2**16)
+        filled = True
+      time.sleep(0.002)
+    job.wait()
+    assert filled and job.returncode not in (0, None) and not job.timed_out, job.describe()
+    # The last line. (Orbax's background writers may log their own failures before it.)
+    message = job.stderr.strip().splitlines()[-1]
+    assert message.startswith(f'Disk full: the disk of {wd} is full ('), job.describe()
+    assert ' MiB free) while ' in message and 'rerun the same command to resume' in message
+    newest = _newest_checkpoint(wd / 'checkpoints')
+    assert 20 <= newest < STEPS
+    _restore(wd / 'checkpoints', newest)  # Readable.
+    os.remove(filler)
+    again = _Job('F2', _cli(wd, runs['npz']), runs['logs'], runs['env'], timeout=120).wait()
+    _ok(again)
+    assert f'Resuming from the checkpoint at step {newest}.' in again.stdout, again.describe()
+    wd_a = runs['workdirs']['A']
+    _assert_same_results(_results(wd), _results(wd_a))
+    _assert_states_equal(_restore(wd / 'checkpoints', STEPS),
+                         _restore(wd_a / 'checkpoints', STEPS))
+  finally:
+    subprocess.run(['umount', '-l', str(disk)], check=False)

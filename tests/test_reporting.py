@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from alc_jax import reporting
 
@@ -21,6 +22,20 @@ def test_local_jsonl_is_readable_after_every_row(tmp_path):
   again.write_scalars(2, {'a': 1.0})
   again.close()
   assert [r['step'] for r in _lines(path)] == [1, 2]
+
+
+@pytest.mark.parametrize('remote', [False, True])
+def test_a_resumed_run_drops_the_rows_it_will_log_again(tmp_path, remote):
+  """Rows after the restored checkpoint (logged before a crash, trained again now) and a line cut
+  short by the crash go: every step is logged once (the chaos test checks it end to end)."""
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text(''.join(json.dumps({'step': s, 'a': s}) + '\n' for s in (10, 20, 30))
+                  + '{"step": 40, "a"')
+  writer = reporting.JsonlWriter(str(path), remote=remote, resume_step=20)
+  writer.write_scalars(30, {'a': -30.0})
+  writer.close()
+  assert _lines(path) == [{'step': 10, 'a': 10}, {'step': 20, 'a': 20}, {'step': 30, 'a': -30.0}]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.jsonl']
 
 
 def test_object_store_jsonl_is_rewritten_whole_on_flush(tmp_path):

@@ -65,6 +65,15 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 ZCA_EPSILON = 0.1
 
 
+class DataError(ValueError):
+  """The data cannot be used as they are: the message names the file and says what to fix.
+  main.py prints it as one line, `Data error: ...`, without a traceback."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+  """A data file or folder that the config names does not exist."""
+
+
 @dataclasses.dataclass
 class ArrayDataset:
   """A labelled image data set held in host memory.
@@ -128,8 +137,8 @@ def load_dataset(dataset_config: Any) -> ArrayDataset:
     matrix if `dataset_config.zca`).
 
   Raises:
-    ValueError: for an unknown name or invalid data (the message says what to fix).
-    FileNotFoundError: when the data cannot be found.
+    DataError: for an unknown name or invalid data (the message says what to fix).
+    DataFileNotFoundError: when the data cannot be found.
   """
   name = _get(dataset_config, 'name', '')
   path = _get(dataset_config, 'path', '') or ''
@@ -148,18 +157,24 @@ def load_dataset(dataset_config: Any) -> ArrayDataset:
     x_train, y_train, x_test, y_test, class_names = load_folder(path)
     num_classes = len(class_names)
   elif name == 'imagenet_1pct':
-    raise ValueError(
+    raise DataError(
         "config.dataset.name='imagenet_1pct' is streamed with tf.data, not held in memory: use "
         'alc_jax.data.imagenet.imagenet_train_iterator / imagenet_eval_iterator instead of '
         'load_dataset.')
   else:
-    raise ValueError(
+    raise DataError(
         f'Unknown config.dataset.name={name!r}; valid names are: {", ".join(VALID_NAMES)}.')
 
   if name in ('npz', 'folder'):
     shown_name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or name
   else:
     shown_name = name
+  if x_train.min() == x_train.max():  # Checked before the statistics, which would be 0 / 0.
+    raise DataError(
+        f'Every training image of {shown_name} ({path or name}) has the value '
+        f'{int(x_train.min())} in every pixel: there is nothing to learn from. Check how the '
+        'images were written (e.g. floats in [0, 1] cast to uint8 give all zeros: use '
+        '(x * 255).round().astype(np.uint8)).')
   mean, std = channel_stats(x_train)
   zca = zca_mean = None
   if _get(dataset_config, 'zca', False):
@@ -269,7 +284,7 @@ def read_idx(path: str, expected_ndim: int) -> np.ndarray:
     uint8 array of the file's shape.
 
   Raises:
-    ValueError: naming the file, if it is truncated, corrupt or not an uint8 IDX file.
+    DataError: naming the file, if it is truncated, corrupt or not an uint8 IDX file.
   """
   try:
     if path.endswith('.gz'):
@@ -279,23 +294,23 @@ def read_idx(path: str, expected_ndim: int) -> np.ndarray:
       with open(path, 'rb') as f:
         raw = f.read()
   except (OSError, EOFError, gzip.BadGzipFile) as e:  # Truncated or corrupt gzip stream.
-    raise ValueError(
+    raise DataError(
         f'Cannot read the IDX file {path}: {type(e).__name__}: {e}. The file is truncated or '
         'corrupt; reinstall it (e.g. `apt-get install --reinstall dataset-fashion-mnist`).'
     ) from e
   header_len = 4 + 4 * expected_ndim
   if len(raw) < header_len:
-    raise ValueError(f'IDX file {path} is truncated: {len(raw)} bytes, shorter than its header.')
+    raise DataError(f'IDX file {path} is truncated: {len(raw)} bytes, shorter than its header.')
   magic = int.from_bytes(raw[:4], 'big')
   expected_magic = 0x0800 | expected_ndim
   if magic != expected_magic:
-    raise ValueError(
+    raise DataError(
         f'IDX file {path} has magic number 0x{magic:08x}, expected 0x{expected_magic:08x} (uint8 '
         f'data with {expected_ndim} dimension(s)); it is not the IDX file it is named after.')
   shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(expected_ndim))
   size = int(np.prod(shape))
   if len(raw) - header_len != size:
-    raise ValueError(
+    raise DataError(
         f'IDX file {path} is truncated or corrupt: its header says shape {shape} ({size} bytes) '
         f'but it holds {len(raw) - header_len} data bytes.')
   return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
@@ -314,7 +329,7 @@ def load_fashion_mnist_idx(directory: str) -> Optional[Tuple[np.ndarray, ...]]:
     None, or (x_train uint8 (60000, 28, 28, 1), y_train, x_test (10000, 28, 28, 1), y_test).
 
   Raises:
-    ValueError: naming the file, if a file is corrupt or the files disagree.
+    DataError: naming the file, if a file is corrupt or the files disagree.
   """
   files = {}
   for split, stems in _FASHION_MNIST_FILES.items():
@@ -328,14 +343,14 @@ def load_fashion_mnist_idx(directory: str) -> Optional[Tuple[np.ndarray, ...]]:
     images = read_idx(files[split, 'images'], 3)
     labels = read_idx(files[split, 'labels'], 1)
     if images.shape[0] != labels.shape[0]:
-      raise ValueError(
+      raise DataError(
           f'{files[split, "images"]} holds {images.shape[0]} images but '
           f'{files[split, "labels"]} holds {labels.shape[0]} labels.')
     if images.shape[1:] != (28, 28):
-      raise ValueError(f'{files[split, "images"]} holds images of shape {images.shape[1:]}, '
+      raise DataError(f'{files[split, "images"]} holds images of shape {images.shape[1:]}, '
                        'expected (28, 28) for Fashion-MNIST.')
     if labels.size and labels.max() >= NUM_CLASSES['fashion_mnist']:
-      raise ValueError(f'{files[split, "labels"]} holds label {labels.max()}, expected 0..9.')
+      raise DataError(f'{files[split, "labels"]} holds label {labels.max()}, expected 0..9.')
     arrays += [images[..., None], labels.astype(np.int32)]
   return tuple(arrays)
 
@@ -350,7 +365,7 @@ def _load_fashion_mnist(path: str, data_dir: Optional[str]):
     x_test, y_test = load_tfds_arrays('fashion_mnist', 'test', data_dir)
   except Exception as e:  # pylint: disable=broad-except
     stems = ', '.join(s + '.gz' for pair in _FASHION_MNIST_FILES.values() for s in pair)
-    raise FileNotFoundError(
+    raise DataFileNotFoundError(
         'Fashion-MNIST not found. Neither source worked:\n'
         f'  1. IDX files ({stems}) in {directory}: missing. Install them with '
         '`apt-get install dataset-fashion-mnist` (into /usr/share/datasets/fashion-mnist), or '
@@ -413,7 +428,7 @@ def load_tfds_arrays(name: str, split: str, data_dir: Optional[str] = None,
     images.append(x)
     labels.append(y)
   if not images:
-    raise ValueError(f'TFDS {name} split {split!r} (data_dir={data_dir}) is empty.')
+    raise DataError(f'TFDS {name} split {split!r} (data_dir={data_dir}) is empty.')
   images = np.concatenate(images).astype(np.uint8, copy=False)
   labels = np.concatenate(labels).astype(np.int32)
   expected = KNOWN_SIZES.get(name, (None, None))[0 if split == 'train' else 1]
@@ -422,7 +437,7 @@ def load_tfds_arrays(name: str, split: str, data_dir: Optional[str] = None,
                     name, split, images.shape[0], expected)
   num_classes = NUM_CLASSES.get(name)
   if num_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-    raise ValueError(f'TFDS {name} split {split!r} has labels outside [0, {num_classes}).')
+    raise DataError(f'TFDS {name} split {split!r} has labels outside [0, {num_classes}).')
   return images, labels
 
 
@@ -447,25 +462,25 @@ def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
     (x_train (N, H, W, C), y_train int32, x_test, y_test int32, num_classes).
 
   Raises:
-    FileNotFoundError: if the file does not exist.
-    ValueError: naming the file and what to fix, for any invalid content.
+    DataFileNotFoundError: if the file does not exist.
+    DataError: naming the file and what to fix, for any invalid content.
   """
   if not path:
-    raise ValueError("config.dataset.name='npz' needs config.dataset.path, the .npz file.")
+    raise DataError("config.dataset.name='npz' needs config.dataset.path, the .npz file.")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'npz data set {path} does not exist (config.dataset.path).')
+    raise DataFileNotFoundError(f'npz data set {path} does not exist (config.dataset.path).')
   try:
     with np.load(path, allow_pickle=False) as f:
       keys = list(f.files)
       arrays = {k: f[k] for k in _NPZ_KEYS if k in keys}
   except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-    raise ValueError(
+    raise DataError(
         f'Cannot read npz data set {path}: {type(e).__name__}: {e}. Write it with '
         'np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...) using plain numeric '
         'arrays (object arrays are not supported).') from e
   missing = [k for k in _NPZ_KEYS if k not in arrays]
   if missing:
-    raise ValueError(
+    raise DataError(
         f'npz data set {path} lacks the key(s) {", ".join(missing)} (it has: '
         f'{", ".join(keys) or "nothing"}). Save it with np.savez(path, x_train=..., '
         'y_train=..., x_test=..., y_test=...).')
@@ -474,48 +489,48 @@ def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
   for split in ('train', 'test'):
     x = arrays['x_' + split]
     if x.dtype != np.uint8:
-      raise ValueError(
+      raise DataError(
           f'npz data set {path}: x_{split} has dtype {x.dtype}, expected uint8 images in '
           '[0, 255]. Convert with (x * 255).round().astype(np.uint8) for images in [0, 1], or '
           'x.astype(np.uint8) for integer pixels.')
     if x.ndim == 3:
       x = x[..., None]
     if x.ndim != 4:
-      raise ValueError(
+      raise DataError(
           f'npz data set {path}: x_{split} has shape {x.shape} (rank {x.ndim}); expected '
           '(N, H, W) or (N, H, W, C) images.')
     if x.shape[0] == 0:
-      raise ValueError(f'npz data set {path}: x_{split} is empty; it needs at least one image.')
+      raise DataError(f'npz data set {path}: x_{split} is empty; it needs at least one image.')
     y = arrays['y_' + split]
     if not np.issubdtype(y.dtype, np.integer):
-      raise ValueError(
+      raise DataError(
           f'npz data set {path}: y_{split} has dtype {y.dtype}; expected integer class ids '
           '0..K-1 (convert with y.astype(np.int32)).')
     if y.ndim != 1:
-      raise ValueError(f'npz data set {path}: y_{split} has shape {y.shape}; expected (N,) '
+      raise DataError(f'npz data set {path}: y_{split} has shape {y.shape}; expected (N,) '
                        '(flatten it with y.reshape(-1)).')
     if y.shape[0] != x.shape[0]:
-      raise ValueError(
+      raise DataError(
           f'npz data set {path}: x_{split} holds {x.shape[0]} images but y_{split} holds '
           f'{y.shape[0]} labels; they must have the same length.')
     if y.min() < 0:
-      raise ValueError(f'npz data set {path}: y_{split} has negative label {y.min()}; labels '
+      raise DataError(f'npz data set {path}: y_{split} has negative label {y.min()}; labels '
                        'must be class ids 0..K-1.')
     images[split] = (x, y)
   (x_train, y_train), (x_test, y_test) = images['train'], images['test']
   if x_train.shape[1:] != x_test.shape[1:]:
-    raise ValueError(
+    raise DataError(
         f'npz data set {path}: train images are {x_train.shape[1:]} (H, W, C) but test images '
         f'are {x_test.shape[1:]}; both must have the same size and channels.')
   num_classes = int(y_train.max()) + 1
   absent = np.setdiff1d(np.arange(num_classes), y_train)
   if absent.size:
-    raise ValueError(
+    raise DataError(
         f'npz data set {path}: classes {absent.tolist()[:10]} never appear in y_train, though '
         f'labels go up to {num_classes - 1}; number classes 0..K-1 with every class present in '
         'the training set.')
   if y_test.max() >= num_classes:
-    raise ValueError(
+    raise DataError(
         f'npz data set {path}: y_test has label {int(y_test.max())}, out of range for the '
         f'{num_classes} classes of y_train (0..{num_classes - 1}).')
   return (np.ascontiguousarray(x_train), y_train.astype(np.int32),
@@ -539,7 +554,7 @@ def _read_image(path: str):
       img.load()
       return img.mode, img.size, np.asarray(img)
   except Exception as e:  # pylint: disable=broad-except  (PIL raises many kinds)
-    raise ValueError(f'Cannot read image {path}: {type(e).__name__}: {e}. Remove or replace '
+    raise DataError(f'Cannot read image {path}: {type(e).__name__}: {e}. Remove or replace '
                      'the file.') from e
 
 
@@ -557,28 +572,28 @@ def load_folder(path: str):
     (x_train uint8 (N, H, W, C), y_train int32, x_test, y_test, class_names).
 
   Raises:
-    FileNotFoundError: if a folder is missing.
-    ValueError: naming the file or folder, for unreadable images, size or mode mismatches, or
+    DataFileNotFoundError: if a folder is missing.
+    DataError: naming the file or folder, for unreadable images, size or mode mismatches, or
       mismatched class folders.
   """
   if not path:
-    raise ValueError("config.dataset.name='folder' needs config.dataset.path, the folder with "
+    raise DataError("config.dataset.name='folder' needs config.dataset.path, the folder with "
                      'train/ and test/.')
   classes = {}
   for split in ('train', 'test'):
     split_dir = os.path.join(path, split)
     if not os.path.isdir(split_dir):
-      raise FileNotFoundError(
+      raise DataFileNotFoundError(
           f'Image folder data set {path}: {split_dir} does not exist; expected '
           f'{path}/train/<class_name>/*.png and {path}/test/<class_name>/*.png.')
     classes[split] = _list_classes(split_dir)
     if not classes[split]:
-      raise ValueError(f'Image folder data set {path}: {split_dir} has no class folders; '
+      raise DataError(f'Image folder data set {path}: {split_dir} has no class folders; '
                        f'expected {split_dir}/<class_name>/*.png.')
   if classes['train'] != classes['test']:
     only_train = sorted(set(classes['train']) - set(classes['test']))
     only_test = sorted(set(classes['test']) - set(classes['train']))
-    raise ValueError(
+    raise DataError(
         f'Image folder data set {path}: train/ and test/ must have the same class folders; only '
         f'in train/: {only_train}, only in test/: {only_test}.')
   class_names = tuple(classes['train'])
@@ -592,30 +607,30 @@ def load_folder(path: str):
       files = sorted(f for f in os.listdir(class_dir)
                      if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith('.'))
       if split == 'train' and not files:
-        raise ValueError(f'Image folder data set {path}: {class_dir} holds no .png/.jpg/.jpeg '
+        raise DataError(f'Image folder data set {path}: {class_dir} holds no .png/.jpg/.jpeg '
                          'image; every class needs training images.')
       for f in files:
         file_path = os.path.join(class_dir, f)
         mode, size, array = _read_image(file_path)
         if mode not in ('L', 'RGB'):
-          raise ValueError(
+          raise DataError(
               f'Image {file_path} has PIL mode {mode!r}; only \'L\' (grayscale) and \'RGB\' are '
               "supported. Convert it, e.g. Image.open(f).convert('RGB').save(f).")
         if reference is None:
           reference = (file_path, mode, size)
         elif size != reference[2]:
-          raise ValueError(
+          raise DataError(
               f'Image {file_path} is {size[0]}x{size[1]} (width x height) but the expected size '
               f'is {reference[2][0]}x{reference[2][1]}, that of {reference[0]}; all images must '
               'have the same size (resize them beforehand).')
         elif mode != reference[1]:
-          raise ValueError(
+          raise DataError(
               f'Image {file_path} has mode {mode!r} but {reference[0]} has {reference[1]!r}; all '
               'images must be grayscale or all RGB.')
         images.append(array.reshape(array.shape[0], array.shape[1], -1).astype(np.uint8))
         labels.append(label)
     if not images:
-      raise ValueError(f'Image folder data set {path}: {os.path.join(path, split)} holds no '
+      raise DataError(f'Image folder data set {path}: {os.path.join(path, split)} holds no '
                        '.png/.jpg/.jpeg image.')
     out += [np.stack(images), np.asarray(labels, np.int32)]
   return out[0], out[1], out[2], out[3], class_names

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 
-from alc_jax.data.datasets import KNOWN_SIZES, NUM_CLASSES, tf_cpu_only
+from alc_jax.data.datasets import KNOWN_SIZES, NUM_CLASSES, DataFileNotFoundError, tf_cpu_only
 
 LABELED_NAME = 'imagenet2012_subset/1pct'
 UNLABELED_NAME = 'imagenet2012'
@@ -170,7 +170,7 @@ def _load_shard(name: str, split: str, data_dir: Optional[str], process_index: i
         download=False, read_config=read_config,
         decoders={'image': tfds.decode.SkipDecoding()})
   except Exception as e:  # pylint: disable=broad-except
-    raise FileNotFoundError(
+    raise DataFileNotFoundError(
         f'Cannot read TFDS {name} split {split!r} (data_dir={data_dir or "TFDS default"}): '
         f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}. ImageNet must be '
         'prepared by hand: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in '

@@ -10,6 +10,7 @@ attention head consumes. Variables: 'params' and 'batch_stats'; in train mode pa
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from alc_jax.models.cnn13 import CNN13
@@ -48,3 +49,24 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
   if name == 'resnet18':
     return ResNet(num_classes, stage_sizes=(2, 2, 2, 2), width=width, dtype=dtype)
   raise ValueError(f'Unknown model name {name!r}; valid choices: {", ".join(MODEL_NAMES)}.')
+
+
+def feature_shape(backbone: nn.Module, image_shape) -> Any:
+  """(h, w, c) of `backbone`'s feature map for an image of `image_shape` (H, W, C), by abstract
+  evaluation (jax.eval_shape: nothing is computed), or None if the image is too small for it
+  (a pooling or an unpadded convolution would leave no pixel)."""
+  x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+  try:
+    (_, features), _ = jax.eval_shape(
+        lambda x: backbone.init_with_output(jax.random.key(0), x, train=False), x)
+  except (ValueError, TypeError, ZeroDivisionError):  # Negative or zero sizes inside the network.
+    return None
+  return None if 0 in features.shape else tuple(features.shape[1:])
+
+
+def smallest_input_size(backbone: nn.Module, channels: int, limit: int = 256) -> Any:
+  """The smallest square input size (pixels) that `backbone` accepts, or None up to `limit`."""
+  for size in range(1, limit + 1):
+    if feature_shape(backbone, (size, size, channels)) is not None:
+      return size
+  return None

@@ -1,0 +1,158 @@
+"""Mistakes a user can fix, answered in one line by main.run; Ctrl-C; full disks; bad data.
+
+In-process and fast. The command-line versions (a real double launch, Ctrl-C, a full tmpfs, 8x8
+images through CNN-13) are in test_reliability.py.
+"""
+
+import errno
+import signal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alc_jax import checkpointing, main, models, train, workdir_lock
+from alc_jax.data import datasets
+from tests.conftest import make_tiny_images, tiny_config
+
+
+def _exit_message(monkeypatch, error):
+  def fail(config, workdir):
+    del config, workdir
+    raise error
+  monkeypatch.setattr(train, 'train_and_evaluate', fail)
+  with pytest.raises(SystemExit) as e:
+    main.run(None, '/nowhere')
+  return str(e.value.code)
+
+
+@pytest.mark.parametrize('error,prefix', [
+    (datasets.DataError('x.npz: y_test has label 7'), 'Data error: x.npz: y_test has label 7'),
+    (datasets.DataFileNotFoundError('no such file'), 'Data error: no such file'),
+    (workdir_lock.WorkdirInUse('/w is in use'), 'Workdir in use: /w is in use'),
+])
+def test_fixable_errors_exit_with_one_line(monkeypatch, error, prefix):
+  message = _exit_message(monkeypatch, error)
+  assert message == prefix and '\n' not in message
+
+
+def test_a_full_disk_exits_at_once_after_its_line(monkeypatch, capsys):
+  def fail(config, workdir):
+    raise checkpointing.DiskFullError(errno.ENOSPC, 'the disk of /w is full')
+  def exit_now(status):  # os._exit: no clean-up for orbax's failed writers to log from.
+    raise SystemExit(f'os._exit({status})')
+  monkeypatch.setattr(train, 'train_and_evaluate', fail)
+  monkeypatch.setattr(main.os, '_exit', exit_now)
+  with pytest.raises(SystemExit, match=r'os._exit\(1\)'):
+    main.run(None, '/nowhere')
+  assert capsys.readouterr().err == 'Disk full: the disk of /w is full\n'
+
+
+def test_bugs_keep_their_traceback(monkeypatch):
+  def fail(config, workdir):
+    raise ZeroDivisionError('a bug')
+  monkeypatch.setattr(train, 'train_and_evaluate', fail)
+  with pytest.raises(ZeroDivisionError):
+    main.run(None, '/nowhere')
+
+
+@pytest.mark.parametrize('result,status', [({'preempted_at_step': 3, 'signal': 'SIGINT'}, 130),
+                                           ({'preempted_at_step': 3, 'signal': 'SIGTERM'}, 0),
+                                           ({'final': {}}, 0)])
+def test_exit_status_after_ctrl_c_is_130(monkeypatch, result, status):
+  monkeypatch.setattr(train, 'train_and_evaluate', lambda config, workdir: result)
+  assert main.run(None, '/nowhere') == status
+
+
+def test_a_second_ctrl_c_stops_at_once_with_130(monkeypatch, capsys):
+  def interrupted(config, workdir):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(train, 'train_and_evaluate', interrupted)
+  assert main.run(None, '/nowhere') == 130
+  assert 'Stopped at once by a second Ctrl-C' in capsys.readouterr().err
+
+
+def test_ctrl_c_asks_for_a_checkpoint_then_the_second_interrupts(capsys):
+  before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+  with train._Interruption() as interruption:
+    assert not interruption.should_stop(1)
+    signal.raise_signal(signal.SIGINT)
+    assert interruption.should_stop(1) and interruption.signal == signal.SIGINT
+    assert 'Ctrl-C: saving a checkpoint at the next step' in capsys.readouterr().out
+    with pytest.raises(KeyboardInterrupt):
+      signal.raise_signal(signal.SIGINT)
+  assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+  with train._Interruption() as interruption:  # SIGTERM: one is enough, and no message.
+    signal.raise_signal(signal.SIGTERM)
+    signal.raise_signal(signal.SIGTERM)
+    assert interruption.signal == signal.SIGTERM
+
+
+def test_disk_full_is_found_through_wrapping_errors():
+  try:
+    try:
+      raise OSError(errno.ENOSPC, 'No space left on device')
+    except OSError as inner:
+      raise RuntimeError('orbax: async save failed') from inner
+  except RuntimeError as outer:
+    assert checkpointing.is_disk_full(outer)
+  assert checkpointing.is_disk_full(ValueError('write failed: No space left on device'))
+  assert checkpointing.is_disk_full(OSError(errno.EDQUOT, 'quota'))
+  assert not checkpointing.is_disk_full(OSError(errno.EACCES, 'permission denied'))
+  assert not checkpointing.is_disk_full(KeyError('x'))
+
+
+def test_a_checkpoint_without_room_is_refused_before_writing(tmp_path, monkeypatch):
+  manager = checkpointing.Manager(str(tmp_path / 'ckpt'), 2)
+  state = {'w': np.zeros((1024, 1024), np.float32)}  # 4 MiB.
+  monkeypatch.setattr(checkpointing, 'free_bytes', lambda path: 3 * 2**20)
+  with pytest.raises(checkpointing.DiskFullError) as e:
+    manager.save(5, state)
+  assert e.value.errno == errno.ENOSPC
+  message = e.value.strerror
+  assert f'the disk of {tmp_path / "ckpt"} is full (3.0 MiB free)' in message
+  assert 'checkpoint of step 5 (it needs about 4.0 MiB' in message and 'rerun' in message
+  manager.wait()
+  assert not [p for p in (tmp_path / 'ckpt').iterdir() if p.name.startswith('5')]
+
+
+# --- Bad data ---------------------------------------------------------------------------------
+
+
+def test_images_all_one_value_are_refused(tmp_path):
+  path = tmp_path / 'blank.npz'
+  x = np.zeros((20, 8, 8, 1), np.uint8)  # E.g. floats in [0, 1] cast to uint8.
+  np.savez(path, x_train=x, y_train=np.arange(20) % 2, x_test=x[:4], y_test=np.arange(4) % 2)
+  with pytest.raises(datasets.DataError, match='has the value 0 in every pixel') as e:
+    datasets.load_dataset({'name': 'npz', 'path': str(path)})
+  assert str(path) in str(e.value) and '* 255' in str(e.value)
+
+
+def test_a_class_folder_without_images_is_refused(tmp_path):
+  for split in ('train', 'test'):
+    for name in ('cat', 'dog'):
+      (tmp_path / split / name).mkdir(parents=True)
+      if not (split == 'train' and name == 'dog'):
+        Image.fromarray(np.full((4, 4, 3), 90, np.uint8)).save(tmp_path / split / name / '0.png')
+  with pytest.raises(datasets.DataError, match='dog holds no .png/.jpg/.jpeg image'):
+    datasets.load_dataset({'name': 'folder', 'path': str(tmp_path)})
+
+
+@pytest.mark.parametrize('name,size,smallest', [('cnn13', 8, 12), ('cnn13', 11, 12),
+                                                ('wrn28_2', 1, 1), ('resnet18', 1, 1)])
+def test_the_smallest_input_each_backbone_takes(name, size, smallest):
+  backbone = models.create_model({'name': name, 'width': 0.0625}, 4)
+  assert models.smallest_input_size(backbone, 1) == smallest
+  assert (models.feature_shape(backbone, (size, size, 1)) is None) == (size < smallest)
+  assert models.feature_shape(backbone, (smallest, smallest, 1)) is not None
+
+
+def test_images_too_small_for_the_backbone_fail_before_compiling(tmp_path):
+  x, y = make_tiny_images(64, 4, 8, np.random.default_rng(0))
+  path = tmp_path / 'digits.npz'
+  np.savez(path, x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+  with pytest.raises(datasets.DataError) as e:
+    train.create_experiment(tiny_config(str(path)))
+  message = str(e.value)
+  assert '8x8 pixels, too small for' in message and "'cnn13'" in message
+  assert 'at least 12x12' in message and 'wrn28_2' in message
