@@ -74,11 +74,11 @@ class Manager:
     """Saves `state` (asynchronously); refuses with DiskFullError when a local disk has no room
     for it, before anything is written (a partial checkpoint would only fill the disk more)."""
     if not reporting.is_remote(self._directory):
-      need = sum(x.nbytes for x in jax.tree.leaves(state))
+      need = sum(x.nbytes for x in jax.tree.leaves(state)) + 2**20  # ~1 MiB of metadata.
       free = free_bytes(self._directory)
-      if free < need + 2**20:  # The arrays plus ~1 MiB of metadata.
-        raise disk_full_error(self._directory, f'saving the checkpoint of step {step} (it needs '
-                                               f'about {_mib(need)}, {_mib(free)} are free)')
+      if free < need:
+        raise disk_full_error(self._directory, f'saving the checkpoint of step {step}, which '
+                                               f'needs about {_mib(need)}')
     self._manager.save(step, args=ocp.args.StandardSave(state))
 
   def wait(self):

@@ -31,6 +31,8 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from alc_jax import reporting
+
 LOCK_NAME = 'lock.json'
 LEASE_SECONDS = 300.0  # A holder that stops renewing (a lost node) frees the workdir after this.
 REMOTE_SETTLE_SECONDS = 2.0  # Buckets: wait this long before re-reading a lock just written.
@@ -38,10 +40,6 @@ REMOTE_SETTLE_SECONDS = 2.0  # Buckets: wait this long before re-reading a lock 
 
 class WorkdirInUse(RuntimeError):
   """Another live process holds the workdir."""
-
-
-def _is_remote(path):
-  return '://' in str(path)
 
 
 def _start_time(pid):
@@ -80,7 +78,7 @@ class WorkdirLock:
   def __init__(self, workdir, lease_seconds=None):
     self.workdir = str(workdir)
     self.path = epath.Path(workdir) / LOCK_NAME
-    self.remote = _is_remote(workdir)
+    self.remote = reporting.is_remote(workdir)
     self.lease_seconds = LEASE_SECONDS if lease_seconds is None else lease_seconds
     self.token = uuid.uuid4().hex
     self._stop = threading.Event()

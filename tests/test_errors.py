@@ -111,7 +111,7 @@ def test_a_checkpoint_without_room_is_refused_before_writing(tmp_path, monkeypat
   assert e.value.errno == errno.ENOSPC
   message = e.value.strerror
   assert f'the disk of {tmp_path / "ckpt"} is full (3.0 MiB free)' in message
-  assert 'checkpoint of step 5 (it needs about 4.0 MiB' in message and 'rerun' in message
+  assert 'checkpoint of step 5, which needs about 5.0 MiB' in message and 'rerun' in message
   manager.wait()
   assert not [p for p in (tmp_path / 'ckpt').iterdir() if p.name.startswith('5')]
 

@@ -270,6 +270,30 @@ def test_aggregate_reports_the_validation_split_when_asked(tmp_path, capsys):
   assert 'validation_size > 0' in capsys.readouterr().err  # Skipped, and told why.
 
 
+def test_budget_curve_joins_rows_across_roots_and_plots(tmp_path, capsys):
+  short, long_ = tmp_path / 'short' / 'fashion_mnist_250', tmp_path / 'long' / 'fashion_mnist_250'
+  fake_run(str(short / 'supervised' / 'seed0-1'), method='supervised', validation=(0.70, 0.72))
+  fake_run(str(short / 'mean_teacher--supervised_normalization=labeled' / 'seed0-1'),
+           validation=(0.60, 0.62))
+  fake_run(str(long_ / 'supervised' / 'seed0-1'), method='supervised', validation=(0.74, 0.74))
+  fake_run(str(long_ / 'mean_teacher' / 'seed0-1'), validation=(0.80, 0.76))
+  path = long_ / 'mean_teacher' / 'seed0-1' / 'results.json'  # 4x the budget.
+  results = json.loads(path.read_text())
+  results['epochs'] = 160.0
+  path.write_text(json.dumps(results))
+  out = tmp_path / 'curve.png'
+  _module('plot_budget_curve').main([
+      '--roots', f'{tmp_path / "short"},{tmp_path / "long"}', '--split', 'validation',
+      '--rows', 'supervised,mean_teacher--supervised_normalization=labeled|mean_teacher',
+      '--out', str(out)])
+  table = capsys.readouterr().out
+  assert '| Row (validation accuracy, %) | 40.0 epochs | 160.0 epochs |' in table
+  # Supervised's 'long' run also trained 40 epochs: pooled with the short one, 4 seeds.
+  assert '| Supervised | 72.50 ± 1.66 (n=4) | not run |' in table
+  assert '| MeanTeacher | 61.00 ± 1.00 (n=2) | 78.00 ± 2.00 (n=2) |' in table
+  assert out.stat().st_size > 1000
+
+
 # --- alc_study.sh -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('phase,expect', [
