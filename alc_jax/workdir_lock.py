@@ -103,14 +103,7 @@ class WorkdirLock:
       return {}
 
   def _write(self, record):
-    text = json.dumps(record, indent=1)
-    if self.remote:
-      self.path.write_text(text)
-      return
-    tmp = f'{self.path}.{self.token}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      f.write(text)
-    os.replace(tmp, self.path)
+    reporting.write_bytes(str(self.path), json.dumps(record, indent=1).encode('utf-8'))
 
   def _create_local(self, record):
     """O_EXCL create: False if the file exists (someone else holds or just took it)."""
@@ -122,16 +115,24 @@ class WorkdirLock:
       f.write(json.dumps(record, indent=1))
     return True
 
+  def _lease_decides(self, holder):
+    """Whether the lease, not the process id, says if `holder` is alive: process ids mean nothing
+    on a bucket, on another host, or for the hosts of a multi-host job."""
+    return (self.remote or holder.get('host') != socket.gethostname()
+            or holder.get('processes', 1) > 1)
+
+  def _expires(self, holder):
+    return holder.get('renewed', 0) + holder.get('lease_seconds', self.lease_seconds)
+
   def _stale_reason(self, holder):
     """Why `holder` no longer holds the workdir, or None if it does."""
     if not holder:
       return 'its lock file is unreadable'
-    local_host = holder.get('host') == socket.gethostname()
-    if not self.remote and local_host and holder.get('processes', 1) == 1:
+    if not self._lease_decides(holder):
       if not _process_alive(holder['pid'], holder.get('pid_start_time')):
         return f'process {holder["pid"]} is no longer running'
       return None
-    expires = holder.get('renewed', 0) + holder.get('lease_seconds', self.lease_seconds)
+    expires = self._expires(holder)
     if time.time() > expires:
       return f'its lease expired at {time.strftime("%H:%M:%S", time.localtime(expires))}'
     return None
@@ -139,10 +140,10 @@ class WorkdirLock:
   def _refusal(self, holder):
     message = (f'{self.workdir} is in use by another run ({describe(holder)}); two runs in one '
                'workdir would overwrite each other\'s checkpoints and metrics.')
-    if self.remote or holder.get('host') != socket.gethostname() or holder.get('processes', 1) > 1:
-      expires = holder.get('renewed', 0) + holder.get('lease_seconds', self.lease_seconds)
+    if self._lease_decides(holder):
+      expires = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self._expires(holder)))
       message += (' Its lease is renewed while it runs; if it has died, the workdir frees itself '
-                  f'at {time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))}.')
+                  f'at {expires}.')
     return message + (' Wait for it to finish (or stop it), or use another --workdir. If you are '
                       f'sure no run uses it, delete {self.path}.')
 
