@@ -8,7 +8,7 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
-from alc_jax import reporting
+from alc_jax import workdir_io
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
@@ -45,7 +45,7 @@ def is_disk_full(error):
 
 def disk_full_error(workdir, what):
   """The DiskFullError the run stops with, naming the path and its free space."""
-  free = 'unknown' if reporting.is_remote(workdir) else _mib(free_bytes(workdir))
+  free = 'unknown' if workdir_io.is_remote(workdir) else _mib(free_bytes(workdir))
   return DiskFullError(
       errno.ENOSPC,
       f'the disk of {workdir} is full ({free} free) while {what}. The newest complete '
@@ -57,7 +57,7 @@ class Manager:
   """A thin wrapper over `ocp.CheckpointManager` that falls back past unreadable checkpoints."""
 
   def __init__(self, directory, max_to_keep):
-    if not reporting.is_remote(directory):  # Orbax needs absolute local paths; gs://... as is.
+    if not workdir_io.is_remote(directory):  # Orbax needs absolute local paths; gs://... as is.
       directory = os.path.abspath(directory)
     self._directory, self._max_to_keep = directory, max_to_keep
     self._manager = self._create()
@@ -73,7 +73,7 @@ class Manager:
   def save(self, step, state):
     """Saves `state` (asynchronously); refuses with DiskFullError when a local disk has no room
     for it, before anything is written (a partial checkpoint would only fill the disk more)."""
-    if not reporting.is_remote(self._directory):
+    if not workdir_io.is_remote(self._directory):
       need = sum(x.nbytes for x in jax.tree.leaves(state)) + 2**20  # ~1 MiB of metadata.
       free = free_bytes(self._directory)
       if free < need:
@@ -100,7 +100,7 @@ class Manager:
         logging.warning(message)
         print(message, flush=True)
         self._manager.close()
-        if not reporting.is_remote(self._directory):
+        if not workdir_io.is_remote(self._directory):
           bad = os.path.join(self._directory, str(step))
           shutil.rmtree(f'{bad}.unreadable', ignore_errors=True)
           os.replace(bad, f'{bad}.unreadable')

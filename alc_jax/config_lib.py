@@ -1,10 +1,7 @@
 """Config checks that run before anything compiles; each error says what to change."""
 
-from alc_jax import attention, losses, objectives, reporting
-
-DATASETS = ('fashion_mnist', 'cifar10', 'svhn_cropped', 'imagenet_1pct', 'npz', 'folder')
-MODELS = ('cnn13', 'wrn28_2', 'resnet18')
-NUM_CLASSES = {'fashion_mnist': 10, 'cifar10': 10, 'svhn_cropped': 10, 'imagenet_1pct': 1000}
+from alc_jax import attention, losses, models, objectives, workdir_io
+from alc_jax.data import imagenet, pipeline, tfds_data
 # Fields that may differ between a run and its resumption (they change no result).
 # run_batching (vmap or loop over runs) changes float rounding only, like the device count.
 BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
@@ -26,8 +23,8 @@ def validate(config, num_devices=1):
   """Raises ConfigError for a config that cannot run; silent otherwise."""
   _choice(config.method, objectives.METHODS, 'method')
   _choice(config.sntg.base, ('pi_model', 'mean_teacher'), 'sntg.base')
-  _choice(config.dataset.name, DATASETS, 'dataset.name')
-  _choice(config.model.name, MODELS, 'model.name')
+  _choice(config.dataset.name, pipeline.DATASET_NAMES, 'dataset.name')
+  _choice(config.model.name, models.MODEL_NAMES, 'model.name')
   _choice(config.alc.imbalance, ('none', 'hard', 'soft'), 'alc.imbalance')
   _choice(config.alc.similarity, attention.SIMILARITIES, 'alc.similarity')
   _choice(config.alc.pooling, attention.POOLINGS, 'alc.pooling')
@@ -72,9 +69,9 @@ def validate(config, num_devices=1):
     raise ConfigError(
         f'config.dataset.imbalance_ratio={config.dataset.imbalance_ratio} is below 1; it is the '
         f'largest-to-smallest class ratio (1 = balanced, the paper uses 5, 10, 15).')
-  num_classes = NUM_CLASSES.get(config.dataset.name)
-  if config.dataset.name == 'imagenet_1pct':
-    num_classes = None  # TFDS' fixed 1% subset decides the labels; num_labels is informational.
+  # Known class counts only (not for npz/folder data); ImageNet's fixed 1% subset decides its
+  # labels, so num_labels is informational there.
+  num_classes = tfds_data.NUM_CLASSES.get(config.dataset.name)
   if (num_classes and config.dataset.imbalance_ratio == 1
       and config.dataset.num_labels % num_classes):
     raise ConfigError(
@@ -98,22 +95,13 @@ def validate(config, num_devices=1):
     raise ConfigError(f'config.ema_decay={config.ema_decay} must be in [0, 1) (the paper: 0.97).')
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError('set config.num_epochs > 0 or config.num_train_steps > 0.')
-  if config.dataset.name == 'imagenet_1pct' and config.num_runs != 1:
-    raise ConfigError('ImageNet streams from TFDS: set config.num_runs=1.')
-
-
-def check_labels_fit(config, num_train_examples):
-  """More labels than examples is an error (checked once the data set's size is known)."""
-  wanted = config.dataset.num_labels + config.dataset.validation_size
-  if wanted > num_train_examples:
-    raise ConfigError(
-        f'config.dataset.num_labels + validation_size = {wanted} exceeds the '
-        f'{num_train_examples} training examples of {config.dataset.name!r}.')
+  if config.dataset.name in imagenet.STREAMED_NAMES and config.num_runs != 1:
+    raise ConfigError(f'{config.dataset.name} streams from TFDS: set config.num_runs=1.')
 
 
 def check_workdir(config, workdir):
   """A workdir holds one experiment: refuse to resume a run of a different config in it."""
-  saved = reporting.read_json(f'{workdir}/config.json')  # Local or a bucket (gs://...).
+  saved = workdir_io.read_json(f'{workdir}/config.json')  # Local or a bucket (gs://...).
   current = {k: v for k, v in flatten(config.to_dict()).items() if k not in BOOKKEEPING}
   if saved is not None:
     saved = {k: v for k, v in flatten(saved).items() if k not in BOOKKEEPING}

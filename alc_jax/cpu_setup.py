@@ -24,7 +24,7 @@ Nothing changes where the CPU is not JAX's default backend: if an accelerator pl
 `jax_plugins` package or libtpu) is installed and JAX_PLATFORMS does not start with 'cpu',
 configure() does nothing (set JAX_PLATFORMS=cpu to get the CPU set-up there). It also does nothing
 once a JAX backend exists (both settings would come too late). ALC_JAX_CPU_DEFAULTS=0 turns it
-off; ALC_JAX_CPU_DEFAULTS=convs or =devices applies one of the two (launch/bench.py measures each).
+off; ALC_JAX_CPU_DEFAULTS=convs or =devices applies one of the two (bench/bench.py measures each).
 """
 
 import importlib.metadata

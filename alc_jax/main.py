@@ -20,6 +20,7 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,w
 # pylint: disable=wrong-import-position
 from alc_jax import checkpointing, config_lib, cpu_setup, train, workdir_lock
 from alc_jax import data as data_lib
+from alc_jax.data import tfds_data
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
@@ -34,12 +35,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   if FLAGS.multihost:
     jax.distributed.initialize()
-  # Keep TensorFlow (used by TFDS input pipelines only) off the accelerators.
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.set_visible_devices([], 'GPU')
-  except ImportError:
-    pass
+  tfds_data.tf_cpu_only()  # TensorFlow feeds data and writes events only: keep it off the GPUs.
   logging.info('JAX process %d/%d, local devices %s, CPU set-up %s', jax.process_index(),
                jax.process_count(), jax.local_devices(), cpu_setup.applied)
   sys.exit(run(FLAGS.config, FLAGS.workdir))

@@ -11,35 +11,16 @@ student (and the teacher or second pass), and adds up the terms the config asks 
 """
 
 import functools
-from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from alc_jax import attention, ema, losses
-from alc_jax.data import augment, normalize
+from alc_jax.data import augment
+from alc_jax.data.normalization import Normalization
 
 METHODS = ('supervised', 'pseudo_label', 'pi_model', 'mean_teacher', 'sntg', 'vat', 'vat_entmin')
-
-
-class Classifier(nn.Module):
-  """A backbone returning (logits, features) plus, for ALC, the attention head on the features.
-
-  `groups` > 1 splits the batch into that many consecutive groups, each with its own S (the
-  per-device scope); the head's parameters are shared by the groups.
-  """
-  backbone: nn.Module
-  head: Optional[nn.Module] = None
-  groups: int = 1
-
-  def __call__(self, x, train: bool = False, with_similarity: bool = False):
-    logits, features = self.backbone(x, train=train)
-    similarity = None
-    if self.head is not None and (with_similarity or self.is_initializing()):
-      grouped = features.reshape(self.groups, -1, *features.shape[1:])
-      similarity = self.head(grouped)  # (groups, B / groups, B / groups)
-    return logits, features, similarity
 
 
 def base_method(config) -> str:
@@ -61,8 +42,8 @@ def _vat_loss(forward, x, logits, rng, xi, epsilon):
   return kl_at(epsilon * normalize(jax.lax.stop_gradient(grad)))
 
 
-def compute_loss(params, state, batch, rng, *, model: Classifier, config, data_stats,
-                 rampup_steps: float):
+def compute_loss(params, state, batch, rng, *, model: nn.Module, config,
+                 normalization: Normalization, rampup_steps: float):
   """The loss of one run on one global batch.
 
   Args:
@@ -71,22 +52,23 @@ def compute_loss(params, state, batch, rng, *, model: Classifier, config, data_s
     batch: dict with `image` uint8 (B, H, W, C), `label` int32 (B,) (-1 where unlabeled) and
       `labeled` bool (B,).
     rng: this step's key.
-    model: the `Classifier`.
+    model: the `models.Classifier`.
     config: the experiment config.
-    data_stats: (mean, std, zca, zca_mean) for on-device normalisation (`data.normalize`).
+    normalization: the data's `Normalization` (uint8 images to network inputs).
     rampup_steps: length of the sigmoid ramp-up of w1 and w2, in steps.
 
   Returns:
-    (total loss, (metrics dict, new student batch_stats, new teacher batch_stats)).
+    (total loss, (metrics dict, new student batch_stats, new teacher batch_stats)); without a
+    teacher pass (every method but Mean Teacher) the teacher's statistics follow the student's.
   """
   method, base = config.method, base_method(config)
-  x = normalize(batch['image'], *data_stats)
+  x = normalization(batch['image'])
   labels, labeled = batch['label'], batch['labeled']
   k_aug, k_aug2, k_drop, k_drop2, k_vat = jax.random.split(rng, 5)
 
   def augmented(key):  # Two independent draws per example for the two branches.
-    return augment(key, x, config.augment.translate, config.augment.flip,
-                               config.augment.noise_std)
+    return augment.augment(key, x, config.augment.translate, config.augment.flip,
+                           config.augment.noise_std)
 
   def forward(p, batch_stats, inputs, dropout_key, with_similarity=False):
     # 'intermediates' collects the head's sown diagnostics (the attention-logit spread).
@@ -100,7 +82,9 @@ def compute_loss(params, state, batch, rng, *, model: Classifier, config, data_s
   (logits, features, similarity), updates = forward(params, state.batch_stats, x_student, k_drop,
                                                      with_similarity=use_alc)
   new_batch_stats = updates['batch_stats']
-  new_teacher_stats = state.teacher_batch_stats
+  # Without a teacher pass, the teacher's BatchNorm statistics follow the student's (its
+  # evaluation then uses statistics of the data it sees, not those of step 0).
+  new_teacher_stats = new_batch_stats
   ramp = losses.sigmoid_rampup(state.step, rampup_steps)
   w1 = config.consistency_weight * ramp
 

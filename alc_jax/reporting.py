@@ -1,10 +1,8 @@
 """What a run tells people: metric writers, the terminal progress line, and results.json.
 
-Workdir files go through `etils.epath` (as orbax does), so a workdir may be local or a bucket
-(`gs://...`, shared by the hosts of a TPU pod); plain local files are written atomically.
+Files are written through alc_jax/workdir_io.py (local or gs://, atomic).
 """
 
-import io
 import json
 import os
 import platform
@@ -17,6 +15,8 @@ import jax
 import numpy as np
 from etils import epath
 
+from alc_jax import workdir_io
+
 try:
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   _WriterBase = metric_writers.MetricWriter
@@ -26,10 +26,6 @@ except ImportError:  # clu's TensorBoard writer imports TensorFlow; without it: 
 
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-datasets',
             'ml-collections', 'clu', 'numpy')
-
-
-def is_remote(path):
-  return '://' in str(path)
 
 
 class JsonlWriter(_WriterBase):
@@ -45,7 +41,7 @@ class JsonlWriter(_WriterBase):
     that crashed after its last checkpoint, trained again now) and a line cut short by a crash
     are dropped, so that every step appears once."""
     self._path = epath.Path(path)
-    self._remote = is_remote(path) if remote is None else remote
+    self._remote = workdir_io.is_remote(path) if remote is None else remote
     lines = self._path.read_text().splitlines() if self._path.exists() else []
     kept = [line for line in lines if _row_step(line) is not None
             and (resume_step is None or _row_step(line) <= resume_step)]
@@ -53,7 +49,7 @@ class JsonlWriter(_WriterBase):
       self._lines = kept
     else:
       if kept != lines:
-        write_bytes(path, ''.join(line + '\n' for line in kept).encode('utf-8'))
+        workdir_io.write_bytes(path, ''.join(line + '\n' for line in kept).encode('utf-8'))
       # Unbuffered bytes: a line is written whole by one call or not at all, and a failed write
       # (a full disk) leaves nothing buffered for a later flush to retry.
       self._file = open(path, 'ab', buffering=0)
@@ -179,30 +175,31 @@ def environment():
   }
 
 
-def write_bytes(path, data: bytes):
-  """Writes a whole file; a crash never leaves it half-written (local: temp file + rename; an
-  object store's upload is atomic by itself)."""
-  if is_remote(path):
-    epath.Path(path).write_bytes(data)
-    return
-  tmp = f'{path}.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-  os.replace(tmp, path)
+def evaluation_row(step, result):
+  """One row of evaluations.json: the step and every accuracy (per run) as lists."""
+  return {'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}}
 
 
-def write_json(path, payload):
-  text = json.dumps(payload, indent=2, default=lambda o: np.asarray(o).tolist())
-  write_bytes(path, text.encode('utf-8'))
-
-
-def read_json(path, default=None):
-  """The JSON in `path`, or `default` when there is no such file."""
-  path = epath.Path(path)
-  return json.loads(path.read_text()) if path.exists() else default
-
-
-def write_npz(path, **arrays):
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  write_bytes(path, buffer.getvalue())
+def results_record(config, history, *, seeds, split_seeds, steps, steps_per_epoch,
+                   labeled_batch_size, mesh_devices, wall_time_s, resumed_from_step,
+                   images_per_second):
+  """results.json of a finished run: what ran, the final and best evaluation (per run, from the
+  `evaluation_row`s in `history`), their mean/std over runs in %, and the environment."""
+  final = {k: v for k, v in history[-1].items() if k != 'step'}
+  best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
+  return {
+      'method': config.method, 'alc': bool(config.alc.enabled),
+      'alc_imbalance': config.alc.imbalance if config.alc.enabled else 'none',
+      'dataset': config.dataset.name, 'num_labels': config.dataset.num_labels,
+      'imbalance_ratio': config.dataset.imbalance_ratio, 'model': config.model.name,
+      'model_width': config.model.width, 'num_runs': config.num_runs, 'seeds': seeds,
+      'split_seeds': split_seeds, 'steps': steps, 'epochs': steps / steps_per_epoch,
+      'steps_per_epoch': steps_per_epoch, 'batch_size': config.batch_size,
+      'labeled_batch_size': labeled_batch_size, 'mesh_devices': mesh_devices,
+      'wall_time_s': wall_time_s, 'resumed_from_step': resumed_from_step,
+      'images_per_second': images_per_second,
+      'final': final, 'best': {k: np.asarray(v).tolist() for k, v in best.items()},
+      'summary': {f'{k}_{stat}': float(fn(100 * np.asarray(v))) for k, v in final.items()
+                  for stat, fn in (('mean', np.mean), ('std', np.std))},
+      'config': config.to_dict(), **environment(),
+  }

@@ -27,13 +27,9 @@ from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from alc_jax import attention, checkpointing, config_lib, ema, models, objectives, reporting
+from alc_jax import checkpointing, config_lib, ema, models, objectives, reporting, workdir_io
 from alc_jax import workdir_lock
-from alc_jax import data as data_lib
-from alc_jax.data import imagenet
-
-STREAMED = ('imagenet_1pct',)  # Data sets streamed with tf.data instead of held in memory.
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from alc_jax.data import DataError, pipeline
 
 
 @flax.struct.dataclass
@@ -45,14 +41,6 @@ class TrainState:
   opt_state: Any  # SGD momentum and the EMA teacher parameters (ema.ema_teacher).
   prior: jax.Array  # r of Eq. 14: class share of this run's labeled set.
   rng: jax.Array  # Raw key data of this run (uint32, checkpointable); step key = fold_in(rng, step).
-
-
-def create_model(config, num_classes, num_devices=1):
-  dtype = jnp.bfloat16 if config.compute_dtype == 'bfloat16' else jnp.float32
-  backbone = models.create_model(config.model, num_classes, dtype=dtype)
-  head = attention.create_head(config.alc) if config.alc.enabled else None
-  groups = num_devices if config.alc.scope == 'per_device' else 1
-  return objectives.Classifier(backbone=backbone, head=head, groups=groups)
 
 
 def create_optimizer(config, total_steps, steps_per_epoch):
@@ -80,15 +68,13 @@ def init_state(rng, model, tx, image_shape, prior):
                     prior=jnp.asarray(prior, jnp.float32), rng=jax.random.key_data(run_key))
 
 
-def train_step(state, batch, rng, *, model, tx, config, data_stats, rampup_steps, schedule):
+def train_step(state, batch, rng, *, model, tx, config, normalization, rampup_steps, schedule):
   """One SGD step of one run: (state, batch, rng) -> (state, metrics). Pure; vmap/jit it."""
   grad_fn = jax.value_and_grad(objectives.compute_loss, has_aux=True)
   (_, (metrics, batch_stats, teacher_stats)), grads = grad_fn(
-      state.params, state, batch, rng, model=model, config=config, data_stats=data_stats,
+      state.params, state, batch, rng, model=model, config=config, normalization=normalization,
       rampup_steps=rampup_steps)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  if objectives.base_method(config) != 'mean_teacher':
-    teacher_stats = batch_stats  # No teacher forward pass: its statistics follow the student's.
   metrics['learning_rate'] = schedule(state.step)
   metrics['monitors/grad_norm'] = optax.tree.norm(grads)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
@@ -97,9 +83,9 @@ def train_step(state, batch, rng, *, model, tx, config, data_stats, rampup_steps
   return new_state, metrics
 
 
-def eval_step(state, batch, *, model, data_stats):
+def eval_step(state, batch, *, model, normalization):
   """Correct-prediction counts of student and teacher (eval mode, running BN statistics)."""
-  x = data_lib.normalize(batch['image'], *data_stats)
+  x = normalization(batch['image'])
   mask, labels = batch['mask'], batch['label']
   out = {'count': jnp.sum(mask)}
   for name, params, stats in (('student', state.params, state.batch_stats),
@@ -175,77 +161,38 @@ def _mean_metrics(rows):
 class Experiment:
   """Everything a run needs, built from a config: data, model, compiled steps, initial state."""
   config: ml_collections.ConfigDict
-  dataset: Any
-  splits: list
+  data: pipeline.Pipeline  # Batches, evaluation sets, sizes, priors, normalisation.
   seeds: list
-  split_seeds: list
-  labeled_batch_size: int
   steps_per_epoch: int
   total_steps: int
-  data_stats: tuple
   model: Any
   initial_state: TrainState
   train_step: Any  # jit(map_runs(train_step)): (state, global batch) -> (state, metrics)
   eval_step: Any  # jit(map_runs(eval_step)): (state, global eval batch) -> counts per run
-  batch_sharding: Any
-  eval_sharding: Any
-  eval_batch_size: int
   devices: list  # Of the mesh (mesh_devices).
   run_loop: bool  # The runs are mapped by a loop, not vmap (use_run_loop).
 
   def train_batches(self, start_step=0):
-    """Global batches (R, B, ...) from `start_step` on.
+    """The pipeline's global batches (R, B, ...) from `start_step` on (`Pipeline.train_batches`)."""
+    return self.data.train_batches(start_step)
 
-    In-memory data sets: a pure function of (seed, step), so a resumed run sees exactly the
-    batches of an uninterrupted one. Streamed ImageNet: a tf.data stream reseeded with the step
-    (resumes see fresh, not identical, batches).
-    """
-    proc, nproc = jax.process_index(), jax.process_count()
-    if self.dataset is None:
-      stream = imagenet.imagenet_train_iterator(
-          self.config.dataset, self.config.batch_size, self.labeled_batch_size,
-          seed=self.seeds[0] * 1_000_003 + start_step, process_index=proc, process_count=nproc)
-      local_batches = ({k: v[None] for k, v in b.items()} for b in stream)
-    else:
-      # Rows keep the sampler's order (labeled first) on any number of devices: every row costs
-      # the same compute, and per-row random draws then match the single-device run exactly.
-      samplers = [data_lib.BatchSampler(s.labeled, s.unlabeled, self.config.batch_size,
-                                        self.labeled_batch_size, seed=seed)
-                  for s, seed in zip(self.splits, self.seeds)]
-      local_batches = data_lib.make_train_iterator(
-          self.dataset.x_train, self.dataset.y_train, samplers, start_step=start_step,
-          process_index=proc, process_count=nproc)
-    for local in local_batches:
-      yield {k: _to_global(v, self.batch_sharding, self.config.batch_size, 1)
-             for k, v in local.items()}
-
-  def test_batches(self):
-    """This process's rows of the global test batches (padded, with a mask)."""
-    proc, nproc = jax.process_index(), jax.process_count()
-    n = self.config.dataset.eval_examples
-    if self.dataset is None:
-      return imagenet.imagenet_eval_iterator(self.config.dataset, self.eval_batch_size, proc, nproc,
-                                             num_examples=n if n > 0 else None)
-    n = n if n > 0 else len(self.dataset.y_test)
-    return data_lib.eval_batches(self.dataset.x_test[:n], self.dataset.y_test[:n],
-                                 self.eval_batch_size, proc, nproc)
-
-  def validation_batches(self):
-    """The held-out validation split of the first run (config.dataset.validation_size > 0)."""
-    idx = self.splits[0].validation
-    return data_lib.eval_batches(self.dataset.x_train[idx], self.dataset.y_train[idx],
-                                 self.eval_batch_size, jax.process_index(), jax.process_count())
-
-  def evaluate(self, state, batches=None):
-    """Accuracies (per run) of student and teacher on `batches` (default: the test set)."""
+  def evaluate(self, state, name='test'):
+    """Accuracies (per run) of student and teacher on the evaluation set `name`."""
     totals = None
-    for b in self.test_batches() if batches is None else batches:
-      out = self.eval_step(state, {k: _to_global(v, self.eval_sharding, self.eval_batch_size, 0)
-                                   for k, v in b.items()})
-      out = jax.tree.map(np.asarray, out)
+    for batch in self.data.eval_batches(name):
+      out = jax.tree.map(np.asarray, self.eval_step(state, batch))
       totals = out if totals is None else jax.tree.map(np.add, totals, out)
     count = totals.pop('count')
     return {k.replace('_correct', '_accuracy'): v / count for k, v in totals.items()}
+
+  def evaluate_all(self, state):
+    """`evaluate` on every evaluation set of the pipeline; keys of sets other than the test set
+    get its name as a prefix (e.g. validation_student_accuracy)."""
+    result = {}
+    for name in self.data.eval_names:
+      prefix = '' if name == 'test' else f'{name}_'
+      result.update({prefix + k: v for k, v in self.evaluate(state, name).items()})
+    return result
 
 
 def mesh_devices(batch_size):
@@ -286,20 +233,13 @@ def map_runs(fn, num_runs, loop, in_axes=0):
   return looped
 
 
-def _to_global(local, sharding, global_rows, axis):
-  """A global array from this process's rows (`axis` is the batch axis)."""
-  shape = list(local.shape)
-  shape[axis] = global_rows
-  return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
-
-
 def _check_image_size(backbone, image_shape, config):
   """Images too small for the backbone fail here, before compiling (inside JAX they would fail
   as a ZeroDivisionError in a pooling window), saying which sizes work."""
   if models.feature_shape(backbone, image_shape) is not None:
     return
   smallest = models.smallest_input_size(backbone, image_shape[-1])
-  raise data_lib.DataError(
+  raise DataError(
       f'{config.dataset.name} images ({config.dataset.path or config.dataset.name}) are '
       f'{image_shape[0]}x{image_shape[1]} pixels, too small for config.model.name='
       f'{config.model.name!r}, which needs at least {smallest}x{smallest}. Resize or pad the '
@@ -307,61 +247,42 @@ def _check_image_size(backbone, image_shape, config):
       "(--config.model.name=wrn28_2 takes any size).")
 
 
-def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
-  """Validates the config, loads the data, splits labels per run and compiles the steps."""
-  config = ml_collections.ConfigDict(config)
-  devices = mesh_devices(config.batch_size)
-  num_devices = len(devices)
-  config_lib.validate(config, num_devices)
-  runs = config.num_runs
-  seeds = [config.seed + r for r in range(runs)]
-  split_seeds = [config.dataset.split_seed if config.dataset.split_seed >= 0 else s for s in seeds]
-  # The supervised baseline sees labeled examples only: every row of its batches is labeled.
-  labeled_bs = config.batch_size if config.method == 'supervised' else config.labeled_batch_size
-  if config.dataset.name in STREAMED:
-    # ImageNet 1%: TFDS' fixed labeled subset, streamed (alc_jax/data/imagenet.py).
-    dataset, splits = None, []
-    num_classes = imagenet.NUM_CLASSES['imagenet2012']
-    num_train = imagenet.KNOWN_SIZES['imagenet2012'][0]
-    image_shape = (config.dataset.image_size, config.dataset.image_size, 3)
-    priors = np.full((runs, num_classes), 1.0 / num_classes)  # ~13 labels per class.
-    stats = (IMAGENET_MEAN, IMAGENET_STD, None, None)
-  else:
-    dataset = data_lib.load_dataset(config.dataset)
-    config_lib.check_labels_fit(config, len(dataset.y_train))
-    splits = [data_lib.make_label_split(dataset.y_train, dataset.num_classes,
-                                        config.dataset.num_labels, config.dataset.imbalance_ratio,
-                                        config.dataset.validation_size, seed=s)
-              for s in split_seeds]
-    num_classes, image_shape = dataset.num_classes, dataset.x_train.shape[1:]
-    num_train = len(splits[0].labeled) + len(splits[0].unlabeled)
-    priors = np.stack([np.bincount(dataset.y_train[s.labeled], minlength=num_classes)
-                       / len(s.labeled) for s in splits])  # r of Eq. 14, per run.
-    stats = (dataset.mean, dataset.std, dataset.zca, dataset.zca_mean)
-  steps_per_epoch = max(num_train // config.batch_size, 1)
-  total_steps = (config.num_train_steps if config.num_train_steps > 0
-                 else int(config.num_epochs * steps_per_epoch))
-  data_stats = tuple(None if a is None else jnp.asarray(a, jnp.float32) for a in stats)
+def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experiment:
+  """Validates the config, builds the data pipeline and the model, and compiles the steps.
 
-  model = create_model(config, num_classes, num_devices)
-  _check_image_size(model.backbone, image_shape, config)
-  tx, schedule = create_optimizer(config, total_steps, steps_per_epoch)
+  `devices`: the mesh's devices, when the caller has them (default `mesh_devices`); a caller
+  that passes them has validated the config for them (train_and_evaluate does).
+  """
+  config = ml_collections.ConfigDict(config)
+  if devices is None:
+    devices = mesh_devices(config.batch_size)
+    config_lib.validate(config, len(devices))
+  num_devices, runs = len(devices), config.num_runs
+  seeds = [config.seed + r for r in range(runs)]
   # Auto axes: XLA propagates the batch sharding through the step (one program for any mesh).
   mesh = jax.make_mesh((num_devices,), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
                        devices=devices)
   replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P(None, 'data'))
+  batch_sharding = NamedSharding(mesh, P(None, 'data'))  # (R, B, ...): the batch axis.
   eval_sharding = NamedSharding(mesh, P('data'))
+  eval_batch_size = -(-config.eval_batch_size // num_devices) * num_devices
+  data = pipeline.create_pipeline(config, seeds, batch_sharding, eval_sharding, eval_batch_size)
+  steps_per_epoch = max(data.num_train // config.batch_size, 1)
+  total_steps = (config.num_train_steps if config.num_train_steps > 0
+                 else int(config.num_epochs * steps_per_epoch))
+
+  model = models.create_classifier(config, data.num_classes, num_devices)
+  _check_image_size(model.backbone, data.image_shape, config)
+  tx, schedule = create_optimizer(config, total_steps, steps_per_epoch)
   keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
   init = jax.jit(jax.vmap(lambda k, prior: init_state(jax.random.wrap_key_data(k), model, tx,
-                                                      image_shape, prior)),
+                                                      data.image_shape, prior)),
                  out_shardings=replicated)
-  state = init(keys, jnp.asarray(priors))
+  state = init(keys, jnp.asarray(data.priors))
 
   step_fn = functools.partial(train_step, model=model, tx=tx, config=config,
-                              data_stats=data_stats, schedule=schedule,
+                              normalization=data.normalization, schedule=schedule,
                               rampup_steps=config.consistency_rampup_epochs * steps_per_epoch)
-
   loop = use_run_loop(config)
 
   def run_step(state, batch):
@@ -370,17 +291,16 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
     return map_runs(lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k)), runs, loop)(
         state, batch, step_keys)
 
-  p_train = jax.jit(run_step, in_shardings=(replicated, batch_sharding),
-                    out_shardings=(replicated, replicated), donate_argnums=0)
-  p_eval = jax.jit(map_runs(functools.partial(eval_step, model=model, data_stats=data_stats),
-                            runs, loop, in_axes=(0, None)),
-                   in_shardings=(replicated, eval_sharding), out_shardings=replicated)
+  compiled_train_step = jax.jit(run_step, in_shardings=(replicated, batch_sharding),
+                                out_shardings=(replicated, replicated), donate_argnums=0)
+  compiled_eval_step = jax.jit(
+      map_runs(functools.partial(eval_step, model=model, normalization=data.normalization),
+               runs, loop, in_axes=(0, None)),
+      in_shardings=(replicated, eval_sharding), out_shardings=replicated)
   return Experiment(
-      config=config, dataset=dataset, splits=splits, seeds=seeds, split_seeds=split_seeds,
-      labeled_batch_size=labeled_bs, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-      data_stats=data_stats, model=model, initial_state=state, train_step=p_train,
-      eval_step=p_eval, batch_sharding=batch_sharding, eval_sharding=eval_sharding,
-      eval_batch_size=-(-config.eval_batch_size // num_devices) * num_devices, devices=devices,
+      config=config, data=data, seeds=seeds, steps_per_epoch=steps_per_epoch,
+      total_steps=total_steps, model=model, initial_state=state,
+      train_step=compiled_train_step, eval_step=compiled_eval_step, devices=devices,
       run_loop=loop)
 
 
@@ -393,11 +313,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpointing.DiskFullError (a full disk, whatever write hit it).
   """
   config = ml_collections.ConfigDict(config)
-  config_lib.validate(config, len(mesh_devices(config.batch_size)))
+  devices = mesh_devices(config.batch_size)
+  config_lib.validate(config, len(devices))  # The only validation: before the workdir is touched.
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # Local or a bucket (gs://...).
   with workdir_lock.WorkdirLock(workdir), _Interruption() as interruption:
     try:
-      return _train_in_workdir(config, workdir, interruption)
+      return _train_in_workdir(config, devices, workdir, interruption)
     except Exception as e:  # pylint: disable=broad-except
       if checkpointing.is_disk_full(e) and not isinstance(e, checkpointing.DiskFullError):
         raise checkpointing.disk_full_error(
@@ -405,12 +326,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       raise
 
 
-def _train_in_workdir(config, workdir, interruption):
+def _train_in_workdir(config, devices, workdir, interruption):
   """train_and_evaluate once the workdir is held and the signal handlers are in place."""
   config_lib.check_workdir(config, workdir)
   if jax.process_index() == 0:
-    reporting.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-  exp = create_experiment(config)
+    workdir_io.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  exp = create_experiment(config, devices)
   total_steps, runs = exp.total_steps, config.num_runs
 
   manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
@@ -425,7 +346,7 @@ def _train_in_workdir(config, workdir, interruption):
   # Evaluations so far, kept in the workdir so that 'best' in results.json spans resumptions;
   # those after the restored checkpoint are dropped (their steps are trained again).
   evaluations_path = os.path.join(workdir, 'evaluations.json')
-  history = [row for row in reporting.read_json(evaluations_path, [])
+  history = [row for row in workdir_io.read_json(evaluations_path, [])
              if row['step'] <= start_step]
   train_rows, pending = [], None
   t_start, step = time.time(), start_step
@@ -459,13 +380,10 @@ def _train_in_workdir(config, workdir, interruption):
         progress.maybe_print(step, scalars['losses/total'], force=is_last)
       if step % config.eval_every_steps == 0 or is_last:
         logging.info('Evaluation of step %d begins.', step)
-        result = exp.evaluate(state)
-        if config.dataset.validation_size > 0 and exp.dataset is not None:
-          validation = exp.evaluate(state, exp.validation_batches())
-          result.update({f'validation_{k}': v for k, v in validation.items()})
-        history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
+        result = exp.evaluate_all(state)
+        history.append(reporting.evaluation_row(step, result))
         if jax.process_index() == 0:
-          reporting.write_json(evaluations_path, history)
+          workdir_io.write_json(evaluations_path, history)
         writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()})
         logging.info('Evaluation of step %d done.', step)
         progress.last_accuracy = (f'student {100 * np.mean(result["student_accuracy"]):.2f}% '
@@ -489,33 +407,18 @@ def _train_in_workdir(config, workdir, interruption):
   wall = time.time() - t_start
 
   if step == start_step:  # Resumed a finished run: evaluate the restored state (on every process).
-    result = exp.evaluate(state)
     history = [row for row in history if row['step'] < step]
-    history.append({'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}})
-  final = {k: v for k, v in history[-1].items() if k != 'step'}
-  best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
-  results = {
-      'method': config.method, 'alc': bool(config.alc.enabled),
-      'alc_imbalance': config.alc.imbalance if config.alc.enabled else 'none',
-      'dataset': config.dataset.name, 'num_labels': config.dataset.num_labels,
-      'imbalance_ratio': config.dataset.imbalance_ratio, 'model': config.model.name,
-      'model_width': config.model.width, 'num_runs': runs, 'seeds': exp.seeds,
-      'split_seeds': exp.split_seeds, 'steps': step, 'epochs': step / exp.steps_per_epoch,
-      'steps_per_epoch': exp.steps_per_epoch, 'batch_size': config.batch_size,
-      'labeled_batch_size': exp.labeled_batch_size, 'mesh_devices': len(exp.devices),
-      'wall_time_s': wall,
-      'resumed_from_step': start_step,
+    history.append(reporting.evaluation_row(step, exp.evaluate_all(state)))
+  results = reporting.results_record(
+      config, history, seeds=exp.seeds, split_seeds=exp.data.split_seeds, steps=step,
+      steps_per_epoch=exp.steps_per_epoch, labeled_batch_size=exp.data.labeled_batch_size,
+      mesh_devices=len(exp.devices), wall_time_s=wall, resumed_from_step=start_step,
       # Training throughput after compilation (evaluation and checkpoint time included).
-      'images_per_second': progress.steps_per_second(step) * config.batch_size * runs,
-      'final': final, 'best': {k: np.asarray(v).tolist() for k, v in best.items()},
-      'summary': {f'{k}_{stat}': float(fn(100 * np.asarray(v))) for k, v in final.items()
-                  for stat, fn in (('mean', np.mean), ('std', np.std))},
-      'config': config.to_dict(), **reporting.environment(),
-  }
+      images_per_second=progress.steps_per_second(step) * config.batch_size * runs)
   if jax.process_index() == 0:
-    reporting.write_json(os.path.join(workdir, 'results.json'), results)
+    workdir_io.write_json(os.path.join(workdir, 'results.json'), results)
     if config.alc.enabled:
-      _save_similarity(state, exp, workdir, next(iter(exp.test_batches())))
+      _save_similarity(state, exp, workdir, next(iter(exp.data.local_eval_batches('test'))))
   print('Final test accuracy (%): ' + ', '.join(
       f'{k} {v:.2f}' for k, v in results['summary'].items() if k.endswith('accuracy_mean')),
         flush=True)
@@ -523,12 +426,13 @@ def _train_in_workdir(config, workdir, interruption):
 
 
 def _save_similarity(state, exp, workdir, batch, size=100):
-  """S of run 0 on the first `size` test images (eval mode), for the plots of launch/aggregate.py."""
+  """S of run 0 on the first `size` test images (eval mode), for the plots of launch/aggregate.py.
+  `batch`: this process's rows of the first test batch (numpy)."""
   first = jax.tree.map(lambda a: np.asarray(a)[0], state)
   rows = np.flatnonzero(batch['mask'])[:size]  # Skip the padding of the last eval batch.
-  x = data_lib.normalize(batch['image'][rows], *exp.data_stats)
+  x = exp.data.normalization(batch['image'][rows])
   variables = {'params': first.params, 'batch_stats': first.batch_stats}
   _, _, similarity = exp.model.clone(groups=1).apply(variables, x, train=False,
                                                      with_similarity=True)
-  reporting.write_npz(os.path.join(workdir, 'similarity.npz'),
-                      similarity=np.asarray(similarity)[0], labels=batch['label'][rows])
+  workdir_io.write_npz(os.path.join(workdir, 'similarity.npz'),
+                       similarity=np.asarray(similarity)[0], labels=batch['label'][rows])

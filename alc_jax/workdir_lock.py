@@ -31,7 +31,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from alc_jax import reporting
+from alc_jax import workdir_io
 
 LOCK_NAME = 'lock.json'
 LEASE_SECONDS = 300.0  # A holder that stops renewing (a lost node) frees the workdir after this.
@@ -78,7 +78,7 @@ class WorkdirLock:
   def __init__(self, workdir, lease_seconds=None):
     self.workdir = str(workdir)
     self.path = epath.Path(workdir) / LOCK_NAME
-    self.remote = reporting.is_remote(workdir)
+    self.remote = workdir_io.is_remote(workdir)
     self.lease_seconds = LEASE_SECONDS if lease_seconds is None else lease_seconds
     self.token = uuid.uuid4().hex
     self._stop = threading.Event()
@@ -103,7 +103,7 @@ class WorkdirLock:
       return {}
 
   def _write(self, record):
-    reporting.write_bytes(str(self.path), json.dumps(record, indent=1).encode('utf-8'))
+    workdir_io.write_bytes(str(self.path), json.dumps(record, indent=1).encode('utf-8'))
 
   def _create_local(self, record):
     """O_EXCL create: False if the file exists (someone else holds or just took it)."""

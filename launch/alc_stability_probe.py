@@ -65,7 +65,7 @@ def run_case(row, width, args):
            f'--config.model.width={width}', f'--config.alc.weight={w2_of(row) * args.w2_scale}',
            f'--config.num_train_steps={args.steps}',
            f'--config.consistency_rampup_epochs={args.steps / 10 / 600}',
-           f'--config.log_every_steps=10', f'--config.eval_every_steps={args.steps}',
+           '--config.log_every_steps=10', f'--config.eval_every_steps={args.steps}',
            f'--config.checkpoint_every_steps={max(args.steps // 3, 10)}',
            '--config.dataset.eval_examples=2000', '--config.progress_every_seconds=60',
            *[f'--{o}' if o.startswith('config.') else o for o in args.override]]

@@ -7,19 +7,19 @@
 #   every run, so the runs share one validation set that none of them trains on) and are read on
 #   eval/validation_* only (`launch/aggregate.py --split validation`); the final phase (D) trains
 #   the main job's config on other label splits (split seed = seed) and reads the test set.
-#   bash launch/alc_study.sh PHASE        PHASE: A B C D E (see below); rerun to resume.
+#   bash launch/alc_study.sh PHASE        PHASE: A B C D E F (see below); rerun to resume.
 #   DRY_RUN=1 bash launch/alc_study.sh PHASE   prints the jobs without running them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PHASE="${1:?usage: alc_study.sh A|B|C|D|E}"
+PHASE="${1:?usage: alc_study.sh A|B|C|D|E|F}"
 ROOT="${ROOT:-runs/alc_study}"
 PY="${PYTHON:-.venv/bin/python}"
 SWEEP="$PY launch/sweep.py"
 if [ -n "${DRY_RUN:-}" ]; then SWEEP="$SWEEP --dry-run"; fi
 # The main job's schedule, on configs/fashion_mnist_250.py (same recipe) for the selection phases.
-# Phase E scales the budget (STEPS, the cosine schedule and a ramp-up of a quarter of it with it).
+# Phases E and F scale the budget (STEPS, the cosine schedule and a ramp-up of a quarter of it).
 STEPS=1200 RAMP=0.5 EVERY=300
-if [ "$PHASE" = E ]; then STEPS=4800 RAMP=2 EVERY=600; fi
+if [ "$PHASE" = E ] || [ "$PHASE" = F ]; then STEPS=4800 RAMP=2 EVERY=600; fi
 CPU=(--num-runs-per-job 3 --override config.model.width=0.0625
   --override config.num_train_steps=$STEPS --override config.consistency_rampup_epochs=$RAMP
   --override config.eval_every_steps=$EVERY --override config.checkpoint_every_steps=$EVERY
@@ -43,5 +43,9 @@ case "$PHASE" in
   E)  # The learning curve's next point: 4x the budget (4800 steps = 8.7 epochs), selection split.
     $SWEEP "${SELECT[@]}" --root "$ROOT/E" \
       --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc@cosine,mean_teacher_alc@decoupled}" ;;
+  F)  # Test accuracy at phase E's budget: phase D's protocol (fresh splits, test set), 8.7 epochs.
+    $SWEEP --configs configs/fashion_mnist_cpu.py "${CPU[@]}" --seeds "${SEEDS:-0,1,2}" \
+      --root "$ROOT/F" \
+      --rows "${ROWS:-mean_teacher_alc@decoupled,mean_teacher,supervised,mean_teacher_alc@cosine}" ;;
   *) echo "unknown phase $PHASE" >&2; exit 2 ;;
 esac

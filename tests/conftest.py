@@ -75,7 +75,28 @@ def pytest_configure(config):
   jax.config.update('jax_default_matmul_precision', 'highest')
 
 
+def pytest_collection_modifyitems(config, items):
+  # `slow` tests (setup.cfg) would push the default run past its time budget: they run only when
+  # asked for, by a -m expression that names them (`pytest -m slow`) or ALC_RUN_SLOW=1.
+  if 'slow' in (config.getoption('markexpr') or '') or os.environ.get('ALC_RUN_SLOW') == '1':
+    return
+  skip = pytest.mark.skip(reason='slow: run with `pytest -m slow` or ALC_RUN_SLOW=1')
+  for item in items:
+    if item.get_closest_marker('slow'):
+      item.add_marker(skip)
+
+
 def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if _XLA_CACHE:
     shutil.rmtree(_XLA_CACHE, ignore_errors=True)
+
+
+def corrupt_checkpoint(step_dir):
+  """Truncates every array data file of an orbax checkpoint to half (a crash mid-write, a full
+  disk): what orbax stores is step/default/{_METADATA, manifest.ocdbt, ocdbt.process_0/d/*}."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, 'default'))
+           for f in fs if os.path.basename(d) == 'd']
+  assert files, os.listdir(step_dir)
+  for f in files:
+    os.truncate(f, os.path.getsize(f) // 2)

@@ -44,7 +44,7 @@ def _grads(exp, batch):
   state = jax.tree.map(lambda a: a[0], exp.initial_state)
   batch = {k: v[0] for k, v in batch.items()}
   loss = functools.partial(objectives.compute_loss, model=exp.model, config=exp.config,
-                           data_stats=exp.data_stats, rampup_steps=0.0)
+                           normalization=exp.data.normalization, rampup_steps=0.0)
   grads, (metrics, _, _) = jax.jit(jax.grad(loss, has_aux=True))(
       state.params, state, batch, jax.random.key(0))
   return grads, metrics

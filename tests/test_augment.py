@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alc_jax.data.augment import augment, normalize
+from alc_jax.data.augment import augment
+from alc_jax.data.normalization import Normalization, normalize
 
 
 @pytest.fixture(scope='module')
@@ -111,3 +112,16 @@ def test_normalize_matches_numpy():
   g = x[..., :1]
   np.testing.assert_allclose(jax.jit(normalize)(g, 0.286, 0.353), (g / 255.0 - 0.286) / 0.353,
                              rtol=1e-5, atol=1e-5)
+
+
+def test_named_normalization_is_a_pytree_that_normalizes():
+  rng = np.random.default_rng(8)
+  x = rng.integers(0, 256, (3, 4, 4, 2), dtype=np.uint8)
+  zca, zca_mean = rng.normal(size=(32, 32)) / 6, rng.normal(size=32)
+  norm = Normalization.create((0.4, 0.5), (0.2, 0.3), zca, zca_mean)
+  expected = ((((x / 255.0 - [0.4, 0.5]) / [0.2, 0.3]).reshape(3, 32) - zca_mean) @ zca)
+  # Passed through jit as an argument: the fields are leaves, not static.
+  out = jax.jit(lambda n, images: n(images))(norm, x)
+  np.testing.assert_allclose(out, expected.reshape(x.shape), rtol=1e-4, atol=1e-4)
+  assert len(jax.tree.leaves(norm)) == 4
+  assert len(jax.tree.leaves(Normalization.create(0.3, 0.2))) == 2  # No ZCA: None fields.

@@ -1,4 +1,4 @@
-"""launch/bench.py runs end to end in a tiny mode and keeps its output contract (no timings)."""
+"""bench/bench.py runs end to end in a tiny mode and keeps its output contract (no timings)."""
 
 import importlib.util
 import json
@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_bench_tiny(tmp_path):
   out = tmp_path / 'bench.json'
   # One subprocess for both the table and --pairwise: each new process pays JAX's start-up again.
-  cmd = [sys.executable, os.path.join(ROOT, 'launch', 'bench.py'), '--steps', '2', '--width',
+  cmd = [sys.executable, os.path.join(ROOT, 'bench', 'bench.py'), '--steps', '2', '--width',
          '0.0625', '--models', 'cnn13', '--methods', 'mean_teacher,mean_teacher_alc',
          '--batch-size', '16', '--pairwise', '--pairwise-sizes', '8,32', '--json', str(out)]
   env = dict(os.environ, ALC_TFDS_DOWNLOAD='0')
@@ -39,14 +39,19 @@ def test_bench_tiny(tmp_path):
   assert results['alc_overhead'] > 0
 
 
+@pytest.mark.slow
 def test_bench_cpu_levers_runs_and_peer_tiny(tmp_path):
-  """--levers (4 subprocesses), --vectorized (loop, vmap, separate), --peer if torch is here."""
+  """--levers (4 subprocesses), --vectorized (loop, vmap, separate), --peer if torch is here.
+
+  Marked slow (~2 minutes on 2 cores: 4 lever subprocesses each start JAX and compile): the
+  default run skips it; run it with `pytest -m slow tests/test_bench.py` (or ALC_RUN_SLOW=1).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   if jax.default_backend() != 'cpu':
     pytest.skip('--levers measures the CPU set-up')
   peer = importlib.util.find_spec('torch') is not None
   out = tmp_path / 'bench.json'
-  cmd = [sys.executable, os.path.join(ROOT, 'launch', 'bench.py'), '--skip-table', '--levers',
+  cmd = [sys.executable, os.path.join(ROOT, 'bench', 'bench.py'), '--skip-table', '--levers',
          '--vectorized', '2', '--steps', '1', '--width', '0.0625', '--models', 'cnn13',
          '--batch-size', '16', '--json', str(out)] + (['--peer'] if peer else [])
   env = dict(os.environ, ALC_TFDS_DOWNLOAD='0')

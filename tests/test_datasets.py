@@ -12,13 +12,16 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from alc_jax.data import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax.data import fashion_mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax.data import tfds_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alc_jax.data import imagenet  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax.data import DataError, DataFileNotFoundError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @pytest.fixture(autouse=True)
 def _no_tfds_download(monkeypatch):
   """Never let TFDS try to download here (offline, its retries take minutes)."""
-  monkeypatch.setenv(datasets.TFDS_DOWNLOAD_ENV, '0')
+  monkeypatch.setenv(tfds_data.TFDS_DOWNLOAD_ENV, '0')
 
 
 def _config(**kwargs):
@@ -36,7 +39,7 @@ def _config(**kwargs):
                                         ('fashion_mnist', (28, 28, 1))])
 def test_tfds_mock(name, shape, tmp_path, monkeypatch):
   # An empty IDX folder sends fashion_mnist to TFDS.
-  monkeypatch.setenv(datasets.FASHION_MNIST_ENV, str(tmp_path))
+  monkeypatch.setenv(fashion_mnist.FASHION_MNIST_ENV, str(tmp_path))
   with tfds.testing.mock_data(num_examples=30):
     ds = datasets.load_dataset(_config(name=name))
   assert ds.name == name
@@ -119,7 +122,7 @@ def test_imagenet_reads_the_process_shard_of_each_split():
 
 
 def test_imagenet_missing_data_says_how_to_prepare(tmp_path):
-  with pytest.raises(datasets.DataFileNotFoundError, match='tfds build imagenet2012'):
+  with pytest.raises(DataFileNotFoundError, match='tfds build imagenet2012'):
     imagenet.imagenet_train_iterator(_config(data_dir=str(tmp_path), image_size=8), 4, 2, 0,
                                      process_index=0, process_count=1)
 
@@ -154,7 +157,7 @@ def test_imagenet_eval_pads_to_full_batches():
 # --------------------------------------------------------------------------------------------
 
 _SYSTEM_FILES = [
-    os.path.join(datasets.FASHION_MNIST_SYSTEM_DIR, f + '.gz')
+    os.path.join(fashion_mnist.FASHION_MNIST_SYSTEM_DIR, f + '.gz')
     for f in ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte',
               't10k-labels-idx1-ubyte')]
 
@@ -163,7 +166,7 @@ _SYSTEM_FILES = [
                     reason='Fashion-MNIST IDX files not installed (apt-get install '
                     'dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist)')
 def test_real_fashion_mnist(monkeypatch):
-  monkeypatch.delenv(datasets.FASHION_MNIST_ENV, raising=False)
+  monkeypatch.delenv(fashion_mnist.FASHION_MNIST_ENV, raising=False)
   ds = datasets.load_dataset(_config(name='fashion_mnist'))
   assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_test.shape == (10000, 28, 28, 1)
   assert ds.x_train.dtype == np.uint8
@@ -207,24 +210,24 @@ def test_fashion_mnist_idx_folder(tmp_path, compress):
 
 def test_fashion_mnist_truncated_idx(tmp_path, monkeypatch):
   paths = _write_fake_fashion_mnist(tmp_path)
-  monkeypatch.setenv(datasets.FASHION_MNIST_ENV, str(tmp_path))
+  monkeypatch.setenv(fashion_mnist.FASHION_MNIST_ENV, str(tmp_path))
   path = paths['train', 'images']
   raw = open(path, 'rb').read()
   with open(path, 'wb') as f:
     f.write(raw[:len(raw) // 2])  # A truncated gzip stream.
-  with pytest.raises(datasets.DataError, match='truncated') as e:
+  with pytest.raises(DataError, match='truncated') as e:
     datasets.load_dataset(_config(name='fashion_mnist'))
   assert path in str(e.value)
   # A complete gzip stream whose IDX data are short.
   with gzip.open(path, 'wb') as f:
     f.write(bytes([0, 0, 8, 3]) + (20).to_bytes(4, 'big') + (28).to_bytes(4, 'big') * 2 + b'x' * 99)
-  with pytest.raises(datasets.DataError, match='truncated') as e:
+  with pytest.raises(DataError, match='truncated') as e:
     datasets.load_dataset(_config(name='fashion_mnist'))
   assert path in str(e.value)
   # The labels file in place of the images file: wrong magic number.
   with open(path, 'wb') as f:
     f.write(open(paths['train', 'labels'], 'rb').read())
-  with pytest.raises(datasets.DataError, match='magic number') as e:
+  with pytest.raises(DataError, match='magic number') as e:
     datasets.load_dataset(_config(name='fashion_mnist'))
   assert path in str(e.value)
 
@@ -232,8 +235,8 @@ def test_fashion_mnist_truncated_idx(tmp_path, monkeypatch):
 def test_fashion_mnist_neither_source(tmp_path, monkeypatch):
   empty = tmp_path / 'idx'
   empty.mkdir()
-  monkeypatch.setenv(datasets.FASHION_MNIST_ENV, str(empty))
-  with pytest.raises(datasets.DataFileNotFoundError) as e:
+  monkeypatch.setenv(fashion_mnist.FASHION_MNIST_ENV, str(empty))
+  with pytest.raises(DataFileNotFoundError) as e:
     datasets.load_dataset(_config(name='fashion_mnist', data_dir=str(tmp_path / 'tfds')))
   message = str(e.value)
   assert 'apt-get install dataset-fashion-mnist' in message
@@ -241,9 +244,9 @@ def test_fashion_mnist_neither_source(tmp_path, monkeypatch):
 
 
 def test_unknown_name():
-  with pytest.raises(datasets.DataError, match='valid names are: fashion_mnist, cifar10'):
+  with pytest.raises(DataError, match='held in memory are: fashion_mnist, cifar10'):
     datasets.load_dataset(_config(name='mnist'))
-  with pytest.raises(datasets.DataError, match='imagenet_train_iterator'):
+  with pytest.raises(DataError, match='pipeline.create_pipeline'):
     datasets.load_dataset(_config(name='imagenet_1pct'))
 
 
@@ -316,7 +319,7 @@ def test_npz_rejects_bad_input(tmp_path, change, message):
   change(arrays)
   path = tmp_path / 'bad.npz'
   np.savez(path, **arrays)
-  with pytest.raises(datasets.DataError, match=message) as e:
+  with pytest.raises(DataError, match=message) as e:
     datasets.load_dataset(_config(path=str(path)))
   assert str(path) in str(e.value)
 
@@ -324,10 +327,10 @@ def test_npz_rejects_bad_input(tmp_path, change, message):
 def test_npz_not_an_npz(tmp_path):
   path = tmp_path / 'junk.npz'
   path.write_bytes(b'not a zip file at all')
-  with pytest.raises(datasets.DataError, match='Cannot read npz') as e:
+  with pytest.raises(DataError, match='Cannot read npz') as e:
     datasets.load_dataset(_config(path=str(path)))
   assert str(path) in str(e.value)
-  with pytest.raises(datasets.DataFileNotFoundError, match='missing.npz'):
+  with pytest.raises(DataFileNotFoundError, match='missing.npz'):
     datasets.load_dataset(_config(path=str(tmp_path / 'missing.npz')))
 
 
@@ -374,7 +377,7 @@ def test_folder_unreadable_image(tmp_path):
   _write_folder(tmp_path)
   bad = tmp_path / 'train' / 'dog' / 'x.png'
   bad.write_bytes(b'\x00garbage, not a PNG')
-  with pytest.raises(datasets.DataError, match='Cannot read image') as e:
+  with pytest.raises(DataError, match='Cannot read image') as e:
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   assert str(bad) in str(e.value)
 
@@ -383,7 +386,7 @@ def test_folder_size_mismatch(tmp_path):
   _write_folder(tmp_path)
   odd = tmp_path / 'test' / 'emu' / 'odd.png'
   Image.fromarray(np.zeros((7, 6, 3), np.uint8)).save(odd)
-  with pytest.raises(datasets.DataError, match='expected size is 6x5') as e:
+  with pytest.raises(DataError, match='expected size is 6x5') as e:
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   assert str(odd) in str(e.value)
 
@@ -391,13 +394,13 @@ def test_folder_size_mismatch(tmp_path):
 def test_folder_mismatched_classes_and_mode(tmp_path):
   _write_folder(tmp_path)
   (tmp_path / 'test' / 'fox').mkdir()
-  with pytest.raises(datasets.DataError, match="only in test/: \\['fox'\\]"):
+  with pytest.raises(DataError, match="only in test/: \\['fox'\\]"):
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   (tmp_path / 'test' / 'fox').rmdir()
   gray = tmp_path / 'train' / 'emu' / 'gray.png'
   Image.fromarray(np.zeros((5, 6), np.uint8), 'L').save(gray)
-  with pytest.raises(datasets.DataError, match='mode') as e:
+  with pytest.raises(DataError, match='mode') as e:
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   assert str(gray) in str(e.value)
-  with pytest.raises(datasets.DataFileNotFoundError, match='train'):
+  with pytest.raises(DataFileNotFoundError, match='train'):
     datasets.load_dataset(_config(name='folder', path=str(tmp_path / 'nowhere')))

@@ -13,6 +13,7 @@ from PIL import Image
 
 from alc_jax import checkpointing, main, models, train, workdir_lock
 from alc_jax.data import datasets
+from alc_jax.data import DataError, DataFileNotFoundError
 from tests.conftest import make_tiny_images, tiny_config
 
 
@@ -27,8 +28,8 @@ def _exit_message(monkeypatch, error):
 
 
 @pytest.mark.parametrize('error,prefix', [
-    (datasets.DataError('x.npz: y_test has label 7'), 'Data error: x.npz: y_test has label 7'),
-    (datasets.DataFileNotFoundError('no such file'), 'Data error: no such file'),
+    (DataError('x.npz: y_test has label 7'), 'Data error: x.npz: y_test has label 7'),
+    (DataFileNotFoundError('no such file'), 'Data error: no such file'),
     (workdir_lock.WorkdirInUse('/w is in use'), 'Workdir in use: /w is in use'),
 ])
 def test_fixable_errors_exit_with_one_line(monkeypatch, error, prefix):
@@ -123,7 +124,7 @@ def test_images_all_one_value_are_refused(tmp_path):
   path = tmp_path / 'blank.npz'
   x = np.zeros((20, 8, 8, 1), np.uint8)  # E.g. floats in [0, 1] cast to uint8.
   np.savez(path, x_train=x, y_train=np.arange(20) % 2, x_test=x[:4], y_test=np.arange(4) % 2)
-  with pytest.raises(datasets.DataError, match='has the value 0 in every pixel') as e:
+  with pytest.raises(DataError, match='has the value 0 in every pixel') as e:
     datasets.load_dataset({'name': 'npz', 'path': str(path)})
   assert str(path) in str(e.value) and '* 255' in str(e.value)
 
@@ -134,7 +135,7 @@ def test_a_class_folder_without_images_is_refused(tmp_path):
       (tmp_path / split / name).mkdir(parents=True)
       if not (split == 'train' and name == 'dog'):
         Image.fromarray(np.full((4, 4, 3), 90, np.uint8)).save(tmp_path / split / name / '0.png')
-  with pytest.raises(datasets.DataError, match='dog holds no .png/.jpg/.jpeg image'):
+  with pytest.raises(DataError, match='dog holds no .png/.jpg/.jpeg image'):
     datasets.load_dataset({'name': 'folder', 'path': str(tmp_path)})
 
 
@@ -151,7 +152,7 @@ def test_images_too_small_for_the_backbone_fail_before_compiling(tmp_path):
   x, y = make_tiny_images(64, 4, 8, np.random.default_rng(0))
   path = tmp_path / 'digits.npz'
   np.savez(path, x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
-  with pytest.raises(datasets.DataError) as e:
+  with pytest.raises(DataError) as e:
     train.create_experiment(tiny_config(str(path)))
   message = str(e.value)
   assert '8x8 pixels, too small for' in message and "'cnn13'" in message

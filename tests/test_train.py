@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -80,7 +79,7 @@ def test_teacher_is_the_ema_of_the_student(tiny_npz):
   exp = train.create_experiment(tiny_config(tiny_npz))
   decay = exp.config.ema_decay
   teacher = leaves(exp.initial_state.params)
-  state, history = exp.initial_state, []
+  state = exp.initial_state
   for t, batch in zip(range(1, 6), exp.train_batches()):
     state, _ = exp.train_step(state, batch)
     alpha = min(1.0 - 1.0 / (t + 1.0), decay)  # Eq. 2 with the reference's ramp.
@@ -101,7 +100,7 @@ def test_consistency_gradient_never_reaches_the_teacher(tiny_npz, method):
     opt_state[-1] = opt_state[-1]._replace(teacher=teacher)
     s = state.replace(opt_state=tuple(opt_state))
     return objectives.compute_loss(student, s, batch, jax.random.key(0), model=exp.model,
-                                   config=exp.config, data_stats=exp.data_stats,
+                                   config=exp.config, normalization=exp.data.normalization,
                                    rampup_steps=0.0)[0]
 
   g_student, g_teacher = jax.grad(loss, argnums=(0, 1))(
@@ -125,7 +124,7 @@ def test_n_runs_in_one_program_equal_separate_runs(tiny_npz, run_batching):
                                                  **{'alc.enabled': True}))
   alone = train.create_experiment(tiny_config(tiny_npz, seed=1, **{'alc.enabled': True}))
   assert together.run_loop == (run_batching == 'loop')
-  np.testing.assert_array_equal(together.splits[1].labeled, alone.splits[0].labeled)
+  np.testing.assert_array_equal(together.data.splits[1].labeled, alone.data.splits[0].labeled)
   # 3 steps: both paths reorder float32 sums (vmap batches the convolutions; the loop is fused
   # into one program with the other run), ~1e-6 by step 3 here. Later steps can jump to ~1e-3
   # when such a difference flips a near-tie of a max in the ALC head (its gradient moves).

@@ -1,6 +1,6 @@
-"""Input pipelines: datasets in memory or streamed from TFDS, label splits, batch sampling, augmentation."""
+"""Input pipelines: one `Pipeline` object per run (pipeline.py) over data sets held in memory
+(datasets.py and the loaders beside it) or streamed from TFDS (imagenet.py); label splits,
+batch sampling, normalisation and augmentation. Import the modules (`from alc_jax.data import
+augment`); the package re-exports only its errors."""
 
-from alc_jax.data.augment import augment, normalize
-from alc_jax.data.datasets import ArrayDataset, DataError, load_dataset
-from alc_jax.data.sampler import BatchSampler, eval_batches, make_train_iterator
-from alc_jax.data.splits import LabelSplit, imbalanced_class_counts, make_label_split
+from alc_jax.data.base import DataError, DataFileNotFoundError  # noqa: F401

@@ -1,4 +1,4 @@
-"""Device-side input normalisation and augmentation (pure jnp, jit- and vmap-able).
+"""Device-side input augmentation (pure jnp, jit- and vmap-able).
 
 The augmentation is the Temporal Ensembling / Mean Teacher recipe the paper inherits from the
 Mean Teacher code (Sec. 5): random translation by up to 2 pixels with reflect padding, horizontal
@@ -9,41 +9,10 @@ The student and teacher branches need independent perturbations of the same imag
 augment twice with different keys, e.g. `k1, k2 = jax.random.split(rng)`.
 """
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 
 Array = jax.Array
-
-
-def normalize(images: Array, mean, std, zca: Optional[Array] = None,
-              zca_mean: Optional[Array] = None) -> Array:
-  """Maps uint8 images to float32 network inputs.
-
-  Args:
-    images: (..., H, W, C) uint8 (or any numeric) images in [0, 255].
-    mean: per-channel mean, shape (C,) or scalar, in [0, 1] units.
-    std: per-channel standard deviation, shape (C,) or scalar, in [0, 1] units.
-    zca: optional (D, D) whitening matrix, D = H * W * C, applied to each normalised image
-      flattened in HWC order as a row vector: x_white = x_flat @ zca (ZCA matrices are
-      symmetric, so this equals zca @ x_flat).
-    zca_mean: optional (D,) per-pixel mean of the normalised training images, subtracted before
-      whitening: x_white = (x_flat - zca_mean) @ zca.
-
-  Returns:
-    float32 array of the same shape: (x / 255 - mean) / std, whitened if zca is given.
-  """
-  x = jnp.asarray(images).astype(jnp.float32) / 255.0
-  x = (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
-  if zca is not None:
-    shape = x.shape
-    d = shape[-3] * shape[-2] * shape[-1]
-    flat = x.reshape(-1, d)
-    if zca_mean is not None:
-      flat = flat - jnp.asarray(zca_mean, jnp.float32)
-    x = (flat @ jnp.asarray(zca, jnp.float32)).reshape(shape)
-  return x
 
 
 def _translate(rng: Array, images: Array, translate: int) -> Array:

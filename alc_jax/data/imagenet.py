@@ -24,14 +24,19 @@ from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 
-from alc_jax.data.datasets import KNOWN_SIZES, NUM_CLASSES, DataFileNotFoundError, tf_cpu_only
+from alc_jax.data.base import DataFileNotFoundError, config_value
+from alc_jax.data.tfds_data import KNOWN_SIZES, NUM_CLASSES as TFDS_NUM_CLASSES, tf_cpu_only
 
 LABELED_NAME = 'imagenet2012_subset/1pct'
 UNLABELED_NAME = 'imagenet2012'
 LABELED_SPLIT = 'train'
 UNLABELED_SPLIT = 'train'
 EVAL_SPLIT = 'validation'
-NUM_CLASSES_IMAGENET = NUM_CLASSES[UNLABELED_NAME]  # 1000.
+STREAMED_NAMES = ('imagenet_1pct',)  # The config.dataset.name this module streams.
+NUM_CLASSES = TFDS_NUM_CLASSES[UNLABELED_NAME]  # 1000.
+NUM_TRAIN = KNOWN_SIZES[UNLABELED_NAME][0]  # Labeled and unlabeled images per epoch.
+# The per-channel statistics every ImageNet model uses (torchvision's, the Flax example's).
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Evaluation: centre crop of image_size / (image_size + CROP_PADDING) of the shorter side, i.e.
 # 224 / 256 = "resize to 256, crop 224".
 CROP_PADDING = 32
@@ -39,12 +44,6 @@ AREA_RANGE = (0.08, 1.0)
 ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 RESIZE_METHOD = 'bicubic'  # As the Flax ImageNet example.
 DEFAULT_SHUFFLE_BUFFER = 10_000  # Encoded images (~110 kB each): ~1 GB per stream at most.
-
-
-def _get(config: Any, key: str, default: Any) -> Any:
-  if isinstance(config, dict):
-    return config.get(key, default)
-  return getattr(config, key, default)
 
 
 def _process(process_index: Optional[int], process_count: Optional[int]):
@@ -236,8 +235,8 @@ def imagenet_train_iterator(dataset_config: Any, global_batch_size: int,
   if not 0 <= labeled_batch_size <= global_batch_size or global_batch_size <= 0:
     raise ValueError(f'Need 0 <= labeled_batch_size ({labeled_batch_size}) <= batch_size '
                      f'({global_batch_size}) and batch_size > 0.')
-  data_dir = _get(dataset_config, 'data_dir', '') or None
-  image_size = int(_get(dataset_config, 'image_size', 224))
+  data_dir = config_value(dataset_config, 'data_dir', '') or None
+  image_size = int(config_value(dataset_config, 'image_size', 224))
   local_labeled = labeled_batch_size // process_count
   local_unlabeled = (global_batch_size - labeled_batch_size) // process_count
   streams = []
@@ -288,8 +287,8 @@ def imagenet_eval_iterator(dataset_config: Any, batch_size: int,
     raise ValueError(f'eval batch_size={batch_size} must be a positive multiple of the number of '
                      f'processes ({process_count}).')
   local = batch_size // process_count
-  data_dir = _get(dataset_config, 'data_dir', '') or None
-  image_size = int(_get(dataset_config, 'image_size', 224))
+  data_dir = config_value(dataset_config, 'data_dir', '') or None
+  image_size = int(config_value(dataset_config, 'image_size', 224))
   if num_examples is None:
     num_examples = KNOWN_SIZES[UNLABELED_NAME][1]
   num_batches = math.ceil(math.ceil(num_examples / process_count) / local)

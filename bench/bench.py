@@ -1,6 +1,6 @@
 """Train-step throughput of the ALC trainer (a benchmark, not a test).
 
-  python launch/bench.py [--quick] [--models cnn13,wrn28_2] [--methods ...] [--width W]
+  python bench/bench.py [--quick] [--models cnn13,wrn28_2] [--methods ...] [--width W]
       [--batch-size B] [--dtype float32|bfloat16] [--num-runs R] [--steps N] [--json out.json]
       [--mfu] [--peer] [--levers] [--pairwise [--pairwise-sizes 100,256,...]] [--vectorized N]
       [--skip-table]
@@ -9,7 +9,7 @@ The table: for each model and method row, one `train.create_experiment` on a syn
 set (random uint8 32x32x3 images, 10 classes: no download, and the step's cost does not depend on
 the pixels), then the jitted, vmapped train step compiled ahead of time and timed step by step with
 `jax.block_until_ready`. img/s = batch * runs / median step time. A few batches are fetched once up
-front and reused, so the host input pipeline is NOT timed (launch/bench_input.py measures it).
+front and reused, so the host input pipeline is NOT timed (bench/bench_input.py measures it).
 `compile s` is the wall time of the first step (lowering + XLA compilation + one execution).
 
 Peak memory: on GPU/TPU the allocator's `peak_bytes_in_use`, on CPU the process' max RSS
@@ -20,7 +20,7 @@ temporaries - donated aliases, from `memory_analysis()`), which is per row.
 Extra sections (each also prints in the same run):
   --mfu          model FLOPs utilisation: XLA's FLOP count of the lowered step / step time,
                  against the measured peak of a large f32 and bf16 matmul on the same device.
-  --peer         the same Mean Teacher CNN-13 step in PyTorch (launch/bench_torch_peer.py, same
+  --peer         the same Mean Teacher CNN-13 step in PyTorch (bench/bench_torch_peer.py, same
                  width and batch), and ours / theirs in images/s. Needs torch in this Python
                  (CPU-only: `pip install torch==2.13.0` on the project's machines, see setup.cfg).
   --levers       CPU only: the Mean Teacher step of the first model under each CPU set-up of
@@ -293,9 +293,9 @@ def pairwise_bench(sizes, dim=128, classes=10, repeats=10):
 
 
 def run_peer(args, npz_dir):
-  """The PyTorch Mean Teacher CNN-13 step (launch/bench_torch_peer.py) in a subprocess."""
+  """The PyTorch Mean Teacher CNN-13 step (bench/bench_torch_peer.py) in a subprocess."""
   out = os.path.join(npz_dir, 'peer.json')
-  cmd = [sys.executable, os.path.join(ROOT, 'launch', 'bench_torch_peer.py'),
+  cmd = [sys.executable, os.path.join(ROOT, 'bench', 'bench_torch_peer.py'),
          '--width', str(args.width), '--batch-size', str(args.batch_size),
          '--labeled-batch-size', str(max(1, args.batch_size // 10)), '--steps',
          str(args.steps), '--json', out]
@@ -382,7 +382,9 @@ def print_table(rows, mfu_peaks):
     print(line, flush=True)
 
 
-def main():
+def parse_args():
+  """The command line, with --quick's width and steps filled in; also returns the parser, whose
+  error() reports bad --models and --methods."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--quick', action='store_true',
                       help=f'CPU-sized: width {QUICK_WIDTH} and {QUICK_STEPS} timed steps '
@@ -409,9 +411,12 @@ def main():
     args.width = QUICK_WIDTH if args.quick else 1.0
   if args.steps is None:
     args.steps = QUICK_STEPS if args.quick else 20
-  if args.lever_child:
-    lever_child(args)
-    return
+  return parser, args
+
+
+def table_models_and_methods(parser, args):
+  """(models, methods, added): the table's rows, checked against MODELS and METHODS; `added` are
+  the methods alc_overhead needs that --methods lacked (in `methods` unless --skip-table)."""
   models = [m for m in args.models.split(',') if m]
   methods = [m for m in args.methods.split(',') if m]
   for m in models:
@@ -423,8 +428,11 @@ def main():
   added = [m for m in ('mean_teacher', 'mean_teacher_alc') if m not in methods]
   if not args.skip_table:
     methods += added  # alc_overhead needs both.
+  return models, methods, added
 
-  t_start = time.perf_counter()
+
+def print_preamble(args, added):
+  """Prints the machine, its load and the settings; returns the results dict they start."""
   print(f'machine: {machine()}', flush=True)
   before = uptime()
   print(f'uptime before: {before}')
@@ -439,151 +447,172 @@ def main():
           f'reused (input pipeline not timed).', flush=True)
   if added and not args.skip_table:
     print(f'added to --methods to measure alc_overhead: {",".join(added)}')
-  results = {'machine': machine(), 'args': vars(args), 'rows': [], 'uptime_before': before,
-             'cpu_set_up': cpu_set_up()}
+  return {'machine': machine(), 'args': vars(args), 'rows': [], 'uptime_before': before,
+          'cpu_set_up': cpu_set_up()}
 
-  with tempfile.TemporaryDirectory() as tmp:
-    npz = os.path.join(tmp, 'synthetic.npz')
-    # create_experiment compiles the state initialisation (~10 s on a 2-core CPU); rows of one
-    # model share that program, so a compilation cache private to this run compiles it once per
-    # (model, ALC or not). Every row's train step is a different program: the compile column is
-    # never a cache hit.
-    jax.config.update('jax_compilation_cache_dir', os.path.join(tmp, 'xla_cache'))
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
-    write_synthetic_npz(npz, args.batch_size * max(1, args.num_runs, args.vectorized))
 
-    mfu_peaks = {}
-    if args.mfu:  # Measured before the rows, on the same device, so MFU has a same-run reference.
-      n = 8192 if on_accelerator() else 2048
-      for name, dtype in (('float32', jnp.float32), ('bfloat16', jnp.bfloat16)):
-        mfu_peaks[name] = matmul_peak(dtype, n)
-      print(f'matmul peak ({n}^3 jnp.dot): f32 {mfu_peaks["float32"] / 1e12:.3f} TFLOP/s, '
-            f'bf16 {mfu_peaks["bfloat16"] / 1e12:.3f} TFLOP/s', flush=True)
-      results['matmul_peak_flops'] = mfu_peaks
+def prepare_run_dir(args, tmp):
+  """The synthetic data set and a compilation cache private to this run, in `tmp`; returns the
+  data set's path."""
+  npz = os.path.join(tmp, 'synthetic.npz')
+  # create_experiment compiles the state initialisation (~10 s on a 2-core CPU); rows of one
+  # model share that program, so a compilation cache private to this run compiles it once per
+  # (model, ALC or not). Every row's train step is a different program: the compile column is
+  # never a cache hit.
+  jax.config.update('jax_compilation_cache_dir', os.path.join(tmp, 'xla_cache'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  write_synthetic_npz(npz, args.batch_size * max(1, args.num_runs, args.vectorized))
+  return npz
 
-    rows = results['rows']
-    overhead_model = 'cnn13' if 'cnn13' in models else models[0]
-    overhead = None
-    if not args.skip_table:
-      print('\ntrain-step throughput (median step after compilation):', flush=True)
-      for model in models:
-        for method in methods:
-          config = make_config(args, npz, model, method)
-          # The MT and MT + ALC steps of the overhead model stay alive for alc_overhead.
-          r = time_steps(config, args.steps, keep=model == overhead_model and
-                         method in ('mean_teacher', 'mean_teacher_alc'))
-          r.update(model=model, method=method, label=METHODS[method][0], width=args.width,
-                   dtype=args.dtype, batch=args.batch_size, runs=args.num_runs)
-          rows.append(r)
-          print(f'  measured {model} {r["label"]}: {r["images_per_second"]:.1f} img/s',
-                flush=True)
-      print()
-      print_table(rows, mfu_peaks)
-      print(f'peak MiB = {rows[-1]["peak_kind"]} (process high-water mark so far); xla MiB = the '
-            f'compiled step\'s arguments + outputs + temporaries; load = 1-minute load average '
-            f'after the row (above {os.cpu_count()}: other processes shared the CPU).')
-      # Before the extra sections, which would otherwise run beside two live train states.
-      pair = {r['method']: r.pop('_runner') for r in rows if '_runner' in r}
-      overhead, t_mt, t_alc = interleaved_ratio(pair['mean_teacher'], pair['mean_teacher_alc'],
-                                                max(args.steps, OVERHEAD_STEPS))
-      results.update(alc_overhead=overhead, alc_overhead_model=overhead_model,
-                     alc_overhead_step_times_s={'mean_teacher': t_mt, 'mean_teacher_alc': t_alc})
-      del pair
-      gc.collect()
-      if args.mfu:
-        print('MFU = FLOPs per step (XLA cost analysis of the lowered step) / step time / matmul '
-              'peak of the row\'s dtype.')
 
-    if args.levers:
-      if on_accelerator():
-        print('\n--levers: CPU only (alc_jax/cpu_setup.py changes nothing on GPU/TPU); skipped.')
-      else:
-        results['levers'] = run_levers(args, models[0], tmp)
+def mfu_section(results):
+  """--mfu: the f32 and bf16 matmul peaks, {dtype name: FLOP/s}. Measured before the rows, on
+  the same device, so that MFU has a same-run reference."""
+  n = 8192 if on_accelerator() else 2048
+  peaks = {}
+  for name, dtype in (('float32', jnp.float32), ('bfloat16', jnp.bfloat16)):
+    peaks[name] = matmul_peak(dtype, n)
+  print(f'matmul peak ({n}^3 jnp.dot): f32 {peaks["float32"] / 1e12:.3f} TFLOP/s, '
+        f'bf16 {peaks["bfloat16"] / 1e12:.3f} TFLOP/s', flush=True)
+  results['matmul_peak_flops'] = peaks
+  return peaks
 
-    if args.peer:
-      print('\npeer (PyTorch, same Mean Teacher CNN-13 step):', flush=True)
-      peer = run_peer(args, tmp)
-      results['peer'] = peer
-      # Ours: the table's MT CNN-13 row, and each --levers row if it measured CNN-13.
-      ours = [('table', r) for r in rows if r['model'] == 'cnn13' and r['method'] == 'mean_teacher']
-      if models[0] == 'cnn13':
-        ours += [(f'levers: {r["label"]}', r) for r in results.get('levers', [])]
-      if peer and ours:
-        results['peer_ratio'] = ours[0][1]['images_per_second'] / peer['images_per_second']
-        print(f'MT CNN-13 width {args.width:g} batch {args.batch_size}, ours / theirs '
-              f'({peer["images_per_second"]:.1f} img/s):')
-        for name, r in ours:
-          print(f'  {name:<36} {r["images_per_second"]:>8.1f} img/s  '
-                f'{r["images_per_second"] / peer["images_per_second"]:.2f}')
-      elif peer:
-        print('no MT CNN-13 row in this run to compare against (add --models cnn13).')
 
-    if args.vectorized:
-      n = args.vectorized
-      model = models[0]
-      print(f'\nN runs: MT+ALC on {model}, {n} runs in one program (mapped by a loop, then by '
-            f'vmap) vs {n} separate runs one after another (each compiles its own program):',
-            flush=True)
-      # Separate runs would each compile their own step: no cache hits for the repeated program.
-      # JAX latches its first cache decision, so the cache must also be reset (a private API).
-      jax.config.update('jax_enable_compilation_cache', False)
-      try:
-        from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
-        compilation_cache.reset_cache()
-      except (ImportError, AttributeError):
-        print('  (could not reset the compilation cache: separate runs may hit it)')
-      together = {}
-      for mode in ('loop', 'vmap'):
-        start = time.perf_counter()
-        together[mode] = time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=n,
-                                                run_batching=mode), args.steps)
-        together[mode]['wall_s'] = time.perf_counter() - start
-        print(f'  {n} runs in one program ({mode}): compiled in '
-              f'{together[mode]["compile_s"]:.1f} s, {together[mode]["ms_per_step"]:.1f} ms/step',
-              flush=True)
-      seq, seq_wall = [], 0.0
-      for i in range(n):
-        start = time.perf_counter()
-        seq.append(time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=1),
-                              args.steps))
-        seq_wall += time.perf_counter() - start
-        print(f'  separate run {i + 1}/{n}: compiled in {seq[-1]["compile_s"]:.1f} s, '
-              f'{seq[-1]["ms_per_step"]:.1f} ms/step', flush=True)
-      images = n * args.batch_size * (args.steps + 2)  # Compile step + warm-up + timed steps.
-      seq_step = statistics.median(t for r in seq for t in r['step_times_s'])
-      auto = make_config(args, npz, model, 'mean_teacher_alc', num_runs=n)  # run_batching=auto.
-      default = 'loop' if train.use_run_loop(auto) else 'vmap'
-      results['vectorized'] = {'num_runs': n, 'default': default, **together, 'sequential': seq,
-                               'sequential_wall_s': seq_wall}
-      print(f'{"mode":<32} {"img/s (steps)":>14} {"img/s (with compile)":>21} {"wall s":>8} '
-            f'{"load":>5}')
-      for mode, r in together.items():
-        label = f'{n} runs in one program, {mode}' + ('*' if mode == default else '')
-        print(f'{label:<32} {r["images_per_second"]:>14.1f} {images / r["wall_s"]:>21.1f} '
-              f'{r["wall_s"]:>8.1f} {r["load1"]:>5.1f}')
-      print(f'{f"{n} runs one after another":<32} {args.batch_size / seq_step:>14.1f} '
-            f'{images / seq_wall:>21.1f} {seq_wall:>8.1f} {seq[-1]["load1"]:>5.1f}')
-      for mode, r in together.items():
-        speedup = r['images_per_second'] * seq_step / args.batch_size
-        print(f'speed-up of {n} runs in one program ({mode}) over separate runs: {speedup:.2f}x '
-              f'(steps), {seq_wall / r["wall_s"]:.2f}x (wall, with compilation and set-up)')
-      print(f'* = what config.run_batching=auto picks here ({jax.default_backend()}).')
+def table_section(args, npz, models, methods, mfu_peaks, results):
+  """The models x methods table into results['rows'], then alc_overhead from the MT and MT + ALC
+  steps of CNN-13 (or the first model) timed alternately."""
+  rows = results['rows']
+  overhead_model = 'cnn13' if 'cnn13' in models else models[0]
+  print('\ntrain-step throughput (median step after compilation):', flush=True)
+  for model in models:
+    for method in methods:
+      config = make_config(args, npz, model, method)
+      # The MT and MT + ALC steps of the overhead model stay alive for alc_overhead.
+      r = time_steps(config, args.steps, keep=model == overhead_model and
+                     method in ('mean_teacher', 'mean_teacher_alc'))
+      r.update(model=model, method=method, label=METHODS[method][0], width=args.width,
+               dtype=args.dtype, batch=args.batch_size, runs=args.num_runs)
+      rows.append(r)
+      print(f'  measured {model} {r["label"]}: {r["images_per_second"]:.1f} img/s', flush=True)
+  print()
+  print_table(rows, mfu_peaks)
+  print(f'peak MiB = {rows[-1]["peak_kind"]} (process high-water mark so far); xla MiB = the '
+        f'compiled step\'s arguments + outputs + temporaries; load = 1-minute load average '
+        f'after the row (above {os.cpu_count()}: other processes shared the CPU).')
+  # Before the extra sections, which would otherwise run beside two live train states.
+  pair = {r['method']: r.pop('_runner') for r in rows if '_runner' in r}
+  overhead, t_mt, t_alc = interleaved_ratio(pair['mean_teacher'], pair['mean_teacher_alc'],
+                                            max(args.steps, OVERHEAD_STEPS))
+  results.update(alc_overhead=overhead, alc_overhead_model=overhead_model,
+                 alc_overhead_step_times_s={'mean_teacher': t_mt, 'mean_teacher_alc': t_alc})
+  del pair
+  gc.collect()
+  if args.mfu:
+    print('MFU = FLOPs per step (XLA cost analysis of the lowered step) / step time / matmul '
+          'peak of the row\'s dtype.')
 
-    if args.pairwise:
-      sizes = [int(s) for s in args.pairwise_sizes.split(',') if s]
-      print(f'\nALC pairwise term alone (alc_similarity + label_consistency, forward + backward, '
-            f'D=128, K=10, float32), batch sharded over {jax.device_count()} device(s):',
-            flush=True)
-      prows = pairwise_bench(sizes)
-      results['pairwise'] = prows
-      print(f'{"B":>6} {"sharded":>7} {"ms":>9} {"B x B MiB":>10} {"xla temp MiB":>13} '
-            f'{"peak MiB":>9}')
-      for r in prows:
-        print(f'{r["batch"]:>6} {str(r["sharded"]):>7} {r["ms"]:>9.3f} {r["bxb_mib"]:>10.2f} '
-              f'{r["xla_temp_mib"]:>13.2f} {r["peak_mib"]:>9.0f}')
-      print(f'B x B MiB = one float32 B x B matrix; peak = {prows[-1]["peak_kind"]} (process '
-            f'high-water mark).')
 
+def levers_section(args, models, tmp, results):
+  """--levers: run_levers on the CPU, into results['levers']; a note on GPU/TPU."""
+  if on_accelerator():
+    print('\n--levers: CPU only (alc_jax/cpu_setup.py changes nothing on GPU/TPU); skipped.')
+  else:
+    results['levers'] = run_levers(args, models[0], tmp)
+
+
+def peer_section(args, models, tmp, results):
+  """--peer: the PyTorch step, and ours / theirs for each MT CNN-13 row of this run."""
+  print('\npeer (PyTorch, same Mean Teacher CNN-13 step):', flush=True)
+  peer = run_peer(args, tmp)
+  results['peer'] = peer
+  # Ours: the table's MT CNN-13 row, and each --levers row if it measured CNN-13.
+  ours = [('table', r) for r in results['rows']
+          if r['model'] == 'cnn13' and r['method'] == 'mean_teacher']
+  if models[0] == 'cnn13':
+    ours += [(f'levers: {r["label"]}', r) for r in results.get('levers', [])]
+  if peer and ours:
+    results['peer_ratio'] = ours[0][1]['images_per_second'] / peer['images_per_second']
+    print(f'MT CNN-13 width {args.width:g} batch {args.batch_size}, ours / theirs '
+          f'({peer["images_per_second"]:.1f} img/s):')
+    for name, r in ours:
+      print(f'  {name:<36} {r["images_per_second"]:>8.1f} img/s  '
+            f'{r["images_per_second"] / peer["images_per_second"]:.2f}')
+  elif peer:
+    print('no MT CNN-13 row in this run to compare against (add --models cnn13).')
+
+
+def vectorized_section(args, npz, model, results):
+  """--vectorized N: MT + ALC with N runs in one program (loop, then vmap) against N separate
+  runs one after another, into results['vectorized']."""
+  n = args.vectorized
+  print(f'\nN runs: MT+ALC on {model}, {n} runs in one program (mapped by a loop, then by '
+        f'vmap) vs {n} separate runs one after another (each compiles its own program):',
+        flush=True)
+  # Separate runs would each compile their own step: no cache hits for the repeated program.
+  # JAX latches its first cache decision, so the cache must also be reset (a private API).
+  jax.config.update('jax_enable_compilation_cache', False)
+  try:
+    from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
+    compilation_cache.reset_cache()
+  except (ImportError, AttributeError):
+    print('  (could not reset the compilation cache: separate runs may hit it)')
+  together = {}
+  for mode in ('loop', 'vmap'):
+    start = time.perf_counter()
+    together[mode] = time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=n,
+                                            run_batching=mode), args.steps)
+    together[mode]['wall_s'] = time.perf_counter() - start
+    print(f'  {n} runs in one program ({mode}): compiled in '
+          f'{together[mode]["compile_s"]:.1f} s, {together[mode]["ms_per_step"]:.1f} ms/step',
+          flush=True)
+  seq, seq_wall = [], 0.0
+  for i in range(n):
+    start = time.perf_counter()
+    seq.append(time_steps(make_config(args, npz, model, 'mean_teacher_alc', num_runs=1),
+                          args.steps))
+    seq_wall += time.perf_counter() - start
+    print(f'  separate run {i + 1}/{n}: compiled in {seq[-1]["compile_s"]:.1f} s, '
+          f'{seq[-1]["ms_per_step"]:.1f} ms/step', flush=True)
+  images = n * args.batch_size * (args.steps + 2)  # Compile step + warm-up + timed steps.
+  seq_step = statistics.median(t for r in seq for t in r['step_times_s'])
+  auto = make_config(args, npz, model, 'mean_teacher_alc', num_runs=n)  # run_batching=auto.
+  auto_mode = 'loop' if train.use_run_loop(auto) else 'vmap'
+  results['vectorized'] = {'num_runs': n, 'default': auto_mode, **together, 'sequential': seq,
+                           'sequential_wall_s': seq_wall}
+  print(f'{"mode":<32} {"img/s (steps)":>14} {"img/s (with compile)":>21} {"wall s":>8} '
+        f'{"load":>5}')
+  for mode, r in together.items():
+    label = f'{n} runs in one program, {mode}' + ('*' if mode == auto_mode else '')
+    print(f'{label:<32} {r["images_per_second"]:>14.1f} {images / r["wall_s"]:>21.1f} '
+          f'{r["wall_s"]:>8.1f} {r["load1"]:>5.1f}')
+  print(f'{f"{n} runs one after another":<32} {args.batch_size / seq_step:>14.1f} '
+        f'{images / seq_wall:>21.1f} {seq_wall:>8.1f} {seq[-1]["load1"]:>5.1f}')
+  for mode, r in together.items():
+    speedup = r['images_per_second'] * seq_step / args.batch_size
+    print(f'speed-up of {n} runs in one program ({mode}) over separate runs: {speedup:.2f}x '
+          f'(steps), {seq_wall / r["wall_s"]:.2f}x (wall, with compilation and set-up)')
+  print(f'* = what config.run_batching=auto picks here ({jax.default_backend()}).')
+
+
+def pairwise_section(args, results):
+  """--pairwise: pairwise_bench over --pairwise-sizes, into results['pairwise']."""
+  sizes = [int(s) for s in args.pairwise_sizes.split(',') if s]
+  print(f'\nALC pairwise term alone (alc_similarity + label_consistency, forward + backward, '
+        f'D=128, K=10, float32), batch sharded over {jax.device_count()} device(s):',
+        flush=True)
+  prows = pairwise_bench(sizes)
+  results['pairwise'] = prows
+  print(f'{"B":>6} {"sharded":>7} {"ms":>9} {"B x B MiB":>10} {"xla temp MiB":>13} '
+        f'{"peak MiB":>9}')
+  for r in prows:
+    print(f'{r["batch"]:>6} {str(r["sharded"]):>7} {r["ms"]:>9.3f} {r["bxb_mib"]:>10.2f} '
+          f'{r["xla_temp_mib"]:>13.2f} {r["peak_mib"]:>9.0f}')
+  print(f'B x B MiB = one float32 B x B matrix; peak = {prows[-1]["peak_kind"]} (process '
+        f'high-water mark).')
+
+
+def finish(args, results, t_start):
+  """Prints the wall time and the load after the run, and writes --json."""
   results['wall_s'] = time.perf_counter() - t_start
   results['uptime_after'] = uptime()
   print(f'\ntotal wall time {results["wall_s"]:.0f} s')
@@ -592,14 +621,46 @@ def main():
     with open(args.json, 'w', encoding='utf-8') as f:
       json.dump(results, f, indent=1, default=float)
     print(f'wrote {args.json}')
-  if overhead is not None:  # Last, so that scripts can read the last line.
-    print(f'\nalc_overhead = ms/step(MT+ALC) / ms/step(MT) on {overhead_model}, from '
-          f'{max(args.steps, OVERHEAD_STEPS)} more steps of each, alternated (same background '
-          f'load for both):')
-    t_mt, t_alc = (statistics.median(results['alc_overhead_step_times_s'][m])
-                   for m in ('mean_teacher', 'mean_teacher_alc'))
-    print(f'MT {1e3 * t_mt:.1f} ms/step, MT+ALC {1e3 * t_alc:.1f} ms/step')
-    print(f'alc_overhead {overhead:.3f}')
+
+
+def print_alc_overhead(args, results):
+  """The alc_overhead lines; the last is `alc_overhead R`, which scripts read."""
+  print(f'\nalc_overhead = ms/step(MT+ALC) / ms/step(MT) on {results["alc_overhead_model"]}, from '
+        f'{max(args.steps, OVERHEAD_STEPS)} more steps of each, alternated (same background '
+        f'load for both):')
+  t_mt, t_alc = (statistics.median(results['alc_overhead_step_times_s'][m])
+                 for m in ('mean_teacher', 'mean_teacher_alc'))
+  print(f'MT {1e3 * t_mt:.1f} ms/step, MT+ALC {1e3 * t_alc:.1f} ms/step')
+  print(f'alc_overhead {results["alc_overhead"]:.3f}')
+
+
+def main():
+  parser, args = parse_args()
+  if args.lever_child:
+    lever_child(args)
+    return
+  models, methods, added = table_models_and_methods(parser, args)
+  t_start = time.perf_counter()
+  results = print_preamble(args, added)
+  # The sections run in this order: --levers, --peer and --vectorized see the table's memory
+  # already freed, --peer compares against the table and --levers rows, and --vectorized turns
+  # the compilation cache off for what follows it.
+  with tempfile.TemporaryDirectory() as tmp:
+    npz = prepare_run_dir(args, tmp)
+    mfu_peaks = mfu_section(results) if args.mfu else {}
+    if not args.skip_table:
+      table_section(args, npz, models, methods, mfu_peaks, results)
+    if args.levers:
+      levers_section(args, models, tmp, results)
+    if args.peer:
+      peer_section(args, models, tmp, results)
+    if args.vectorized:
+      vectorized_section(args, npz, models[0], results)
+    if args.pairwise:
+      pairwise_section(args, results)
+  finish(args, results, t_start)
+  if 'alc_overhead' in results:  # Last, so that scripts can read the last line.
+    print_alc_overhead(args, results)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """Input pipeline throughput on this machine (a benchmark, not a test).
 
-  python launch/bench_input.py [--quick]
+  python bench/bench_input.py [--quick]
 
 Measures, in images per second:
   * Fashion-MNIST from the Debian IDX files: load (parse + per-channel statistics), then random
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from alc_jax.data import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax.data import datasets, tfds_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alc_jax.data import imagenet  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -53,11 +53,11 @@ def bench_fashion_mnist(rows, seconds):
 def bench_mock_tfds(rows, num_examples):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   with tfds.testing.mock_data(num_examples=10):  # Warm-up: TensorFlow and TFDS start-up.
-    datasets.load_tfds_arrays('cifar10', 'test')
+    tfds_data.load_tfds_arrays('cifar10', 'test')
   for name in ('cifar10', 'svhn_cropped'):
     with tfds.testing.mock_data(num_examples=num_examples):
       (x, _), elapsed = _timed(
-          lambda: datasets.load_tfds_arrays(name, 'train'))  # pylint: disable=cell-var-from-loop
+          lambda: tfds_data.load_tfds_arrays(name, 'train'))  # pylint: disable=cell-var-from-loop
     rows.append((f'{name} TFDS -> arrays (mock)', x.shape[0], elapsed, x.shape[0] / elapsed))
 
 

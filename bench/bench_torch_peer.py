@@ -1,6 +1,6 @@
-"""The Mean Teacher CNN-13 training step in PyTorch, for a side-by-side with launch/bench.py.
+"""The Mean Teacher CNN-13 training step in PyTorch, for a side-by-side with bench/bench.py.
 
-  python launch/bench_torch_peer.py [--width 1.0] [--batch-size 100] [--labeled-batch-size 10]
+  python bench/bench_torch_peer.py [--width 1.0] [--batch-size 100] [--labeled-batch-size 10]
       [--steps 20] [--warmup 3] [--json out.json]
 
 USB (`semilearn`) would be the natural peer, but it has no CNN-13 and pins its own torch, so this is

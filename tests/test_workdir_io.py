@@ -1,0 +1,18 @@
+"""alc_jax/workdir_io.py: whole-file writes are atomic and round-trip."""
+
+import numpy as np
+
+from alc_jax import workdir_io
+
+
+def test_json_and_npz_round_trip_without_leftovers(tmp_path):
+  workdir_io.write_json(str(tmp_path / 'r.json'), {'x': np.arange(3), 'y': 1.5})
+  assert workdir_io.read_json(str(tmp_path / 'r.json')) == {'x': [0, 1, 2], 'y': 1.5}
+  assert workdir_io.read_json(str(tmp_path / 'missing.json'), default=[]) == []
+  workdir_io.write_npz(str(tmp_path / 's.npz'), similarity=np.eye(3))
+  np.testing.assert_array_equal(np.load(tmp_path / 's.npz')['similarity'], np.eye(3))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['r.json', 's.npz']  # No .tmp left.
+
+
+def test_remote_paths_are_recognised():
+  assert workdir_io.is_remote('gs://bucket/run') and not workdir_io.is_remote('/tmp/run')
