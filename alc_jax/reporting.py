@@ -24,6 +24,8 @@ except ImportError:  # clu's TensorBoard writer imports TensorFlow; without it: 
   metric_writers = None
   _WriterBase = object
 
+# Marks the evaluation keys that hold one accuracy per class, e.g. teacher_class_accuracy (R, K).
+PER_CLASS = '_class'
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-datasets',
             'ml-collections', 'clu', 'numpy')
 
@@ -184,8 +186,10 @@ def results_record(config, history, *, seeds, split_seeds, steps, steps_per_epoc
                    labeled_batch_size, mesh_devices, wall_time_s, resumed_from_step,
                    images_per_second):
   """results.json of a finished run: what ran, the final and best evaluation (per run, from the
-  `evaluation_row`s in `history`), their mean/std over runs in %, and the environment."""
-  final = {k: v for k, v in history[-1].items() if k != 'step'}
+  `evaluation_row`s in `history`), their mean/std over runs in %, the final per-class accuracies,
+  and the environment."""
+  last = {k: v for k, v in history[-1].items() if k != 'step'}
+  final = {k: v for k, v in last.items() if PER_CLASS not in k}
   best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
   return {
       'method': config.method, 'alc': bool(config.alc.enabled),
@@ -199,6 +203,8 @@ def results_record(config, history, *, seeds, split_seeds, steps, steps_per_epoc
       'wall_time_s': wall_time_s, 'resumed_from_step': resumed_from_step,
       'images_per_second': images_per_second,
       'final': final, 'best': {k: np.asarray(v).tolist() for k, v in best.items()},
+      # Final accuracy of each class, per run: [run][class].
+      'final_per_class': {k: v for k, v in last.items() if PER_CLASS in k},
       'summary': {f'{k}_{stat}': float(fn(100 * np.asarray(v))) for k, v in final.items()
                   for stat, fn in (('mean', np.mean), ('std', np.std))},
       'config': config.to_dict(), **environment(),

@@ -30,6 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from alc_jax import checkpointing, config_lib, ema, models, objectives, reporting, workdir_io
 from alc_jax import workdir_lock
 from alc_jax.data import DataError, pipeline
+from alc_jax.reporting import PER_CLASS
 
 
 @flax.struct.dataclass
@@ -84,7 +85,8 @@ def train_step(state, batch, rng, *, model, tx, config, normalization, rampup_st
 
 
 def eval_step(state, batch, *, model, normalization):
-  """Correct-prediction counts of student and teacher (eval mode, running BN statistics)."""
+  """Correct-prediction counts of student and teacher (eval mode, running BN statistics), in
+  all and per class (for the minority classes of Table 7)."""
   x = normalization(batch['image'])
   mask, labels = batch['mask'], batch['label']
   out = {'count': jnp.sum(mask)}
@@ -92,7 +94,11 @@ def eval_step(state, batch, *, model, normalization):
                               ('teacher', ema.teacher_params(state.opt_state),
                                state.teacher_batch_stats)):
     logits = model.apply({'params': params, 'batch_stats': stats}, x, train=False)[0]
-    out[f'{name}_correct'] = jnp.sum((jnp.argmax(logits, -1) == labels) & mask)
+    correct = (jnp.argmax(logits, -1) == labels) & mask
+    out[f'{name}_correct'] = jnp.sum(correct)
+    of_class = (labels[:, None] == jnp.arange(logits.shape[-1])) & mask[:, None]  # (B, K)
+    out['class_count'] = jnp.sum(of_class, axis=0)
+    out[f'{name}{PER_CLASS}_correct'] = jnp.sum(of_class & correct[:, None], axis=0)
     if logits.shape[-1] > 10:  # Top-5 for ImageNet (Table 4).
       top5 = jnp.any(jax.lax.top_k(logits, 5)[1] == labels[:, None], axis=-1)
       out[f'{name}_top5_correct'] = jnp.sum(top5 & mask)
@@ -177,13 +183,17 @@ class Experiment:
     return self.data.train_batches(start_step)
 
   def evaluate(self, state, name='test'):
-    """Accuracies (per run) of student and teacher on the evaluation set `name`."""
+    """Accuracies (per run) of student and teacher on the evaluation set `name`; the keys with
+    PER_CLASS hold one accuracy per class (R, K)."""
     totals = None
     for batch in self.data.eval_batches(name):
       out = jax.tree.map(np.asarray, self.eval_step(state, batch))
       totals = out if totals is None else jax.tree.map(np.add, totals, out)
-    count = totals.pop('count')
-    return {k.replace('_correct', '_accuracy'): v / count for k, v in totals.items()}
+    count, class_count = totals.pop('count'), totals.pop('class_count')
+    # Per class: 0 for a class the set does not hold.
+    return {k.replace('_correct', '_accuracy'):
+                v / (np.maximum(class_count, 1) if PER_CLASS in k else count)
+            for k, v in totals.items()}
 
   def evaluate_all(self, state):
     """`evaluate` on every evaluation set of the pipeline; keys of sets other than the test set
@@ -384,7 +394,8 @@ def _train_in_workdir(config, devices, workdir, interruption):
         history.append(reporting.evaluation_row(step, result))
         if jax.process_index() == 0:
           workdir_io.write_json(evaluations_path, history)
-        writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()})
+        writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()
+                                    if PER_CLASS not in k})
         logging.info('Evaluation of step %d done.', step)
         progress.last_accuracy = (f'student {100 * np.mean(result["student_accuracy"]):.2f}% '
                                   f'teacher {100 * np.mean(result["teacher_accuracy"]):.2f}%')

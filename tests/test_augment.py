@@ -125,3 +125,9 @@ def test_named_normalization_is_a_pytree_that_normalizes():
   np.testing.assert_allclose(out, expected.reshape(x.shape), rtol=1e-4, atol=1e-4)
   assert len(jax.tree.leaves(norm)) == 4
   assert len(jax.tree.leaves(Normalization.create(0.3, 0.2))) == 2  # No ZCA: None fields.
+
+
+def test_the_package_gives_the_augment_module_not_a_function():
+  import types  # pylint: disable=g-import-not-at-top
+  from alc_jax.data import augment as module  # pylint: disable=g-import-not-at-top
+  assert isinstance(module, types.ModuleType) and callable(module.augment)

@@ -34,6 +34,7 @@ def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
               'git_commit', 'num_labels'):
     assert key in results
   assert 0.0 <= results['final']['teacher_accuracy'][0] <= 1.0
+  assert len(results['final_per_class']['teacher_class_accuracy'][0]) == 4  # [run][class]
   rows = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
   train_rows = [r for r in rows if 'losses/total' in r]
   assert [r['step'] for r in train_rows] == [10, 20, 30]
@@ -60,6 +61,22 @@ def _steps(exp, num_steps, state=None):
     state, metrics = exp.train_step(state, batch)
     history.append((jax.tree.map(np.asarray, state.params), metrics))
   return state, history
+
+
+def test_evaluation_counts_match_a_numpy_reference_in_all_and_per_class(tiny_npz):
+  exp = train.create_experiment(tiny_config(tiny_npz, num_runs=2, eval_batch_size=40))
+  state, _ = _steps(exp, 3)
+  result = exp.evaluate(state)  # 96 test images in batches of 40: the last one is padded.
+  data = exp.data.dataset
+  for run in range(2):
+    variables = {'params': jax.tree.map(lambda a, r=run: a[r], state.params),
+                 'batch_stats': jax.tree.map(lambda a, r=run: a[r], state.batch_stats)}
+    logits = exp.model.apply(variables, exp.data.normalization(data.x_test), train=False)[0]
+    correct = np.argmax(np.asarray(logits), -1) == data.y_test
+    np.testing.assert_allclose(result['student_accuracy'][run], correct.mean(), atol=1e-6)
+    per_class = [correct[data.y_test == c].mean() for c in range(data.num_classes)]
+    np.testing.assert_allclose(result['student_class_accuracy'][run], per_class, atol=1e-6)
+  assert result['teacher_class_accuracy'].shape == (2, data.num_classes)
 
 
 def test_loss_falls_on_a_fixed_batch(tiny_npz):
