@@ -10,7 +10,9 @@ from configs import common
 STEMS = ('fashion_mnist_250', 'fashion_mnist_500', 'cifar10_1000', 'svhn_250', 'svhn_350',
          'svhn_500', 'imagenet_1pct', 'wrn_cifar10_4000', 'wrn_svhn_1000', 'cifar10_imbalanced',
          'fashion_mnist_imbalanced', 'ablation_cifar10', 'ablation_svhn', 'similarity_cifar10',
-         'fashion_mnist_cpu')
+         'fashion_mnist_cpu', 'ablation_fashion_mnist', 'similarity_fashion_mnist')
+# Ours, not the paper's: the CPU protocol and the Fashion-MNIST analogues of Tables 8 and 9.
+NOT_IN_THE_PAPER = ('fashion_mnist_cpu', 'ablation_fashion_mnist', 'similarity_fashion_mnist')
 
 
 def _args(stem):
@@ -103,6 +105,9 @@ def test_ablation_rows():
   assert not c.alc.channel_attention and d.alc.channel_attention and a.alc.channel_attention
   assert all(x.alc.enabled for x in (a, b, c, d)) and not e.alc.enabled
   assert e.method == 'mean_teacher' and get('ablation_cifar10', 'a').dataset.name == 'cifar10'
+  analogue = get('ablation_fashion_mnist', 'b')
+  assert (analogue.dataset.name, analogue.dataset.num_labels, analogue.alc.pooling) == (
+      'fashion_mnist', 250, 'avg')
 
 
 def test_similarity_rows():
@@ -114,12 +119,15 @@ def test_similarity_rows():
   assert rows['average'].alc.pooling == 'average' and rows['gmp_avg'].alc.pooling == 'gmp_avg'
   assert rows['alc'].alc.similarity == 'attention' and rows['alc'].alc.pooling == 'max_avg'
   assert not rows['mean_teacher'].alc.enabled
+  analogue = get('similarity_fashion_mnist', 'gaussian')
+  assert (analogue.dataset.name, analogue.alc.similarity) == ('fashion_mnist', 'gaussian')
 
 
 def test_paper_numbers_cover_the_config_rows():
   from launch import paper_numbers  # pylint: disable=g-import-not-at-top
-  # cifar10_1000 is a figure (Fig. 5, 7), fashion_mnist_cpu our CPU protocol: no table numbers.
-  missing = [(stem, arg) for stem, arg in CASES if stem not in ('cifar10_1000', 'fashion_mnist_cpu')
+  # cifar10_1000 is a figure (Fig. 5, 7); ours have no table numbers.
+  missing = [(stem, arg) for stem, arg in CASES
+             if stem not in ('cifar10_1000',) + NOT_IN_THE_PAPER
              and paper_numbers.lookup(stem, common.run_name(*common.parse_row_ratio(arg))
                                       if ',' in arg else arg) is None]
   assert not missing

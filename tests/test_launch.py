@@ -316,6 +316,29 @@ def test_alc_study_phases_select_on_validation_and_test_the_main_job(tmp_path, p
   assert ('validation_size' in out.stdout) == (phase != 'D')
 
 
+# --- paper_tables_study.sh -----------------------------------------------------------------------
+
+@pytest.mark.parametrize('phase,expect', [
+    ('T7', ['T7/fashion_mnist_imbalanced/mean_teacher_alc_soft_ratio10/seed0-2',
+            'fashion_mnist_imbalanced.py:supervised,10']),
+    ('T7B', ['pi_model_alc_hard_ratio10/seed0-2']),
+    ('T7C', ['mean_teacher_ratio5/seed0-2', 'supervised_ratio15/seed0-2']),
+    ('T2', ['T2/fashion_mnist_500/sntg/seed0-2', 'fashion_mnist_250.py:vat_entmin']),
+    ('T8', ['T8/ablation_fashion_mnist/c/seed0-2']),
+    ('T9', ['T9/similarity_fashion_mnist/gmp_avg/seed0-2'])])
+def test_paper_tables_phases_use_the_final_protocol(tmp_path, phase, expect):
+  """Every phase runs phase F's protocol: 4800 steps at 1/16 width, 3 seeds per job, the test
+  set (no validation hold-out, the split seed left to each run)."""
+  env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path))
+  out = subprocess.run(['bash', os.path.join(LAUNCH, 'paper_tables_study.sh'), phase], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  for text in expect + ['--config.num_train_steps=4800 ', '--config.model.width=0.0625 ',
+                        '--config.consistency_rampup_epochs=2 ', '--config.num_runs=3 ']:
+    assert text in out.stdout, (text, out.stdout[-3000:])
+  assert 'validation_size' not in out.stdout and 'split_seed' not in out.stdout
+
+
 # --- alc_stability_probe.py ---------------------------------------------------------------------
 
 def test_stability_probe_reports_spread_and_catches_a_diverging_row(tiny_npz, tmp_path):
