@@ -303,17 +303,20 @@ def test_budget_curve_joins_rows_across_roots_and_plots(tmp_path, capsys):
     ('C', ['C/fashion_mnist_250/mean_teacher_alc@cosine--alc.weight=100/seed0-2']),
     ('D', ['fashion_mnist_cpu.py:mean_teacher_alc --workdir=', '--config.num_runs=3']),
     ('E', ['E/fashion_mnist_250/supervised/seed0-2', '--config.num_train_steps=4800 ',
-           '--config.consistency_rampup_epochs=2 ', 'mean_teacher_alc@decoupled'])])
+           '--config.consistency_rampup_epochs=2 ', 'mean_teacher_alc@decoupled']),
+    ('F', ['F/fashion_mnist_cpu/mean_teacher_alc@cosine/seed0-2', '--config.num_train_steps=4800 ',
+           'fashion_mnist_cpu.py:supervised --workdir='])])
 def test_alc_study_phases_select_on_validation_and_test_the_main_job(tmp_path, phase, expect):
   """Selection phases (A-C, E) hold out the shared validation split; D is the main job's config.
-  E is the learning curve's next budget (4x the steps, the ramp-up scaled with them)."""
+  E is the learning curve's next budget (4x the steps, the ramp-up scaled with them); F tests the
+  main job's config at E's budget."""
   env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path))
   out = subprocess.run(['bash', os.path.join(LAUNCH, 'alc_study.sh'), phase], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
   for text in expect:
     assert text in out.stdout, (text, out.stdout[-3000:])
-  assert ('validation_size' in out.stdout) == (phase != 'D')
+  assert ('validation_size' in out.stdout) == (phase not in ('D', 'F'))
 
 
 # --- paper_tables_study.sh -----------------------------------------------------------------------
