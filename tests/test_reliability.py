@@ -512,7 +512,8 @@ CHAOS_SEED = 0
 # 'checkpoint': right after a save of a step beyond the restored one begins (orbax writes in the
 # background); 'evaluation': right after an evaluation begins; 'random': 0-1 s after the process
 # has built its experiment (compiling, training or evaluating).
-CHAOS_PLAN = ('checkpoint', 'checkpoint', 'evaluation', 'checkpoint', 'evaluation', 'random')
+CHAOS_PLAN = ('checkpoint', 'checkpoint', 'checkpoint', 'evaluation', 'evaluation', 'random',
+              'random')
 MIN_KILLS = 5
 
 
