@@ -182,12 +182,12 @@ def evaluation_row(step, result):
   return {'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}}
 
 
-def results_record(config, history, *, seeds, split_seeds, steps, steps_per_epoch,
+def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_per_epoch,
                    labeled_batch_size, mesh_devices, wall_time_s, resumed_from_step,
                    images_per_second):
   """results.json of a finished run: what ran, the final and best evaluation (per run, from the
   `evaluation_row`s in `history`), their mean/std over runs in %, the final per-class accuracies,
-  and the environment."""
+  each run's labeled class shares (`priors`, r of Eq. 14) and the environment."""
   last = {k: v for k, v in history[-1].items() if k != 'step'}
   final = {k: v for k, v in last.items() if PER_CLASS not in k}
   best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
@@ -197,7 +197,11 @@ def results_record(config, history, *, seeds, split_seeds, steps, steps_per_epoc
       'dataset': config.dataset.name, 'num_labels': config.dataset.num_labels,
       'imbalance_ratio': config.dataset.imbalance_ratio, 'model': config.model.name,
       'model_width': config.model.width, 'num_runs': config.num_runs, 'seeds': seeds,
-      'split_seeds': split_seeds, 'steps': steps, 'epochs': steps / steps_per_epoch,
+      'split_seeds': split_seeds,
+      # r of Eq. 14 per run: the class shares of that run's labeled split, [run][class] (under
+      # imbalance each split draws which classes are large; per-class tables read it).
+      'labeled_class_prior': np.asarray(priors, float).tolist(),
+      'steps': steps, 'epochs': steps / steps_per_epoch,
       'steps_per_epoch': steps_per_epoch, 'batch_size': config.batch_size,
       'labeled_batch_size': labeled_batch_size, 'mesh_devices': mesh_devices,
       'wall_time_s': wall_time_s, 'resumed_from_step': resumed_from_step,

@@ -150,10 +150,13 @@ def _check_finite(metrics, step, config):
   bad = [k for k, v in metrics.items() if not np.all(np.isfinite(np.asarray(v)))]
   if bad:
     hint = 'Lower config.learning_rate or the loss weights, or check the input data.'
-    if config.alc.enabled and not config.alc.stop_gradient_similarity:
-      hint += (' With gradient flowing into S, minimising Eq. 13 drives the attention logits '
-               'without bound (docs/results.md); config.alc.outputs=probs or '
-               'config.alc.stop_gradient_similarity=True avoid that.')
+    alc = config.alc
+    if (alc.enabled and alc.graph == 'attention' and alc.logits != 'cosine'
+        and not alc.stop_gradient_similarity):
+      hint += (' With unbounded attention logits and gradient flowing into S, minimising Eq. 13 '
+               'drives the logits without bound (docs/results.md, section 5); the shipped reading '
+               '(config.alc.graph=decoupled, a row@decoupled) or bounded logits '
+               '(config.alc.logits=cosine) avoid that.')
     raise FloatingPointError(
         f'non-finite value at step {step} in {", ".join(sorted(bad))}; the last good checkpoint '
         f'is kept. {hint}')
@@ -421,7 +424,8 @@ def _train_in_workdir(config, devices, workdir, interruption):
     history = [row for row in history if row['step'] < step]
     history.append(reporting.evaluation_row(step, exp.evaluate_all(state)))
   results = reporting.results_record(
-      config, history, seeds=exp.seeds, split_seeds=exp.data.split_seeds, steps=step,
+      config, history, seeds=exp.seeds, split_seeds=exp.data.split_seeds,
+      priors=exp.data.priors, steps=step,
       steps_per_epoch=exp.steps_per_epoch, labeled_batch_size=exp.data.labeled_batch_size,
       mesh_devices=len(exp.devices), wall_time_s=wall, resumed_from_step=start_step,
       # Training throughput after compilation (evaluation and checkpoint time included).

@@ -10,9 +10,12 @@ Each run of a results.json counts as one seed (a job with num_runs = 3 gives 3 s
 mean +- std (numpy's std, ddof = 0, like results.json's summary) of the test accuracy at the end
 of training ('final') over seeds, beside the paper's number (launch/paper_numbers.py).
 'auto' reports the teacher (EMA) model for Mean Teacher (as the Mean Teacher paper does) and the
-student otherwise. Plots (matplotlib, Agg): accuracy over training per row (Fig. 5/7), accuracy
-against w2 where runs differ only in config.alc.weight (Fig. 6), S of 100 test images ordered by
-class, and the attention monitors over training. `--split validation` reports the held-out
+student otherwise. Under imbalanced label splits a per-class table and plot rank each run's
+classes by their number of labels (results.json `labeled_class_prior`) and report the classes
+with the most and the fewest labels. Plots (matplotlib, Agg): accuracy over training per row
+(Fig. 5/7), per-class accuracy by label rank, accuracy against w2 where runs differ only in
+config.alc.weight (Fig. 6), S of 100 test images ordered by class, and the attention monitors
+over training. `--split validation` reports the held-out
 validation split instead (config.dataset.validation_size > 0): what hyperparameters are chosen on.
 """
 
@@ -216,6 +219,48 @@ def diagnostics_table(rows):
   return '\n'.join(lines)
 
 
+def class_accuracy_by_rank(run, split='test'):
+  """(R, K) accuracies in %, each run's classes ordered from most to fewest labels.
+
+  Under imbalance each label split draws which classes are large (alc_jax.data.splits), so the
+  classes are ranked per run by that run's labeled class shares (results.json
+  `labeled_class_prior`, r of Eq. 14). None for runs without per-class accuracies or shares, or
+  with a balanced split (no ranking).
+  """
+  key = metric_key(run.results, run.model, split).replace('_accuracy', '_class_accuracy')
+  accuracy = run.results.get('final_per_class', {}).get(key)
+  prior = run.results.get('labeled_class_prior')
+  if accuracy is None or prior is None:
+    return None
+  accuracy, prior = 100 * np.asarray(accuracy, float), np.asarray(prior, float)
+  if np.allclose(prior, prior[:, :1]):
+    return None
+  order = np.argsort(-prior, axis=1, kind='stable')
+  return np.take_along_axis(accuracy, order, axis=1)
+
+
+def per_class_table(rows, split='test'):
+  """Markdown table for imbalanced label splits (None otherwise): the accuracy of the class with
+  the most labels and of the class with the fewest, and of the larger and smaller half of the
+  classes by label count; mean ± std over runs."""
+  lines = []
+  for name, runs in rows.items():
+    ranked = [r for r in (class_accuracy_by_rank(run, split) for run in runs) if r is not None]
+    if not ranked:
+      continue
+    acc = np.concatenate(ranked)  # (runs, K), most labels first.
+    half = acc.shape[1] // 2
+    cells = (acc[:, 0], acc[:, -1], acc[:, :half].mean(1), acc[:, -half:].mean(1),
+             acc.mean(1))
+    lines.append('| ' + ' | '.join([RATIO_SUFFIX.sub('', name), str(len(acc))] +
+                                   [_pm(c) for c in cells]) + ' |')
+  if not lines:
+    return None
+  head = ['row', 'n', 'most labels', 'fewest labels', 'larger half', 'smaller half',
+          'mean over classes']
+  return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + lines)
+
+
 def read_metrics(workdir):
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
@@ -296,6 +341,28 @@ def plot_w2(plt, runs, out, split='test'):
   return files
 
 
+def plot_per_class(plt, experiment, rows, out, split='test'):
+  """Accuracy of each class against its rank by label count (1 = most labels), mean over runs,
+  one line per row: does a method help the classes with few labels, or only the mean?"""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  drawn = False
+  for name, runs in rows.items():
+    ranked = [r for r in (class_accuracy_by_rank(run, split) for run in runs) if r is not None]
+    if ranked:
+      acc = np.concatenate(ranked)
+      ax.plot(np.arange(1, acc.shape[1] + 1), acc.mean(0), marker='o', ms=3,
+              label=f'{RATIO_SUFFIX.sub("", name)} (n={len(acc)})')
+      drawn = True
+  if not drawn:
+    plt.close(fig)
+    return None
+  ax.set(xlabel='class rank by number of labels (1 = most)', ylabel=f'{split} accuracy (%)',
+         title=f'{experiment}: per-class accuracy')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  return _save(plt, fig, out, f'per_class_{slug(experiment)}.png')
+
+
 def plot_similarity(plt, experiment, rows, out):
   """S of the first 100 test images of the first seed of each ALC row, ordered by class."""
   found = []
@@ -374,7 +441,12 @@ def aggregate(root, out, metric='auto', which='final', split='test'):
     diagnostics = diagnostics_table(rows)
     if diagnostics:
       text += ['Attention diagnostics, last logged value (mean over runs):', '', diagnostics, '']
+    per_class = per_class_table(rows, split)
+    if per_class:
+      text += ['Per-class accuracy (%) under the imbalanced label split, classes ranked per run by '
+               'their number of labels:', '', per_class, '']
     for name in (plot_curves(plt, experiment, rows, metric, out, split),
+                 plot_per_class(plt, experiment, rows, out, split),
                  plot_monitors(plt, experiment, rows, out),
                  plot_similarity(plt, experiment, rows, out)):
       if name:

@@ -7,23 +7,21 @@
 #   every run, so the runs share one validation set that none of them trains on) and are read on
 #   eval/validation_* only (`launch/aggregate.py --split validation`); the final phase (D) trains
 #   the main job's config on other label splits (split seed = seed) and reads the test set.
-#   bash launch/alc_study.sh PHASE        PHASE: A B C D E F (see below); rerun to resume.
+#   Phases E-G repeat selection (E, G) and test (F) at 4x the budget (4800 steps).
+#   bash launch/alc_study.sh PHASE        PHASE: A B C D E F G (see below); rerun to resume.
 #   DRY_RUN=1 bash launch/alc_study.sh PHASE   prints the jobs without running them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PHASE="${1:?usage: alc_study.sh A|B|C|D|E|F}"
+PHASE="${1:?usage: alc_study.sh A|B|C|D|E|F|G}"
 ROOT="${ROOT:-runs/alc_study}"
-PY="${PYTHON:-.venv/bin/python}"
-SWEEP="$PY launch/sweep.py"
-if [ -n "${DRY_RUN:-}" ]; then SWEEP="$SWEEP --dry-run"; fi
+source launch/_study_protocol.sh
 # The main job's schedule, on configs/fashion_mnist_250.py (same recipe) for the selection phases.
-# Phases E and F scale the budget (STEPS, the cosine schedule and a ramp-up of a quarter of it).
-STEPS=1200 RAMP=0.5 EVERY=300
-if [ "$PHASE" = E ] || [ "$PHASE" = F ]; then STEPS=4800 RAMP=2 EVERY=600; fi
-CPU=(--num-runs-per-job 3 --override config.model.width=0.0625
-  --override config.num_train_steps=$STEPS --override config.consistency_rampup_epochs=$RAMP
-  --override config.eval_every_steps=$EVERY --override config.checkpoint_every_steps=$EVERY
-  --override config.log_every_steps=50)
+# Phases E-G scale the budget (4x the steps, the cosine schedule and a ramp-up of a quarter).
+if [ "$PHASE" = E ] || [ "$PHASE" = F ] || [ "$PHASE" = G ]; then
+  cpu_protocol "$FINAL_STEPS" "$FINAL_RAMP" "$FINAL_EVERY"
+else
+  cpu_protocol 1200 0.5 300
+fi
 SELECT=(--configs configs/fashion_mnist_250.py "${CPU[@]}" --seeds 0,1,2
   --override config.dataset.validation_size=5000 --override config.dataset.split_seed=100)
 case "$PHASE" in
@@ -39,13 +37,19 @@ case "$PHASE" in
       --grid config.alc.weight="${W2:-10,100}" ;;
   D)  # Test accuracy of the picked settings: the main job's config, seeds 0-2, fresh splits.
     $SWEEP --configs configs/fashion_mnist_cpu.py --num-runs-per-job 3 --seeds 0,1,2 \
-      --root "$ROOT/D" --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc}" ;;
+      --root "$ROOT/D" \
+      --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc@cosine,mean_teacher_alc@decoupled}"
+    ;;
   E)  # The learning curve's next point: 4x the budget (4800 steps = 8.7 epochs), selection split.
     $SWEEP "${SELECT[@]}" --root "$ROOT/E" \
-      --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc@cosine,mean_teacher_alc@decoupled}" ;;
+      --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc@cosine,mean_teacher_alc@decoupled}"
+    ;;
   F)  # Test accuracy at phase E's budget: phase D's protocol (fresh splits, test set), 8.7 epochs.
     $SWEEP --configs configs/fashion_mnist_cpu.py "${CPU[@]}" --seeds "${SEEDS:-0,1,2}" \
       --root "$ROOT/F" \
       --rows "${ROWS:-mean_teacher_alc@decoupled,mean_teacher,supervised,mean_teacher_alc@cosine}" ;;
+  G)  # Fig. 6 at phase E's budget: larger w2 for the shipped reading, on validation (w2 = 1: E).
+    $SWEEP "${SELECT[@]}" --root "$ROOT/G" --rows "${ROWS:-mean_teacher_alc@decoupled}" \
+      --grid config.alc.weight="${W2:-3,10}" ;;
   *) echo "unknown phase $PHASE" >&2; exit 2 ;;
 esac

@@ -21,14 +21,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PHASE="${1:?usage: paper_tables_study.sh T7|T7B|T7C|T2|T8|T9}"
 ROOT="${ROOT:-runs/paper_tables}"
-PY="${PYTHON:-.venv/bin/python}"
-SWEEP="$PY launch/sweep.py"
-if [ -n "${DRY_RUN:-}" ]; then SWEEP="$SWEEP --dry-run"; fi
-# Phase F's protocol (launch/alc_study.sh F), the same overrides.
-CPU=(--num-runs-per-job 3 --seeds "${SEEDS:-0,1,2}" --root "$ROOT/$PHASE"
-  --override config.model.width=0.0625 --override config.num_train_steps=4800
-  --override config.consistency_rampup_epochs=2 --override config.eval_every_steps=600
-  --override config.checkpoint_every_steps=600 --override config.log_every_steps=50)
+source launch/_study_protocol.sh
+cpu_protocol "$FINAL_STEPS" "$FINAL_RAMP" "$FINAL_EVERY"  # Phase F's protocol, the same overrides.
+CPU+=(--seeds "${SEEDS:-0,1,2}" --root "$ROOT/$PHASE")
 IMBALANCED=(--configs configs/fashion_mnist_imbalanced.py "${CPU[@]}")
 case "$PHASE" in
   T7)  $SWEEP "${IMBALANCED[@]}" --ratios 10 \

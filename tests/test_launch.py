@@ -141,8 +141,9 @@ def test_scripts_print_usage_on_bad_args(script, args):
 
 def fake_run(workdir, method='mean_teacher', alc=False, imbalance='none', student=(0.5,),
              teacher=None, dataset='fashion_mnist', num_labels=250, ratio=1.0, weight=1.0,
-             top5=None, similarity=False, validation=None):
-  """A finished run as the trainer leaves it: results.json, metrics.jsonl, maybe similarity.npz."""
+             top5=None, similarity=False, validation=None, per_class=None, prior=None):
+  """A finished run as the trainer leaves it: results.json, metrics.jsonl, maybe similarity.npz.
+  per_class and prior: [run][class] accuracies (both models) and labeled class shares."""
   teacher = student if teacher is None else teacher
   final = {'student_accuracy': list(student), 'teacher_accuracy': list(teacher)}
   if validation is not None:
@@ -153,10 +154,15 @@ def fake_run(workdir, method='mean_teacher', alc=False, imbalance='none', studen
   config = {'method': method, 'sntg': {'base': 'pi_model'},
             'alc': {'enabled': alc, 'weight': weight, 'pooling': 'max_avg',
                     'similarity': 'attention', 'channel_attention': True}}
+  extra = {}
+  if per_class is not None:
+    extra = {'final_per_class': {'student_class_accuracy': per_class,
+                                 'teacher_class_accuracy': per_class},
+             'labeled_class_prior': prior}
   _write_results(workdir, method=method, alc=alc, alc_imbalance=imbalance, dataset=dataset,
                  num_labels=num_labels, imbalance_ratio=ratio, model='cnn13', num_runs=len(student),
                  steps=400, epochs=40.0, steps_per_epoch=10, final=final, best=final,
-                 config=config)
+                 config=config, **extra)
   with open(os.path.join(workdir, 'metrics.jsonl'), 'w', encoding='utf-8') as f:
     for step in (100, 200, 300, 400):
       row = {'step': step, 'losses/total': 1.0 / step, 'monitors/similarity_diagonal': 0.1,
@@ -236,6 +242,29 @@ def test_aggregate_empty_root_and_broken_results(tmp_path):
   assert 'No results.json found.' in markdown
 
 
+def test_aggregate_per_class_accuracy_ranks_each_runs_classes_by_its_labels(tmp_path):
+  """Imbalanced splits draw which classes are large per run: each run's classes are ranked by
+  its own labeled shares (r of Eq. 14) before averaging; balanced splits get no such table."""
+  root = tmp_path / 'runs'
+  prior = [[0.4, 0.1, 0.3, 0.2], [0.1, 0.2, 0.3, 0.4]]
+  accuracy = [[0.9, 0.5, 0.8, 0.7], [0.6, 0.7, 0.8, 1.0]]
+  fake_run(str(root / 'fashion_mnist_imbalanced' / 'mean_teacher_ratio10' / 'seed0-1'),
+           num_labels=1000, ratio=10.0, teacher=(0.7, 0.8), per_class=accuracy, prior=prior)
+  fake_run(str(root / 'fashion_mnist_250' / 'mean_teacher' / 'seed0'), teacher=(0.7,),
+           per_class=[[0.9, 0.5, 0.8, 0.7]], prior=[[0.25] * 4])
+  aggregate = _module('aggregate')
+  markdown = aggregate.aggregate(str(root), str(tmp_path / 'out'))
+  # NumPy reference: run 0 ranks to (90, 80, 70, 50), run 1 to (100, 80, 70, 60).
+  ranked = np.array([[90, 80, 70, 50], [100, 80, 70, 60]], float)
+  want = [ranked[:, 0], ranked[:, -1], ranked[:, :2].mean(1), ranked[:, 2:].mean(1),
+          ranked.mean(1)]
+  row = _table_row(markdown[markdown.index('Per-class accuracy'):], 'mean_teacher')
+  assert row == '| mean_teacher | 2 | ' + ' | '.join(
+      f'{np.mean(c):.2f} ± {np.std(c):.2f}' for c in want) + ' |'
+  assert markdown.count('Per-class accuracy') == 1  # Not for the balanced split.
+  assert (tmp_path / 'out' / 'per_class_fashion_mnist_imbalanced_1_10.png').stat().st_size > 1000
+
+
 def test_w2_groups_keep_other_grid_values_apart(tmp_path):
   fm = tmp_path / 'fashion_mnist_250'
   fake_run(str(fm / 'mean_teacher_alc' / 'seed0'), alc=True, weight=1.0, teacher=(0.60,))
@@ -301,11 +330,14 @@ def test_budget_curve_joins_rows_across_roots_and_plots(tmp_path, capsys):
            '--config.dataset.validation_size=5000', '--config.dataset.split_seed=100']),
     ('B', ['fashion_mnist_250.py:mean_teacher_alc@decoupled', '--config.num_train_steps=1200']),
     ('C', ['C/fashion_mnist_250/mean_teacher_alc@cosine--alc.weight=100/seed0-2']),
-    ('D', ['fashion_mnist_cpu.py:mean_teacher_alc --workdir=', '--config.num_runs=3']),
+    ('D', ['fashion_mnist_cpu.py:mean_teacher_alc@decoupled --workdir=', '--config.num_runs=3',
+           'D/fashion_mnist_cpu/mean_teacher_alc@cosine/seed0-2']),
     ('E', ['E/fashion_mnist_250/supervised/seed0-2', '--config.num_train_steps=4800 ',
            '--config.consistency_rampup_epochs=2 ', 'mean_teacher_alc@decoupled']),
     ('F', ['F/fashion_mnist_cpu/mean_teacher_alc@cosine/seed0-2', '--config.num_train_steps=4800 ',
-           'fashion_mnist_cpu.py:supervised --workdir='])])
+           'fashion_mnist_cpu.py:supervised --workdir=']),
+    ('G', ['G/fashion_mnist_250/mean_teacher_alc@decoupled--alc.weight=3/seed0-2',
+           '--config.num_train_steps=4800 ', '--config.dataset.split_seed=100'])])
 def test_alc_study_phases_select_on_validation_and_test_the_main_job(tmp_path, phase, expect):
   """Selection phases (A-C, E) hold out the shared validation split; D is the main job's config.
   E is the learning curve's next budget (4x the steps, the ramp-up scaled with them); F tests the

@@ -247,3 +247,13 @@ def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_n
   assert results['best']['student_accuracy'] == [1.5]
   assert results['best']['teacher_accuracy'][0] <= 1.0
   assert [r['step'] for r in json.loads(record.read_text())] == [2, 4, 6]
+
+
+@pytest.mark.parametrize('row,hinted', [('mean_teacher_alc@paper', True),
+                                        ('mean_teacher_alc', False), ('mean_teacher', False)])
+def test_nan_guard_names_the_unbounded_attention_only_where_it_can_diverge(row, hinted):
+  from configs import fashion_mnist_250  # pylint: disable=g-import-not-at-top
+  with pytest.raises(FloatingPointError, match='non-finite value at step 7 in losses/alc') as err:
+    train._check_finite({'losses/alc': np.nan, 'losses/total': 1.0}, 7,
+                        fashion_mnist_250.get_config(row))
+  assert ('config.alc.logits=cosine' in str(err.value)) == hinted
