@@ -60,8 +60,8 @@ def get_config():
   # 1 / alc.temperature, so S never becomes one-hot and the configs cannot hit the NaN guard
   # through the attention (launch/alc_stability_probe.py). Of the bounded readings, the decoupled
   # graph won every selection on the validation split (+0.49 and +1.29 points over `@cosine` at
-  # 2.2 and 8.7 epochs) and was +0.99 over it on the test set at 8 epochs; against Mean Teacher
-  # alone its gain on the test set (+0.09) is inside the seed spread (docs/results.md, section 7).
+  # 2.2 and 8.7 epochs) and was +0.29 over it on the test set at 8 epochs (5 label splits);
+  # against Mean Teacher alone its gain there (+0.06) is inside the spread (docs/results.md, 7).
   # Scale of Eq. 13 (the paper leaves it open): the sum over the B x B pairs divided by 'batch'
   # (B), 'pairs' (B^2, a mean over pairs: the scale the paper's w2 values fit) or 'pairs_classes'
   # (B^2 K, a mean over the B x B x K tensor of squared differences, e.g. torch's .mean() of it).
