@@ -509,8 +509,8 @@ def test_two_processes_equal_one_process(two_process_jobs, runs):
 
 # Seeded: the plan (kinds, delays) replays exactly; the kill times are printed (-rA or -s).
 CHAOS_SEED = 0
-# 'checkpoint': right after a save of a step beyond the restored one begins (orbax writes in the
-# background); 'evaluation': right after an evaluation begins; 'random': 0-1 s after the process
+# 'checkpoint': as soon as orbax's temporary directory of a save beyond the restored step appears
+# (orbax writes in the background); 'evaluation': right after an evaluation begins; 'random': 0-1 s after the process
 # has built its experiment (compiling, training or evaluating).
 CHAOS_PLAN = ('checkpoint', 'checkpoint', 'checkpoint', 'evaluation', 'evaluation', 'random',
               'random')
@@ -522,9 +522,11 @@ def _begun(text, what, after):
   return [int(m) for m in re.findall(rf'{what} of step (\d+) begins', text) if int(m) > after]
 
 
-def _tmp_checkpoints(ckpt_dir):
+def _tmp_checkpoints(ckpt_dir, step=None):
+  """orbax's temporary directories ('<step>.orbax-checkpoint-tmp-<n>'), of `step` if given."""
+  prefix = '' if step is None else f'{step}.'
   try:
-    return sorted(n for n in os.listdir(ckpt_dir) if 'tmp' in n)
+    return sorted(n for n in os.listdir(ckpt_dir) if 'tmp' in n and n.startswith(prefix))
   except FileNotFoundError:
     return []
 
@@ -556,8 +558,16 @@ def test_chaos_repeated_sigkills_end_bitwise_equal_to_the_uninterrupted_run(runs
     if target is None:  # Finished before the moment came: not a kill.
       kills.append({'kind': kind, 'killed': False, 'rc': job.wait().returncode})
       continue
+    if kind == 'checkpoint':
+      # Kill as soon as orbax's temporary directory of that step exists, i.e. inside the write: a
+      # fixed delay after "begins" can miss a write that takes a few ms (the CI check did, 3 of 3).
+      deadline = time.monotonic() + 5.0
+      while (job.running() and not _tmp_checkpoints(ckpt, target)
+             and time.monotonic() < deadline):
+        time.sleep(0.0005)
+      delay = 0.0
     time.sleep(delay)
-    writing = _tmp_checkpoints(ckpt)  # A save in flight (orbax's temporary directory).
+    writing = _tmp_checkpoints(ckpt, target)  # A save of that step in flight.
     os.kill(job.proc.pid, signal.SIGKILL)
     job.wait()
     landed = {'checkpoint': bool(writing),
