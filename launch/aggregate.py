@@ -239,16 +239,21 @@ def class_accuracy_by_rank(run, split='test'):
   return np.take_along_axis(accuracy, order, axis=1)
 
 
+def _rows_class_accuracy_by_rank(runs, split):
+  """class_accuracy_by_rank of every run of a row that has it, stacked (runs, K); else None."""
+  ranked = [r for r in (class_accuracy_by_rank(run, split) for run in runs) if r is not None]
+  return np.concatenate(ranked) if ranked else None
+
+
 def per_class_table(rows, split='test'):
   """Markdown table for imbalanced label splits (None otherwise): the accuracy of the class with
   the most labels and of the class with the fewest, and of the larger and smaller half of the
   classes by label count; mean ± std over runs."""
   lines = []
   for name, runs in rows.items():
-    ranked = [r for r in (class_accuracy_by_rank(run, split) for run in runs) if r is not None]
-    if not ranked:
+    acc = _rows_class_accuracy_by_rank(runs, split)  # (runs, K), most labels first.
+    if acc is None:
       continue
-    acc = np.concatenate(ranked)  # (runs, K), most labels first.
     half = acc.shape[1] // 2
     cells = (acc[:, 0], acc[:, -1], acc[:, :half].mean(1), acc[:, -half:].mean(1),
              acc.mean(1))
@@ -347,9 +352,8 @@ def plot_per_class(plt, experiment, rows, out, split='test'):
   fig, ax = plt.subplots(figsize=(7, 4.5))
   drawn = False
   for name, runs in rows.items():
-    ranked = [r for r in (class_accuracy_by_rank(run, split) for run in runs) if r is not None]
-    if ranked:
-      acc = np.concatenate(ranked)
+    acc = _rows_class_accuracy_by_rank(runs, split)
+    if acc is not None:
       ax.plot(np.arange(1, acc.shape[1] + 1), acc.mean(0), marker='o', ms=3,
               label=f'{RATIO_SUFFIX.sub("", name)} (n={len(acc)})')
       drawn = True
