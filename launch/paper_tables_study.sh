@@ -5,8 +5,8 @@
 # steps; seeds 0-2 side by side, each seed its own label split (imbalanced ones included), all
 # 60,000 training images, the test set. ALC rows use the shipped reading (configs/default.py).
 #   bash launch/paper_tables_study.sh PHASE    rerun to resume; DRY_RUN=1 prints the jobs.
-# Phases, most informative first (3-seed jobs; ~20-35 min each on an idle 2-core CPU, VAT more):
-#   T7   Table 7 at 1:10: supervised, Mean Teacher, MT + ALC soft (Eq. 15)          ~1.5 h
+# Phases, most informative first (3-seed jobs: 15-20 min each for T7 on an idle 2-core CPU):
+#   T7   Table 7 at 1:10: supervised, Mean Teacher, MT + ALC soft (Eq. 15)          ~1 h (ran)
 #   T7B  Table 7 at 1:10, the other rows: Pseudo-Label, MT + ALC hard (Eq. 14), Pi, Pi + ALC
 #        hard/soft                                                                ~2.5 h
 #   T7C  Table 7 at 1:5 and 1:15: supervised, MT, MT + ALC soft                     ~2.5 h
