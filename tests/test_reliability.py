@@ -510,8 +510,8 @@ def test_two_processes_equal_one_process(two_process_jobs, runs):
 # Seeded: the plan (kinds, delays) replays exactly; the kill times are printed (-rA or -s).
 CHAOS_SEED = 0
 # 'checkpoint': as soon as orbax's temporary directory of a save beyond the restored step appears
-# (orbax writes in the background); 'evaluation': right after an evaluation begins; 'random': 0-1 s after the process
-# has built its experiment (compiling, training or evaluating).
+# (orbax writes in the background); 'evaluation': right after an evaluation begins; 'random':
+# 0-1 s after the process has built its experiment (compiling, training or evaluating).
 CHAOS_PLAN = ('checkpoint', 'checkpoint', 'checkpoint', 'evaluation', 'evaluation', 'random',
               'random')
 MIN_KILLS = 5
