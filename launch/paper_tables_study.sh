@@ -4,7 +4,8 @@
 # (8 epochs), cosine lr over them, w1/w2 ramp-up over 2 epochs, eval and checkpoints every 600
 # steps; seeds 0-2 side by side, each seed its own label split (imbalanced ones included), all
 # 60,000 training images, the test set. ALC rows use the shipped reading (configs/default.py).
-#   bash launch/paper_tables_study.sh PHASE    rerun to resume; DRY_RUN=1 prints the jobs.
+#   bash launch/paper_tables_study.sh PHASE    rerun to resume; DRY_RUN=1 prints the jobs;
+#   ROWS=a,b picks rows; RATIOS=5 runs one ratio of T7C first (a whole ratio before the next).
 # Phases, most informative first (3-seed jobs: 15-20 min each for T7 on an idle 2-core CPU):
 #   T7   Table 7 at 1:10: supervised, Mean Teacher, MT + ALC soft (Eq. 15)          ~1 h (ran)
 #   T7B  Table 7 at 1:10, the other rows: Pseudo-Label, MT + ALC hard (Eq. 14), Pi, Pi + ALC
@@ -30,7 +31,7 @@ case "$PHASE" in
          --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc_soft}" ;;
   T7B) T7B_ROWS=pseudo_label,mean_teacher_alc_hard,pi_model,pi_model_alc_hard,pi_model_alc_soft
        $SWEEP "${IMBALANCED[@]}" --ratios 10 --rows "${ROWS:-$T7B_ROWS}" ;;
-  T7C) $SWEEP "${IMBALANCED[@]}" --ratios 5,15 \
+  T7C) $SWEEP "${IMBALANCED[@]}" --ratios "${RATIOS:-5,15}" \
          --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc_soft}" ;;
   T2)  $SWEEP --configs configs/fashion_mnist_250.py configs/fashion_mnist_500.py "${CPU[@]}" \
          --rows "${ROWS:-pseudo_label,sntg,vat,vat_entmin}" ;;
