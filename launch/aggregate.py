@@ -2,6 +2,7 @@
 
   python launch/aggregate.py --root runs/ --out docs/ [--metric auto|student|teacher]
                              [--which final|best] [--split test|validation]
+                             [--paired-against mean_teacher,pi_model,supervised]
 
 Experiments and rows come from the sweep's layout, root/<config stem>/<row>/seed<k>/results.json
 (launch/sweep.py; also seed<a>-<b> and seeds<a>-<b>); a results.json elsewhere is filed under
@@ -12,7 +13,8 @@ of training ('final') over seeds, beside the paper's number (launch/paper_number
 'auto' reports the teacher (EMA) model for Mean Teacher (as the Mean Teacher paper does) and the
 student otherwise. Under imbalanced label splits a per-class table and plot rank each run's
 classes by their number of labels (results.json `labeled_class_prior`) and report the classes
-with the most and the fewest labels. Plots (matplotlib, Agg): accuracy over training per row
+with the most and the fewest labels. Every row is also compared with the mean_teacher, pi_model
+and supervised rows (--paired-against), paired by seed and label split. Plots (matplotlib, Agg): accuracy over training per row
 (Fig. 5/7), per-class accuracy by label rank, accuracy against w2 where runs differ only in
 config.alc.weight (Fig. 6), S of 100 test images ordered by class, and the attention monitors
 over training. `--split validation` reports the held-out
@@ -266,6 +268,60 @@ def per_class_table(rows, split='test'):
   return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + lines)
 
 
+# Rows that the others are compared with, paired by seed, where an experiment has them.
+PAIRED_AGAINST = ('mean_teacher', 'pi_model', 'supervised')
+
+
+def _by_split(runs, split):
+  """{(seed, label-split seed): (accuracy %, per-class by label rank or None)} of a row's runs;
+  runs whose results.json does not name its seeds cannot be paired and are left out."""
+  out = {}
+  for run in runs:
+    seeds = run.results.get('seeds')
+    if seeds is None:
+      continue
+    ranked = class_accuracy_by_rank(run, split)
+    for i, key in enumerate(zip(seeds, run.results.get('split_seeds', seeds))):
+      out[key] = (run.accuracy[i], None if ranked is None else ranked[i])
+  return out
+
+
+def _paired_cell(differences):
+  return (f'{np.mean(differences):+.2f} (' + ', '.join(f'{d:+.2f}' for d in differences) + ')')
+
+
+def paired_table(rows, reference, split='test'):
+  """Markdown table of every row minus the `reference` row (None if the experiment has no such
+  row or nothing pairs with it). Runs are paired by (seed, label-split seed): a pair trained on
+  the same labeled images, so under imbalance the same classes are the large ones, and the
+  difference's spread is the methods', not the splits'. Each cell is the mean over pairs, then
+  every pair's difference in brackets; the halves are the classes ranked per run by their number
+  of labels, as in per_class_table (only where both rows have per-class accuracies)."""
+  names = [n for n in rows if _base_row(n) == reference and '--' not in n]
+  if not names:
+    return None
+  base = _by_split(rows[names[0]], split)
+  lines = []
+  for name, runs in rows.items():
+    pairs = sorted(((k, v) for k, v in _by_split(runs, split).items() if k in base),
+                   key=lambda pair: pair[0])
+    if name == names[0] or not pairs:
+      continue
+    cells = [_paired_cell([acc - base[k][0] for k, (acc, _) in pairs])]
+    if all(ranked is not None and base[k][1] is not None for k, (_, ranked) in pairs):
+      half = len(pairs[0][1][1]) // 2
+      for part in (slice(None, half), slice(-half, None)):
+        cells.append(_paired_cell([ranked[part].mean() - base[k][1][part].mean()
+                                   for k, (_, ranked) in pairs]))
+    else:
+      cells += ['—', '—']
+    lines.append('| ' + ' | '.join([RATIO_SUFFIX.sub('', name), str(len(pairs))] + cells) + ' |')
+  if not lines:
+    return None
+  head = ['row', 'pairs', 'all classes', 'larger half', 'smaller half']
+  return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + lines)
+
+
 def read_metrics(workdir):
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
@@ -422,7 +478,8 @@ def _save(plt, fig, out, name):
   return name
 
 
-def aggregate(root, out, metric='auto', which='final', split='test'):
+def aggregate(root, out, metric='auto', which='final', split='test',
+              paired_against=PAIRED_AGAINST):
   """Writes out/results.md and the plots; returns the markdown text."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -449,6 +506,11 @@ def aggregate(root, out, metric='auto', which='final', split='test'):
     if per_class:
       text += ['Per-class accuracy (%) under the imbalanced label split, classes ranked per run by '
                'their number of labels:', '', per_class, '']
+    for reference in paired_against:
+      paired = paired_table(rows, reference, split)
+      if paired:
+        text += [f'Paired by seed: each row minus {reference} (points; larger and smaller half '
+                 'of the classes by their number of labels):', '', paired, '']
     for name in (plot_curves(plt, experiment, rows, metric, out, split),
                  plot_per_class(plt, experiment, rows, out, split),
                  plot_monitors(plt, experiment, rows, out),
@@ -472,8 +534,12 @@ def main(argv=None):
   p.add_argument('--which', default='final', choices=('final', 'best'))
   p.add_argument('--split', default='test', choices=SPLITS,
                  help='validation: the held-out split that hyperparameters are chosen on.')
+  p.add_argument('--paired-against', default=','.join(PAIRED_AGAINST),
+                 help='Comma-separated rows that every other row is compared with, paired by '
+                      'seed (empty: none).')
   args = p.parse_args(argv)
-  aggregate(args.root, args.out, args.metric, args.which, args.split)
+  aggregate(args.root, args.out, args.metric, args.which, args.split,
+            tuple(r for r in args.paired_against.split(',') if r))
   print(f'wrote {os.path.join(args.out, "results.md")}')
   return 0
 

@@ -141,9 +141,11 @@ def test_scripts_print_usage_on_bad_args(script, args):
 
 def fake_run(workdir, method='mean_teacher', alc=False, imbalance='none', student=(0.5,),
              teacher=None, dataset='fashion_mnist', num_labels=250, ratio=1.0, weight=1.0,
-             top5=None, similarity=False, validation=None, per_class=None, prior=None):
+             top5=None, similarity=False, validation=None, per_class=None, prior=None,
+             seeds=None):
   """A finished run as the trainer leaves it: results.json, metrics.jsonl, maybe similarity.npz.
-  per_class and prior: [run][class] accuracies (both models) and labeled class shares."""
+  per_class and prior: [run][class] accuracies (both models) and labeled class shares; seeds:
+  each run's seed, which is also its label split's seed."""
   teacher = student if teacher is None else teacher
   final = {'student_accuracy': list(student), 'teacher_accuracy': list(teacher)}
   if validation is not None:
@@ -159,6 +161,8 @@ def fake_run(workdir, method='mean_teacher', alc=False, imbalance='none', studen
     extra = {'final_per_class': {'student_class_accuracy': per_class,
                                  'teacher_class_accuracy': per_class},
              'labeled_class_prior': prior}
+  if seeds is not None:
+    extra.update(seeds=list(seeds), split_seeds=list(seeds))
   _write_results(workdir, method=method, alc=alc, alc_imbalance=imbalance, dataset=dataset,
                  num_labels=num_labels, imbalance_ratio=ratio, model='cnn13', num_runs=len(student),
                  steps=400, epochs=40.0, steps_per_epoch=10, final=final, best=final,
@@ -263,6 +267,36 @@ def test_aggregate_per_class_accuracy_ranks_each_runs_classes_by_its_labels(tmp_
       f'{np.mean(c):.2f} ± {np.std(c):.2f}' for c in want) + ' |'
   assert markdown.count('Per-class accuracy') == 1  # Not for the balanced split.
   assert (tmp_path / 'out' / 'per_class_fashion_mnist_imbalanced_1_10.png').stat().st_size > 1000
+
+
+def test_aggregate_pairs_rows_by_seed_against_the_reference_rows(tmp_path):
+  """Differences are taken per (seed, split seed) that both rows ran, never across splits."""
+  exp = tmp_path / 'runs' / 'fashion_mnist_imbalanced'
+  rng = np.random.default_rng(0)
+  prior = rng.dirichlet(np.ones(4), size=3)
+  mt_class, soft_class = rng.random((3, 4)), rng.random((3, 4))
+  fake_run(str(exp / 'mean_teacher_ratio10' / 'seed0-2'), ratio=10.0, teacher=(0.70, 0.72, 0.74),
+           per_class=mt_class.tolist(), prior=prior.tolist(), seeds=(0, 1, 2))
+  # Seeds 1-2 only, in a different order: pairs (1, 1) and (2, 2), not run index 0 with 0.
+  fake_run(str(exp / 'mean_teacher_alc_soft_ratio10' / 'seed2-1'), ratio=10.0, alc=True,
+           teacher=(0.80, 0.75), per_class=soft_class[[2, 1]].tolist(),
+           prior=prior[[2, 1]].tolist(), seeds=(2, 1))
+  fake_run(str(exp / 'supervised_ratio10' / 'seed0'), method='supervised', ratio=10.0,
+           student=(0.9,))  # No seeds in its results.json: cannot be paired.
+  markdown = _module('aggregate').aggregate(str(tmp_path / 'runs'), str(tmp_path / 'out'))
+  section = markdown[markdown.index('each row minus mean_teacher'):]
+  # NumPy reference: rank each run's classes by its prior (most labels first), halves of 2.
+  order = np.argsort(-prior, axis=1)
+  ranked = lambda acc, i: 100 * acc[i][order[i]]
+  want_all = [75.0 - 72.0, 80.0 - 74.0]  # seeds 1, 2
+  want_halves = [[ranked(soft_class, i)[part].mean() - ranked(mt_class, i)[part].mean()
+                  for i in (1, 2)] for part in (slice(0, 2), slice(2, 4))]
+  cell = lambda d: f'{np.mean(d):+.2f} (' + ', '.join(f'{x:+.2f}' for x in d) + ')'
+  assert _table_row(section, 'mean_teacher_alc_soft') == (
+      '| mean_teacher_alc_soft | 2 | ' + ' | '.join(
+          cell(d) for d in [want_all] + want_halves) + ' |')
+  assert '| supervised |' not in section.split('\n\n')[1]
+  assert 'minus supervised' not in markdown and 'minus pi_model' not in markdown
 
 
 def test_w2_groups_keep_other_grid_values_apart(tmp_path):
