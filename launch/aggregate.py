@@ -14,11 +14,11 @@ of training ('final') over seeds, beside the paper's number (launch/paper_number
 student otherwise. Under imbalanced label splits a per-class table and plot rank each run's
 classes by their number of labels (results.json `labeled_class_prior`) and report the classes
 with the most and the fewest labels. Every row is also compared with the mean_teacher, pi_model
-and supervised rows (--paired-against), paired by seed and label split. Plots (matplotlib, Agg): accuracy over training per row
-(Fig. 5/7), per-class accuracy by label rank, accuracy against w2 where runs differ only in
-config.alc.weight (Fig. 6), S of 100 test images ordered by class, and the attention monitors
-over training. `--split validation` reports the held-out
-validation split instead (config.dataset.validation_size > 0): what hyperparameters are chosen on.
+and supervised rows (--paired-against), paired by seed and label split. Plots (matplotlib, Agg):
+accuracy over training per row (Fig. 5/7), per-class accuracy by label rank, accuracy against w2
+where runs differ only in config.alc.weight (Fig. 6), S of 100 test images ordered by class, and
+the attention monitors over training. `--split validation` reports the held-out validation split
+instead (config.dataset.validation_size > 0): what hyperparameters are chosen on.
 """
 
 import argparse
@@ -488,8 +488,8 @@ def aggregate(root, out, metric='auto', which='final', split='test',
   runs = load_runs(root, metric, which, split)
   eval_model = {'auto': 'teacher for MeanTeacher, student otherwise'}.get(metric, metric)
   text = [f'# Results under `{root}`', '',
-          f'{split.capitalize()} accuracy at the {which} evaluation, mean ± std (ddof 0) over seeds; model: '
-          f'{eval_model}. `paper` is the paper\'s number (launch/paper_numbers.py), `diff` = ours '
+          f'{split.capitalize()} accuracy at the {which} evaluation, mean ± std (ddof 0) over '
+          f'seeds; model: {eval_model}. `paper` is the paper\'s number (launch/paper_numbers.py), `diff` = ours '
           '- paper. Rows with a `--key=value` suffix vary a hyperparameter and get no paper '
           'number.', '']
   if not runs:
