@@ -55,8 +55,10 @@ def run(config, workdir):
   except checkpointing.DiskFullError as e:
     # Exit at once: orbax's background writers, cut short, would otherwise log their own failures
     # (tracebacks from asyncio and tensorstore) after this line. The workdir lock is already freed
-    # and the newest complete checkpoint is on disk; nothing else can be written anyway.
-    print(f'Disk full: {e.strerror}', file=sys.stderr, flush=True)
+    # and the newest complete checkpoint is on disk; nothing else can be written anyway. The line
+    # starts with a newline: a writer thread may have left half a traceback line on stderr (seen in
+    # CI: "    self._check_closed()Disk full: ..."), and the message must be a line of its own.
+    print(f'\nDisk full: {e.strerror}', file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(1)  # pylint: disable=protected-access
   except KeyboardInterrupt:  # The second Ctrl-C.

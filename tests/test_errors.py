@@ -46,7 +46,7 @@ def test_a_full_disk_exits_at_once_after_its_line(monkeypatch, capsys):
   monkeypatch.setattr(main.os, '_exit', exit_now)
   with pytest.raises(SystemExit, match=r'os._exit\(1\)'):
     main.run(None, '/nowhere')
-  assert capsys.readouterr().err == 'Disk full: the disk of /w is full\n'
+  assert capsys.readouterr().err == '\nDisk full: the disk of /w is full\n'  # A line of its own.
 
 
 def test_bugs_keep_their_traceback(monkeypatch):

@@ -636,7 +636,8 @@ def test_a_full_disk_stops_the_run_keeps_the_checkpoint_and_the_rerun_resumes(ru
     job.wait()
     assert filled and job.returncode not in (0, None) and not job.timed_out, job.describe()
     # The last line. Either the check before a save refused it (naming the checkpoint
-    # directory), or a write failed (orbax's background writers may log that before the line).
+    # directory), or a write failed (orbax's background writers may log that before the line,
+    # even half a line: main.py starts the message on a new line).
     message = job.stderr.strip().splitlines()[-1]
     assert re.match(rf'Disk full: the disk of {re.escape(str(wd))}(/checkpoints)? is full \(',
                     message), job.describe()
