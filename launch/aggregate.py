@@ -247,6 +247,13 @@ def _rows_class_accuracy_by_rank(runs, split):
   return np.concatenate(ranked) if ranked else None
 
 
+def _half_means(ranked):
+  """Mean accuracy of the larger and of the smaller half of the classes by label count, over the
+  last axis of class accuracies ranked most labels first (class_accuracy_by_rank)."""
+  half = ranked.shape[-1] // 2
+  return ranked[..., :half].mean(-1), ranked[..., -half:].mean(-1)
+
+
 def per_class_table(rows, split='test'):
   """Markdown table for imbalanced label splits (None otherwise): the accuracy of the class with
   the most labels and of the class with the fewest, and of the larger and smaller half of the
@@ -256,9 +263,7 @@ def per_class_table(rows, split='test'):
     acc = _rows_class_accuracy_by_rank(runs, split)  # (runs, K), most labels first.
     if acc is None:
       continue
-    half = acc.shape[1] // 2
-    cells = (acc[:, 0], acc[:, -1], acc[:, :half].mean(1), acc[:, -half:].mean(1),
-             acc.mean(1))
+    cells = (acc[:, 0], acc[:, -1], *_half_means(acc), acc.mean(1))
     lines.append('| ' + ' | '.join([RATIO_SUFFIX.sub('', name), str(len(acc))] +
                                    [_pm(c) for c in cells]) + ' |')
   if not lines:
@@ -303,16 +308,17 @@ def paired_table(rows, reference, split='test'):
   base = _by_split(rows[names[0]], split)
   lines = []
   for name, runs in rows.items():
+    if name == names[0]:
+      continue
     pairs = sorted(((k, v) for k, v in _by_split(runs, split).items() if k in base),
                    key=lambda pair: pair[0])
-    if name == names[0] or not pairs:
+    if not pairs:
       continue
     cells = [_paired_cell([acc - base[k][0] for k, (acc, _) in pairs])]
     if all(ranked is not None and base[k][1] is not None for k, (_, ranked) in pairs):
-      half = len(pairs[0][1][1]) // 2
-      for part in (slice(None, half), slice(-half, None)):
-        cells.append(_paired_cell([ranked[part].mean() - base[k][1][part].mean()
-                                   for k, (_, ranked) in pairs]))
+      differences = np.array([np.subtract(_half_means(ranked), _half_means(base[k][1]))
+                              for k, (_, ranked) in pairs])  # (pairs, 2): larger, smaller half.
+      cells += [_paired_cell(differences[:, 0]), _paired_cell(differences[:, 1])]
     else:
       cells += ['—', '—']
     lines.append('| ' + ' | '.join([RATIO_SUFFIX.sub('', name), str(len(pairs))] + cells) + ' |')
@@ -489,9 +495,9 @@ def aggregate(root, out, metric='auto', which='final', split='test',
   eval_model = {'auto': 'teacher for MeanTeacher, student otherwise'}.get(metric, metric)
   text = [f'# Results under `{root}`', '',
           f'{split.capitalize()} accuracy at the {which} evaluation, mean ± std (ddof 0) over '
-          f'seeds; model: {eval_model}. `paper` is the paper\'s number (launch/paper_numbers.py), `diff` = ours '
-          '- paper. Rows with a `--key=value` suffix vary a hyperparameter and get no paper '
-          'number.', '']
+          f'seeds; model: {eval_model}. `paper` is the paper\'s number '
+          '(launch/paper_numbers.py), `diff` = ours - paper. Rows with a `--key=value` suffix '
+          'vary a hyperparameter and get no paper number.', '']
   if not runs:
     text.append('No results.json found.')
   for experiment, rows in group(runs).items():
