@@ -408,6 +408,21 @@ def test_paper_tables_phases_use_the_final_protocol(tmp_path, phase, expect):
   assert 'validation_size' not in out.stdout and 'split_seed' not in out.stdout
 
 
+
+def test_paper_tables_t7b_runs_the_other_ratios_with_two_seeds(tmp_path):
+  """RATIOS and SEEDS reach T7B: the 1:5 and 1:15 cells the issue allows at 2 seeds."""
+  env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path), RATIOS='15,5',
+             SEEDS='0,1', ROWS='pi_model')
+  out = subprocess.run(['bash', os.path.join(LAUNCH, 'paper_tables_study.sh'), 'T7B'], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert '2 jobs: 2 to run' in out.stdout, out.stdout[-3000:]
+  for text in ['pi_model_ratio15/seed0-1', 'pi_model_ratio5/seed0-1', '--config.num_runs=2 ',
+               'fashion_mnist_imbalanced.py:pi_model,15']:
+    assert text in out.stdout, (text, out.stdout[-3000:])
+  assert out.stdout.index('ratio15') < out.stdout.index('ratio5/'), 'RATIOS order is kept'
+  assert 'ratio10' not in out.stdout
+
 # --- alc_stability_probe.py ---------------------------------------------------------------------
 
 def test_stability_probe_reports_spread_and_catches_a_diverging_row(tiny_npz, tmp_path):
