@@ -12,7 +12,7 @@
 #   T7B  Table 7 at 1:10, the other rows: Pseudo-Label, MT + ALC hard (Eq. 14), Pi, Pi + ALC
 #        hard/soft                                                                ~2.5 h (ran)
 #        at 1:5 and 1:15: RATIOS=15 SEEDS=0,1, then RATIOS=5 SEEDS=0,1     ~1 h per ratio
-#   T7C  Table 7 at 1:5 and 1:15: supervised, MT, MT + ALC soft                     ~2.5 h
+#   T7C  Table 7 at 1:5 and 1:15: supervised, MT, MT + ALC soft               ~2.5 h (ran)
 #   T2   Table 2: Pseudo-Label and SNTG (and VAT, VAT + EntMin, not in Table 2), 250 and 500
 #        labels                                                                   ~4.5 h
 #   T8   Table 8 analogue: a GMaxPool only, b GAvgPool only, c no channel attention  ~1.5 h

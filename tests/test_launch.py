@@ -408,7 +408,6 @@ def test_paper_tables_phases_use_the_final_protocol(tmp_path, phase, expect):
   assert 'validation_size' not in out.stdout and 'split_seed' not in out.stdout
 
 
-
 def test_paper_tables_t7b_runs_the_other_ratios_with_two_seeds(tmp_path):
   """RATIOS and SEEDS reach T7B: the 1:5 and 1:15 cells the issue allows at 2 seeds."""
   env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path), RATIOS='15,5',
@@ -422,6 +421,7 @@ def test_paper_tables_t7b_runs_the_other_ratios_with_two_seeds(tmp_path):
     assert text in out.stdout, (text, out.stdout[-3000:])
   assert out.stdout.index('ratio15') < out.stdout.index('ratio5/'), 'RATIOS order is kept'
   assert 'ratio10' not in out.stdout
+
 
 # --- alc_stability_probe.py ---------------------------------------------------------------------
 
