@@ -387,6 +387,14 @@ def test_alc_study_phases_select_on_validation_and_test_the_main_job(tmp_path, p
 
 # --- paper_tables_study.sh -----------------------------------------------------------------------
 
+def _paper_tables_dry_run(tmp_path, phase, **env):
+  """The jobs `paper_tables_study.sh PHASE` would run (DRY_RUN=1), checked to exit 0."""
+  env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path), **env)
+  out = subprocess.run(['bash', os.path.join(LAUNCH, 'paper_tables_study.sh'), phase], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  return out
+
 @pytest.mark.parametrize('phase,expect', [
     ('T7', ['T7/fashion_mnist_imbalanced/mean_teacher_alc_soft_ratio10/seed0-2',
             'fashion_mnist_imbalanced.py:supervised,10']),
@@ -398,10 +406,7 @@ def test_alc_study_phases_select_on_validation_and_test_the_main_job(tmp_path, p
 def test_paper_tables_phases_use_the_final_protocol(tmp_path, phase, expect):
   """Every phase runs phase F's protocol: 4800 steps at 1/16 width, 3 seeds per job, the test
   set (no validation hold-out, the split seed left to each run)."""
-  env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path))
-  out = subprocess.run(['bash', os.path.join(LAUNCH, 'paper_tables_study.sh'), phase], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=120)
-  assert out.returncode == 0, out.stderr[-2000:]
+  out = _paper_tables_dry_run(tmp_path, phase)
   for text in expect + ['--config.num_train_steps=4800 ', '--config.model.width=0.0625 ',
                         '--config.consistency_rampup_epochs=2 ', '--config.num_runs=3 ']:
     assert text in out.stdout, (text, out.stdout[-3000:])
@@ -410,11 +415,7 @@ def test_paper_tables_phases_use_the_final_protocol(tmp_path, phase, expect):
 
 def test_paper_tables_t7b_runs_the_other_ratios_with_two_seeds(tmp_path):
   """RATIOS and SEEDS reach T7B: the 1:5 and 1:15 cells the issue allows at 2 seeds."""
-  env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path), RATIOS='15,5',
-             SEEDS='0,1', ROWS='pi_model')
-  out = subprocess.run(['bash', os.path.join(LAUNCH, 'paper_tables_study.sh'), 'T7B'], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=120)
-  assert out.returncode == 0, out.stderr[-2000:]
+  out = _paper_tables_dry_run(tmp_path, 'T7B', RATIOS='15,5', SEEDS='0,1', ROWS='pi_model')
   assert '2 jobs: 2 to run' in out.stdout, out.stdout[-3000:]
   for text in ['pi_model_ratio15/seed0-1', 'pi_model_ratio5/seed0-1', '--config.num_runs=2 ',
                'fashion_mnist_imbalanced.py:pi_model,15']:
