@@ -15,6 +15,8 @@
 #   T7C  Table 7 at 1:5 and 1:15: supervised, MT, MT + ALC soft               ~2.5 h (ran)
 #   T2   Table 2: Pseudo-Label and SNTG (and VAT, VAT + EntMin, not in Table 2), 250 and 500
 #        labels                                                                   ~4.5 h
+#   T2B  Table 2 at 500 labels: supervised, Mean Teacher, MT + ALC, the baselines T2's rows are
+#        read against (at 250 labels they are phase F's rows: the same config)        ~1 h
 #   T8   Table 8 analogue: a GMaxPool only, b GAvgPool only, c no channel attention  ~1.5 h
 #        (d full ALC and e MT are phase F's rows of launch/alc_study.sh: the same config)
 #   T9   Table 9 analogue: sample, gaussian, cosine, average, gmp_avg similarities    ~2.5 h
@@ -22,7 +24,7 @@
 # Then: python launch/aggregate.py --root runs/paper_tables/PHASE --out docs/paper_tables/PHASE
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PHASE="${1:?usage: paper_tables_study.sh T7|T7B|T7C|T2|T8|T9}"
+PHASE="${1:?usage: paper_tables_study.sh T7|T7B|T7C|T2|T2B|T8|T9}"
 ROOT="${ROOT:-runs/paper_tables}"
 source launch/_study_protocol.sh
 cpu_protocol "$FINAL_STEPS" "$FINAL_RAMP" "$FINAL_EVERY"  # Phase F's protocol, the same overrides.
@@ -37,8 +39,10 @@ case "$PHASE" in
          --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc_soft}" ;;
   T2)  $SWEEP --configs configs/fashion_mnist_250.py configs/fashion_mnist_500.py "${CPU[@]}" \
          --rows "${ROWS:-pseudo_label,sntg,vat,vat_entmin}" ;;
+  T2B) $SWEEP --configs configs/fashion_mnist_500.py "${CPU[@]}" \
+         --rows "${ROWS:-supervised,mean_teacher,mean_teacher_alc}" ;;
   T8)  $SWEEP --configs configs/ablation_fashion_mnist.py "${CPU[@]}" --rows "${ROWS:-a,b,c}" ;;
   T9)  $SWEEP --configs configs/similarity_fashion_mnist.py "${CPU[@]}" \
          --rows "${ROWS:-sample,gaussian,cosine,average,gmp_avg}" ;;
-  *) echo "unknown phase $PHASE (T7 T7B T7C T2 T8 T9)" >&2; exit 2 ;;
+  *) echo "unknown phase $PHASE (T7 T7B T7C T2 T2B T8 T9)" >&2; exit 2 ;;
 esac

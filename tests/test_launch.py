@@ -395,12 +395,14 @@ def _paper_tables_dry_run(tmp_path, phase, **env):
   assert out.returncode == 0, out.stderr[-2000:]
   return out
 
+
 @pytest.mark.parametrize('phase,expect', [
     ('T7', ['T7/fashion_mnist_imbalanced/mean_teacher_alc_soft_ratio10/seed0-2',
             'fashion_mnist_imbalanced.py:supervised,10']),
     ('T7B', ['pi_model_alc_hard_ratio10/seed0-2']),
     ('T7C', ['mean_teacher_ratio5/seed0-2', 'supervised_ratio15/seed0-2']),
     ('T2', ['T2/fashion_mnist_500/sntg/seed0-2', 'fashion_mnist_250.py:vat_entmin']),
+    ('T2B', ['T2B/fashion_mnist_500/mean_teacher_alc/seed0-2', 'fashion_mnist_500.py:supervised']),
     ('T8', ['T8/ablation_fashion_mnist/c/seed0-2']),
     ('T9', ['T9/similarity_fashion_mnist/gmp_avg/seed0-2'])])
 def test_paper_tables_phases_use_the_final_protocol(tmp_path, phase, expect):
