@@ -456,13 +456,15 @@ def plot_similarity(plt, experiment, rows, out):
 def plot_monitors(plt, experiment, rows, out):
   fig, axes = plt.subplots(1, len(MONITORS), figsize=(5 * len(MONITORS), 3.5))
   drawn = False
-  for name, runs in rows.items():
+  # One colour per row on every panel: a row without a monitor (the logit spread of an
+  # attention-free similarity) must not shift the colours of the rows after it on that panel.
+  for index, (name, runs) in enumerate(rows.items()):
     if not runs[0].results.get('alc'):
       continue
     for ax, key in zip(axes, MONITORS):
       x, y = mean_curve(runs, key)
       if len(x):
-        ax.plot(x, y, label=RATIO_SUFFIX.sub('', name))
+        ax.plot(x, y, color=f'C{index % 10}', label=RATIO_SUFFIX.sub('', name))
         drawn = True
   if not drawn:
     plt.close(fig)

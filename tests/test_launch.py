@@ -299,6 +299,25 @@ def test_aggregate_pairs_rows_by_seed_against_the_reference_rows(tmp_path):
   assert 'minus supervised' not in markdown and 'minus pi_model' not in markdown
 
 
+def test_monitor_plot_keeps_each_rows_colour_on_every_panel(tmp_path, monkeypatch):
+  """Table 9's attention-free rows log no logit spread: the ALC row after them must keep its
+  colour on that panel, not take the first row's."""
+  exp = tmp_path / 'runs' / 'similarity_fashion_mnist'
+  for row in ('sample', 'alc'):
+    fake_run(str(exp / row / 'seed0'), alc=True)
+  with open(exp / 'alc' / 'seed0' / 'metrics.jsonl', 'a', encoding='utf-8') as f:
+    for step in (100, 200, 300, 400):
+      f.write(json.dumps({'step': step, 'monitors/attention_logit_spread': 3.0}) + '\n')
+  aggregate = _module('aggregate')
+  saved = {}
+  monkeypatch.setattr(aggregate, '_save', lambda plt, fig, out, name: saved.setdefault(name, [
+      {line.get_label(): line.get_color() for line in ax.get_lines()} for ax in fig.axes]))
+  aggregate.aggregate(str(tmp_path / 'runs'), str(tmp_path / 'out'))
+  diagonal, *_, spread = saved['attention_similarity_fashion_mnist.png'][:len(aggregate.MONITORS)]
+  assert set(diagonal) == {'sample', 'alc'} and set(spread) == {'alc'}
+  assert spread['alc'] == diagonal['alc'] != diagonal['sample']
+
+
 def test_w2_groups_keep_other_grid_values_apart(tmp_path):
   fm = tmp_path / 'fashion_mnist_250'
   fake_run(str(fm / 'mean_teacher_alc' / 'seed0'), alc=True, weight=1.0, teacher=(0.60,))
