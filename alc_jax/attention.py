@@ -47,6 +47,8 @@ def generalized_max_pool(x, ridge=1.0):
   xi = argmin ||Phi xi - 1||^2 + ridge ||xi||^2 over the N = H*W local descriptors Phi (N, C):
   every patch gets the same similarity to the pooled vector, so frequent patches do not dominate.
   Solved in the dual, xi = Phi^T (Phi Phi^T + ridge I)^-1 1, an N x N system.
+  Known hang: inside a training step on two or more CPU devices, jaxlib 0.10.2's batched LU of
+  this solve deadlocks on XLA's CPU thread pool (docs/results.md, Table 9 analogue).
   """
   *lead, h, w, c = x.shape
   phi = x.reshape(*lead, h * w, c).astype(jnp.float32)
