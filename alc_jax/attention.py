@@ -41,19 +41,34 @@ class SharedMLP(nn.Module):
     return nn.Dense(self.dim, name='out')(nn.relu(nn.Dense(self.dim, name='hidden')(x)))
 
 
+def spd_solve(a, b):
+  """x with a x = b for symmetric positive definite a (..., N, N) and b (..., N, K).
+
+  Gauss-Jordan elimination without pivoting (stable for SPD matrices), unrolled over the N
+  columns in plain jnp ops. Not jnp.linalg.solve: inside a training step on two or more CPU
+  devices, jaxlib 0.10.2's batched LAPACK LU waits on XLA's CPU thread pool from a pool thread
+  and deadlocks (docs/results.md, Table 9 analogue). N is H*W of the last feature map (25-64).
+  """
+  n = a.shape[-1]
+  m = jnp.concatenate([a, b], axis=-1)
+  for i in range(n):
+    row = m[..., i, :] / m[..., i, i, None]
+    m = m - m[..., :, i, None] * row[..., None, :]  # Zeroes column i; row i becomes 0 here ...
+    m = m.at[..., i, :].set(row)  # ... and is then the pivot row, scaled to a 1 on the diagonal.
+  return m[..., n:]
+
+
 def generalized_max_pool(x, ridge=1.0):
   """Generalized max pooling (Murray & Perronnin 2014) of a (B, H, W, C) map.
 
   xi = argmin ||Phi xi - 1||^2 + ridge ||xi||^2 over the N = H*W local descriptors Phi (N, C):
   every patch gets the same similarity to the pooled vector, so frequent patches do not dominate.
-  Solved in the dual, xi = Phi^T (Phi Phi^T + ridge I)^-1 1, an N x N system.
-  Known hang: inside a training step on two or more CPU devices, jaxlib 0.10.2's batched LU of
-  this solve deadlocks on XLA's CPU thread pool (docs/results.md, Table 9 analogue).
+  Solved in the dual, xi = Phi^T (Phi Phi^T + ridge I)^-1 1, an N x N SPD system (`spd_solve`).
   """
   *lead, h, w, c = x.shape
   phi = x.reshape(*lead, h * w, c).astype(jnp.float32)
   gram = phi @ jnp.swapaxes(phi, -1, -2) + ridge * jnp.eye(h * w, dtype=jnp.float32)
-  alpha = jnp.linalg.solve(gram, jnp.ones((*lead, h * w, 1), jnp.float32))
+  alpha = spd_solve(gram, jnp.ones((*lead, h * w, 1), jnp.float32))
   return (jnp.swapaxes(phi, -1, -2) @ alpha)[..., 0]
 
 
