@@ -20,8 +20,8 @@
 #        read against (at 250 labels they are phase F's rows: the same config)  ~50 min (ran)
 #   T8   Table 8 analogue: a GMaxPool only, b GAvgPool only, c no channel attention ~1 h (ran)
 #        (d full ALC and e MT are phase F's rows of launch/alc_study.sh: the same config)
-#   T9   Table 9 analogue: sample, gaussian, cosine, average, gmp_avg similarities    ~2.5 h
-#        (alc and mean_teacher are phase F's rows)
+#   T9   Table 9 analogue: sample, gaussian, cosine, average, gmp_avg     ~27 min per row
+#        (all but gmp_avg ran; alc and mean_teacher are phase F's rows)
 # Then: python launch/aggregate.py --root runs/paper_tables/PHASE --out docs/paper_tables/PHASE
 set -euo pipefail
 cd "$(dirname "$0")/.."
