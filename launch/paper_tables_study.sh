@@ -14,14 +14,14 @@
 #        at 1:5 and 1:15: RATIOS=15 SEEDS=0,1, then RATIOS=5 SEEDS=0,1     ~1 h per ratio
 #   T7C  Table 7 at 1:5 and 1:15: supervised, MT, MT + ALC soft               ~2.5 h (ran)
 #   T2   Table 2: Pseudo-Label and SNTG (and VAT, VAT + EntMin, not in Table 2), 250 and 500
-#        labels                                         ~4.5 h (Pseudo-Label, SNTG ran)
-#        ROWS=pi_model,pi_model_alc adds Table 2's last two rows                     ~1.2 h
+#        labels                                  ~4.5 h (Pseudo-Label, SNTG ran; VAT not yet)
+#        ROWS=pi_model,pi_model_alc adds Table 2's last two rows               ~1.5 h (ran)
 #   T2B  Table 2 at 500 labels: supervised, Mean Teacher, MT + ALC, the baselines T2's rows are
 #        read against (at 250 labels they are phase F's rows: the same config)  ~50 min (ran)
 #   T8   Table 8 analogue: a GMaxPool only, b GAvgPool only, c no channel attention ~1 h (ran)
 #        (d full ALC and e MT are phase F's rows of launch/alc_study.sh: the same config)
 #   T9   Table 9 analogue: sample, gaussian, cosine, average, gmp_avg     ~27 min per row
-#        (all but gmp_avg ran; alc and mean_teacher are phase F's rows)
+#        (ran; gmp_avg 33 min; alc and mean_teacher are phase F's rows)
 # Then: python launch/aggregate.py --root runs/paper_tables/PHASE --out docs/paper_tables/PHASE
 set -euo pipefail
 cd "$(dirname "$0")/.."
