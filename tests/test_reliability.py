@@ -40,9 +40,6 @@ TERM_AT = 10  # SIGTERM once a checkpoint of at least this step exists.
 HELPER = os.path.join(ROOT, 'tests', '_reliability_multiprocess.py')
 # Test 7: 3 train steps of tiny_config with run A's schedule.
 TWO_PROCESS_ARGS = ('3', f'num_train_steps={STEPS}')
-# Under pytest-xdist (launch/run_tests.sh) the scenarios stay on one worker: they share the module
-# fixtures `runs` and `two_process_jobs`, which would otherwise start once per worker.
-pytestmark = pytest.mark.xdist_group('reliability')
 
 
 def _cli(workdir, npz, *extra):
