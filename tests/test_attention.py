@@ -112,8 +112,11 @@ def test_variants_shapes_and_groups(rng, pooling, variant):
   variables = head.init(jax.random.key(1), x)
   s = np.asarray(head.apply(variables, x))
   assert s.shape == (2, 4, 4) and np.all(np.isfinite(s))
-  # A group computes the same S alone as beside other groups.
-  np.testing.assert_allclose(s[1], head.apply(variables, x[1]), rtol=1e-5, atol=1e-6)
+  # A group computes the same S alone as beside other groups. Up to float32 rounding, which
+  # differs between the batched and the unbatched kernels and by CPU: the solve of generalized
+  # max pooling (condition numbers up to ~40 here) and the cosine logits' 1/temperature (10)
+  # amplify it to 8e-5 relative on CI's CPU (1.8e-5 on ours). Mixing groups moves S by 0.2-0.4.
+  np.testing.assert_allclose(s[1], head.apply(variables, x[1]), rtol=3e-4, atol=1e-5)
   if variant in (True, False):
     np.testing.assert_allclose(s.sum(-1), 1.0, rtol=1e-5)
 
