@@ -1,57 +1,16 @@
-"""The trainer: end to end, loss decrease, the EMA teacher, gradients, N runs (vmap and loop), 8
-devices."""
-
-import json
-import os
-import subprocess
-import sys
+"""The train step: loss decrease, the EMA teacher, gradients, N runs (vmap and loop), every method.
+(The trainer end to end is in tests/test_train_end_to_end.py.)"""
 
 import jax
 import numpy as np
 import pytest
 
 from alc_jax import ema, objectives, train
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import tiny_config
 
 
 def leaves(tree):
   return [np.asarray(x) for x in jax.tree.leaves(tree)]
-
-
-def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
-  workdir = tmp_path / 'run'
-  # A relative --workdir, as a user types it (orbax itself needs absolute paths).
-  cmd = [sys.executable, '-m', 'alc_jax.main', f'--config={ROOT}/configs/smoke.py',
-         '--workdir=run', '--config.dataset.name=npz', f'--config.dataset.path={tiny_npz}',
-         '--config.dataset.num_labels=40']
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert 'steps/s' in out.stdout and 'ETA' in out.stdout  # The progress line.
-  results = json.loads((workdir / 'results.json').read_text())
-  assert results['steps'] == 30 and results['num_runs'] == 1
-  for key in ('final', 'best', 'config', 'seeds', 'wall_time_s', 'device_kind', 'versions',
-              'git_commit', 'num_labels'):
-    assert key in results
-  assert 0.0 <= results['final']['teacher_accuracy'][0] <= 1.0
-  assert len(results['final_per_class']['teacher_class_accuracy'][0]) == 4  # [run][class]
-  rows = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  train_rows = [r for r in rows if 'losses/total' in r]
-  assert [r['step'] for r in train_rows] == [10, 20, 30]
-  for key in ('losses/supervised', 'losses/consistency', 'losses/alc', 'learning_rate',
-              'monitors/similarity_diagonal', 'monitors/similarity_entropy',
-              'monitors/similarity_same_class', 'train/steps_per_second'):
-    assert key in train_rows[-1]
-  assert [r['step'] for r in rows if 'eval/student_accuracy' in r] == [15, 30]
-  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
-  assert sorted(os.listdir(workdir / 'checkpoints'))[-1] == '30'
-  assert np.load(workdir / 'similarity.npz')['similarity'].shape == (96, 96)
-  # Rerunning the same command resumes from the final checkpoint and reports the same result.
-  again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert 'Resuming from the checkpoint at step 30' in again.stdout
-  rerun = json.loads((workdir / 'results.json').read_text())
-  assert rerun['final'] == results['final']
 
 
 def _steps(exp, num_steps, state=None):
@@ -173,80 +132,6 @@ def test_every_method_trains(tiny_npz, overrides):
   assert all(np.all(np.isfinite(v)) for v in metrics.values()), metrics
   if overrides.get('method') == 'supervised':
     assert 'losses/consistency' not in metrics
-
-
-MULTI_DEVICE_SCRIPT = r'''
-import sys, numpy as np, jax
-sys.path.insert(0, {root!r}); sys.path.insert(0, {root!r} + '/tests')
-from conftest import tiny_config
-from alc_jax import train
-config = tiny_config({npz!r}, num_runs=2, **{{'alc.enabled': True, 'batch_size': 32,
-                                              'labeled_batch_size': 8}})
-exp = train.create_experiment(config)
-assert jax.device_count() == {devices}, jax.devices()
-state = exp.initial_state
-for _, batch in zip(range(1), exp.train_batches()):  # One step, as the issue asks.
-  state, metrics = exp.train_step(state, batch)
-np.savez({out!r}, *[np.asarray(x) for x in jax.tree.leaves((state.params, state.batch_stats))],
-         loss=np.asarray(metrics['losses/total']))
-'''
-
-
-def test_eight_devices_equal_one_device(tiny_npz, tmp_path):
-  outputs = []
-  for devices in (1, 8):
-    out = tmp_path / f'{devices}.npz'
-    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-               JAX_PLATFORMS='cpu')
-    code = MULTI_DEVICE_SCRIPT.format(root=ROOT, npz=tiny_npz, devices=devices, out=str(out))
-    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outputs.append(np.load(out))
-  one, eight = outputs
-  assert one.files == eight.files
-  for name in one.files:
-    np.testing.assert_allclose(one[name], eight[name], rtol=1e-5, atol=1e-5, err_msg=name)
-
-
-def test_imagenet_config_trains_under_mock_data(tmp_path):
-  """configs/imagenet_1pct.py (ResNet-18, streamed TFDS data), narrowed, under tfds mock data."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from configs import imagenet_1pct  # pylint: disable=g-import-not-at-top
-  config = imagenet_1pct.get_config()
-  config.model.width = 0.0625
-  config.dataset.image_size = 32
-  config.augment.translate = 2
-  config.batch_size, config.labeled_batch_size = 8, 4
-  config.num_train_steps = 2
-  config.eval_every_steps = config.checkpoint_every_steps = 2
-  config.dataset.eval_examples = 16
-  config.eval_batch_size = 8
-  with tfds.testing.mock_data(num_examples=16):
-    results = train.train_and_evaluate(config, str(tmp_path))
-  assert results['steps'] == 2 and results['model'] == 'resnet18'
-  assert 'student_top5_accuracy' in results['final']
-  assert np.load(tmp_path / 'similarity.npz')['similarity'].shape == (8, 8)
-
-
-def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_npz, tmp_path):
-  workdir = str(tmp_path / 'run')
-  config = tiny_config(tiny_npz, num_train_steps=4, eval_every_steps=2, checkpoint_every_steps=2)
-  train.train_and_evaluate(config, workdir)
-  record = tmp_path / 'run' / 'evaluations.json'
-  rows = json.loads(record.read_text())
-  assert [r['step'] for r in rows] == [2, 4]
-  # Mark the record: an impossible accuracy before the checkpoint (must count for 'best') and an
-  # evaluation after it (a crashed run's; its steps are trained again, so it must be dropped).
-  rows[0]['student_accuracy'] = [1.5]
-  rows.append({**rows[1], 'step': 99, 'teacher_accuracy': [7.0]})
-  record.write_text(json.dumps(rows))
-  config.num_train_steps = 6
-  results = train.train_and_evaluate(config, workdir)
-  assert results['resumed_from_step'] == 4
-  assert results['best']['student_accuracy'] == [1.5]
-  assert results['best']['teacher_accuracy'][0] <= 1.0
-  assert [r['step'] for r in json.loads(record.read_text())] == [2, 4, 6]
 
 
 @pytest.mark.parametrize('row,hinted', [('mean_teacher_alc@paper', True),
