@@ -14,7 +14,7 @@
 #        at 1:5 and 1:15: RATIOS=15 SEEDS=0,1, then RATIOS=5 SEEDS=0,1     ~1 h per ratio
 #   T7C  Table 7 at 1:5 and 1:15: supervised, MT, MT + ALC soft               ~2.5 h (ran)
 #   T2   Table 2: Pseudo-Label and SNTG (and VAT, VAT + EntMin, not in Table 2), 250 and 500
-#        labels                  ~4.5 h (Pseudo-Label, SNTG, VAT at 250 ran; VAT at 500 not yet)
+#        labels                                                                   ~4.5 h (ran)
 #        ROWS=pi_model,pi_model_alc adds Table 2's last two rows                     ~1.8 h (ran)
 #   T2B  Table 2 at 500 labels: supervised, Mean Teacher, MT + ALC, the baselines T2's rows are
 #        read against (at 250 labels they are phase F's rows: the same config)  ~50 min (ran)
