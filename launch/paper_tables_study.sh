@@ -6,7 +6,8 @@
 # 60,000 training images, the test set. ALC rows use the shipped reading (configs/default.py).
 #   bash launch/paper_tables_study.sh PHASE    rerun to resume; DRY_RUN=1 prints the jobs;
 #   ROWS=a,b picks rows; RATIOS=5 picks the ratios of T7B/T7C (a whole ratio before the next);
-#   SEEDS=0,1 runs fewer seeds (the issue allows 2 for the T7B rows at 1:5 and 1:15).
+#   SEEDS=0,1 runs fewer seeds (the issue allows 2 for the T7B rows at 1:5 and 1:15);
+#   GRID=config.KEY=V1,V2 runs each row at those values (sweep.py --grid; ROW--KEY=V workdirs).
 # Phases, most informative first (3-seed jobs: 15-20 min each for T7 on an idle 2-core CPU):
 #   T7   Table 7 at 1:10: supervised, Mean Teacher, MT + ALC soft (Eq. 15)          ~1 h (ran)
 #   T7B  Table 7 at 1:10, the other rows: Pseudo-Label, MT + ALC hard (Eq. 14), Pi, Pi + ALC
@@ -30,6 +31,7 @@ ROOT="${ROOT:-runs/paper_tables}"
 source launch/_study_protocol.sh
 cpu_protocol "$FINAL_STEPS" "$FINAL_RAMP" "$FINAL_EVERY"  # Phase F's protocol, the same overrides.
 CPU+=(--seeds "${SEEDS:-0,1,2}" --root "$ROOT/$PHASE")
+if [[ -n "${GRID:-}" ]]; then CPU+=(--grid "$GRID"); fi
 IMBALANCED=(--configs configs/fashion_mnist_imbalanced.py "${CPU[@]}")
 case "$PHASE" in
   T7)  $SWEEP "${IMBALANCED[@]}" --ratios 10 \
