@@ -76,9 +76,10 @@ def pytest_configure(config):
 
 
 # The test files that take longest, longest first, with their one-process times on the 2-core CPU
-# (ci.log of 2026-11-30). launch/run_tests.sh hands whole files to its workers in collection order
-# (`--dist loadfile --no-loadscope-reorder`), so these start first and a long file never starts
-# last and runs alone (longest-processing-time-first scheduling). Every other file follows.
+# (summed from `--durations` of a run on 2026-11-30). launch/run_tests.sh hands whole files to its
+# workers in collection order (`--dist loadfile --no-loadscope-reorder`), so these start first and
+# a long file never starts last and runs alone (longest-processing-time-first scheduling). Every
+# other file follows.
 LONGEST_FILES = (
     'test_reliability.py',  # 320 s, most of it the fixture that starts the CLI scenarios.
     'test_train_end_to_end.py',  # 260 s.
