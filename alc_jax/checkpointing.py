@@ -1,16 +1,24 @@
-"""Orbax checkpoints of the train state: periodic, last k kept, resume from the newest readable one."""
+"""Orbax checkpoints of the train state: periodic, last k kept, resume from the newest one.
+
+A resume never quietly goes wrong: a checkpoint of another train state or one the storage cannot
+serve now stops the run with a one-line CheckpointError; only a provably corrupt one is skipped
+(Manager.restore_latest says what "provably" means)."""
 
 import errno
 import os
 import shutil
 
 from absl import logging
+from etils import epath
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from alc_jax import workdir_io
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# The tree metadata file orbax writes in an item directory (format_utils.PYTREE_METADATA_FILE).
+PYTREE_METADATA_FILE = '_METADATA'
 
 
 class DiskFullError(OSError):
@@ -29,17 +37,23 @@ def _mib(nbytes):
   return f'{nbytes / 2**20:.1f} MiB'
 
 
-def is_disk_full(error):
-  """Whether `error`, or an error it was raised from or during, is a full disk or quota. Orbax
-  re-raises the OSError of its background writer wrapped, sometimes only as text."""
+def _chain(error):
+  """`error` and the errors it was raised from or during, innermost last."""
   seen = set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
-    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
-      return True
-    if 'No space left on device' in str(error) or 'Disk quota exceeded' in str(error):
-      return True
+    yield error
     error = error.__cause__ or error.__context__
+
+
+def is_disk_full(error):
+  """Whether `error`, or an error it was raised from or during, is a full disk or quota. Orbax
+  re-raises the OSError of its background writer wrapped, sometimes only as text."""
+  for e in _chain(error):
+    if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+      return True
+    if 'No space left on device' in str(e) or 'Disk quota exceeded' in str(e):
+      return True
   return False
 
 
@@ -53,8 +67,68 @@ def disk_full_error(workdir, what):
       'command to resume from it.')
 
 
+class CheckpointError(Exception):
+  """A checkpoint the run cannot resume from and must not skip: nothing was moved or skipped, and
+  the message (which reads after 'Checkpoint error: ') says what to do."""
+
+
+class CheckpointMismatch(CheckpointError, ValueError):
+  """The checkpoint holds another train state (tree structure, shapes or dtypes) than the one this
+  code and config build: a code change, another backbone, changed TrainState fields."""
+
+
+class CheckpointUnavailable(CheckpointError, OSError):
+  """The storage did not answer a read of the checkpoint (EIO, a timeout, permission denied, a
+  remote-storage error): the checkpoint may well be intact, so it is neither skipped nor moved."""
+
+  def __str__(self):  # The message alone: '[Errno 5] ...' would repeat what it already says.
+    return self.strerror or super().__str__()
+
+
+class _Corrupt(Exception):
+  """Internal: the checkpoint is provably incomplete or corrupt (see Manager.restore_latest)."""
+
+
+def _describe(error):
+  return f'{type(error).__name__}: {" ".join(str(error).split())[:200]}'
+
+
+def _path_name(path):
+  return '.'.join(path) or '<root>'
+
+
+def _leaf_spec(leaf):
+  """(shape, dtype name) of a target leaf or of orbax's ArrayMetadata; None for either unknown."""
+  shape = getattr(leaf, 'shape', None)
+  dtype = getattr(leaf, 'dtype', None)
+  if shape is None and isinstance(leaf, (bool, int, float, complex, np.generic)):
+    shape, dtype = (), np.asarray(leaf).dtype
+  try:
+    dtype = None if dtype is None else np.dtype(dtype).name
+  except TypeError:  # E.g. a typed PRNG key's dtype: compare its name.
+    dtype = str(dtype)
+  return (None if shape is None else tuple(shape)), dtype
+
+
+def tree_differences(saved, target):
+  """What differs between a checkpoint's metadata tree and `target`: a list of short phrases,
+  empty when every leaf path, shape and dtype agrees. Paths are orbax's ('params.conv.kernel')."""
+  saved = {k: _leaf_spec(v) for k, v in ocp.tree.to_flat_dict(saved).items()}
+  target = {k: _leaf_spec(v) for k, v in ocp.tree.to_flat_dict(target).items()}
+  out = [f'{_path_name(k)} is in the checkpoint only' for k in sorted(set(saved) - set(target))]
+  out += [f'{_path_name(k)} is missing from the checkpoint'
+          for k in sorted(set(target) - set(saved))]
+  for key in sorted(set(saved) & set(target)):
+    (s_shape, s_dtype), (t_shape, t_dtype) = saved[key], target[key]
+    if (s_shape is not None and t_shape is not None and s_shape != t_shape) or (
+        s_dtype is not None and t_dtype is not None and s_dtype != t_dtype):
+      out.append(f'{_path_name(key)} is {s_dtype}{list(s_shape or ())} in the checkpoint but '
+                 f'{t_dtype}{list(t_shape or ())} here')
+  return out
+
+
 class Manager:
-  """A thin wrapper over `ocp.CheckpointManager` that falls back past unreadable checkpoints."""
+  """A thin wrapper over `ocp.CheckpointManager` that falls back past corrupt checkpoints only."""
 
   def __init__(self, directory, max_to_keep):
     if not workdir_io.is_remote(directory):  # Orbax needs absolute local paths; gs://... as is.
@@ -85,28 +159,146 @@ class Manager:
     self._manager.wait_until_finished()
 
   def restore_latest(self, target):
-    """(state, step) from the newest checkpoint that restores; (target, 0) if there is none.
+    """(state, step) from the newest checkpoint; (target, 0) if there is none.
 
-    A truncated or corrupted newest checkpoint (a crash while writing, a full disk, an interrupted
-    copy) is reported, moved aside to `<step>.unreadable` (so that the resumed run can write that
-    step again), and the one before it is tried.
+    Each checkpoint, newest first, ends in one of four ways:
+    - restored: resume from it;
+    - CheckpointMismatch: its stored metadata (every leaf's path, shape and dtype, read before
+      any array) differs from `target`'s: the code or config changed. Raised; nothing is moved;
+    - CheckpointUnavailable: the storage failed a read (any OSError, raised by orbax or by our
+      own read of the step directory's files): it may be intact. Raised; nothing is moved;
+    - provably incomplete or corrupt: reported, moved aside to `<step>.unreadable` (so that the
+      resumed run can write that step again) and the one before it is tried. "Provably" means
+      that the storage answered every read and the bytes are not a checkpoint: the step
+      directory has no `_METADATA` (in `default/`, or in the step directory for orbax's older
+      layout: a copy or sync cut short), or its metadata cannot be decoded (a truncated
+      `_METADATA`, array data files truncated or missing: tests/conftest.py's
+      corrupt_checkpoint), or the arrays cannot be decoded into host memory either; in each
+      case after every file of the step directory was read back in full without an error.
+    A restore that fails although the arrays decode into host memory (a device out of memory, a
+    bug) is not the checkpoint's fault: its error is raised as it is and nothing is moved.
+    On a remote workdir (gs://...) a corrupt checkpoint cannot be moved aside atomically; the
+    CheckpointError raised then names it and says how to move it aside by hand.
     """
     for step in sorted(self._manager.all_steps(), reverse=True):
+      path = epath.Path(self._directory) / str(step)
       try:
-        state = self._manager.restore(step, args=ocp.args.StandardRestore(target))
-      except Exception as e:  # pylint: disable=broad-except
-        message = (f'Checkpoint at step {step} is unreadable ({type(e).__name__}: '
-                   f'{str(e)[:200]}); falling back to the previous one.')
-        logging.warning(message)
-        print(message, flush=True)
-        self._manager.close()
-        if not workdir_io.is_remote(self._directory):
-          bad = os.path.join(self._directory, str(step))
-          shutil.rmtree(f'{bad}.unreadable', ignore_errors=True)
-          os.replace(bad, f'{bad}.unreadable')
-        # A fresh manager: orbax latches its item layout from the first step it reads.
-        self._manager = self._create()
+        try:
+          self._check_metadata(path, target)
+          state = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+        except (CheckpointError, _Corrupt):
+          raise
+        except Exception as e:  # pylint: disable=broad-except
+          self._diagnose(path, target, e)
+          raise  # Not the checkpoint's fault (the arrays decode): a traceback for a bug.
+      except _Corrupt as corrupt:
+        self._skip(step, path, corrupt)
         continue
+      except CheckpointError:
+        self._manager.close()  # Its threads would otherwise outlive the one-line error.
+        raise
       print(f'Resuming from the checkpoint at step {step}.', flush=True)
       return state, step
     return target, 0
+
+  def _skip(self, step, path, corrupt):
+    self._manager.close()
+    if workdir_io.is_remote(self._directory):
+      raise CheckpointError(
+          f'the checkpoint {path} is incomplete or corrupt ({corrupt}); a checkpoint in a bucket '
+          f'cannot be moved aside atomically: move it aside yourself (e.g. `gsutil -m mv {path} '
+          f'{path}.unreadable`) and rerun the same command to resume from the one before it.')
+    message = (f'Checkpoint at step {step} is unreadable ({corrupt}); falling back to the '
+               'previous one.')
+    logging.warning(message)
+    print(message, flush=True)
+    shutil.rmtree(f'{path}.unreadable', ignore_errors=True)
+    os.replace(path, f'{path}.unreadable')
+    # A fresh manager: orbax latches its item layout from the first step it reads.
+    self._manager = self._create()
+
+  def _unavailable(self, path, error):
+    """The CheckpointUnavailable for a failed read of the checkpoint at `path`."""
+    errno_ = next((e.errno for e in _chain(error) if isinstance(e, OSError) and e.errno), None)
+    return CheckpointUnavailable(
+        errno_, f'the checkpoint {path} could not be read ({_describe(error)}). It may well be '
+        f'intact, so nothing was skipped or moved: rerun the same command once the storage '
+        f'answers again (check its permissions, mount or network).')
+
+  @staticmethod
+  def _item_dir(path):
+    """The directory holding the checkpoint's `_METADATA`: `step/default` (what orbax writes in
+    its default-item mode) or `step` itself (its older layout)."""
+    for item in (path / 'default', path):
+      if (item / PYTREE_METADATA_FILE).exists():
+        return item
+    raise _Corrupt(f'{path} has no {PYTREE_METADATA_FILE}: it was never completed')
+
+  def _check_metadata(self, path, target):
+    """Raises CheckpointMismatch if the checkpoint's tree differs from `target`'s; its errors
+    are diagnosed like a failed restore."""
+    try:
+      item = self._item_dir(path)
+      handler = ocp.StandardCheckpointHandler()
+      try:
+        metadata = handler.metadata(item)
+      finally:
+        handler.close()
+    except _Corrupt:
+      self._read_all_files(path)  # A storage error would not prove anything.
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      self._raise_if_unavailable(path, e)
+      # Every byte was read back: the metadata itself (the JSON, or the arrays' zarr metadata
+      # that orbax reads from the data files) does not decode.
+      raise _Corrupt(f'its metadata does not decode: {_describe(e)}') from e
+    tree = metadata.tree if hasattr(metadata, 'tree') else metadata
+    differences = tree_differences(tree, target)
+    if differences:
+      more = f' and {len(differences) - 4} more' if len(differences) > 4 else ''
+      raise CheckpointMismatch(
+          f'the checkpoint {path} holds another train state than this code and config build '
+          f'({"; ".join(differences[:4])}{more}). It is left as it is: use a new --workdir, or '
+          f'rerun with the code and config that wrote it.')
+
+  def _diagnose(self, path, target, error):
+    """After a restore failed with `error` although the metadata matched: raises
+    CheckpointUnavailable or _Corrupt, or returns when the checkpoint is not at fault."""
+    self._raise_if_unavailable(path, error)
+    # Decode every array into host memory, away from the devices and the target's shardings: if
+    # this fails too, the stored bytes (all read back without an error) are not the arrays.
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+      handler.restore(self._item_dir(path),
+                      args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args))
+    except Exception as e:  # pylint: disable=broad-except
+      if any(isinstance(x, OSError) for x in _chain(e)):
+        raise self._unavailable(path, e) from e
+      if any(isinstance(x, MemoryError) for x in _chain(e)):
+        return  # Host memory ran out: that proves nothing about the checkpoint.
+      raise _Corrupt(f'its arrays do not decode: {_describe(e)}') from e
+    finally:
+      handler.close()
+
+  def _raise_if_unavailable(self, path, error):
+    """Raises CheckpointUnavailable if `error` is (or came from) an OSError, or if any file of
+    the step directory cannot be read back in full now."""
+    if any(isinstance(e, OSError) for e in _chain(error)):
+      raise self._unavailable(path, error) from error
+    self._read_all_files(path)
+
+  def _read_all_files(self, path):
+    try:
+      folders = [path]
+      while folders:  # No rglob: epath refuses '**' (one listing per folder on a bucket).
+        for entry in sorted(folders.pop().iterdir()):
+          if entry.is_dir():
+            folders.append(entry)
+          else:
+            with entry.open('rb') as f:
+              while f.read(2**24):
+                pass
+    except Exception as e:  # pylint: disable=broad-except
+      # Any failure to read plain bytes, whatever the backend calls it, is the storage's.
+      raise self._unavailable(path, e) from e

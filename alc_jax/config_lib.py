@@ -1,12 +1,17 @@
 """Config checks that run before anything compiles; each error says what to change."""
 
-from alc_jax import attention, losses, models, objectives, workdir_io
+from alc_jax import attention, losses, methods, models, workdir_io
+from alc_jax.methods import alc as alc_method, sntg
 from alc_jax.data import imagenet, pipeline, tfds_data
 # Fields that may differ between a run and its resumption (they change no result).
 # run_batching (vmap or loop over runs) changes float rounding only, like the device count.
 BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
-               'eval_batch_size', 'progress_every_seconds', 'num_train_steps', 'num_epochs',
-               'run_batching')
+               'eval_batch_size', 'progress_every_seconds', 'run_batching',
+               'allow_schedule_change')
+# Fields that set the length of the cosine learning-rate schedule: a resumption with other values
+# would join two schedules (the rate jumps at the resumed step), so check_workdir refuses them
+# unless config.allow_schedule_change. Not in BOOKKEEPING, and compared apart from the others.
+SCHEDULE = ('num_train_steps', 'num_epochs')
 
 
 class ConfigError(ValueError):
@@ -21,15 +26,15 @@ def _choice(value, choices, field):
 
 def validate(config, num_devices=1):
   """Raises ConfigError for a config that cannot run; silent otherwise."""
-  _choice(config.method, objectives.METHODS, 'method')
-  _choice(config.sntg.base, ('pi_model', 'mean_teacher'), 'sntg.base')
+  _choice(config.method, methods.NAMES, 'method')
+  _choice(config.sntg.base, tuple(sntg.BASES), 'sntg.base')
   _choice(config.dataset.name, pipeline.DATASET_NAMES, 'dataset.name')
   _choice(config.model.name, models.MODEL_NAMES, 'model.name')
-  _choice(config.alc.imbalance, ('none', 'hard', 'soft'), 'alc.imbalance')
+  _choice(config.alc.imbalance, alc_method.IMBALANCE_WEIGHTINGS, 'alc.imbalance')
   _choice(config.alc.similarity, attention.SIMILARITIES, 'alc.similarity')
   _choice(config.alc.pooling, attention.POOLINGS, 'alc.pooling')
-  _choice(config.alc.outputs, ('logits', 'probs'), 'alc.outputs')
-  _choice(config.alc.scope, ('global', 'per_device'), 'alc.scope')
+  _choice(config.alc.outputs, alc_method.OUTPUTS, 'alc.outputs')
+  _choice(config.alc.scope, alc_method.SCOPES, 'alc.scope')
   _choice(config.alc.logits, losses.ATTENTION_LOGITS, 'alc.logits')
   _choice(config.alc.normalization, losses.ALC_NORMALIZATIONS, 'alc.normalization')
   _choice(config.alc.graph, attention.GRAPHS, 'alc.graph')
@@ -100,17 +105,40 @@ def validate(config, num_devices=1):
 
 
 def check_workdir(config, workdir):
-  """A workdir holds one experiment: refuse to resume a run of a different config in it."""
+  """A workdir holds one experiment: refuse to resume a run of a different config in it, or one
+  whose learning-rate schedule would change (unless config.allow_schedule_change)."""
   saved = workdir_io.read_json(f'{workdir}/config.json')  # Local or a bucket (gs://...).
-  current = {k: v for k, v in flatten(config.to_dict()).items() if k not in BOOKKEEPING}
-  if saved is not None:
-    saved = {k: v for k, v in flatten(saved).items() if k not in BOOKKEEPING}
-    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if diff:
-      details = ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in diff[:8])
-      raise ConfigError(
-          f'{workdir} holds a run of a different config ({details}). Use a new --workdir, or '
-          f'rerun with the config that started it to resume.')
+  if saved is None:
+    return
+  saved, current = flatten(saved), flatten(config.to_dict())
+  ignored = BOOKKEEPING + SCHEDULE
+  diff = sorted(k for k in set(saved) | set(current)
+                if k not in ignored and saved.get(k) != current.get(k))
+  if diff:
+    details = ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in diff[:8])
+    raise ConfigError(
+        f'{workdir} holds a run of a different config ({details}). Use a new --workdir, or '
+        f'rerun with the config that started it to resume.')
+  old, new = _schedule(saved), _schedule(current)
+  if current.get('allow_schedule_change', False) or old is None or old == new:
+    return
+  changed = [k for k in SCHEDULE if saved.get(k) != current.get(k)]
+  details = ', '.join(f'config.{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in changed)
+  flags = ' '.join(f'--config.{k}={saved.get(k)!r}' for k in changed)
+  raise ConfigError(
+      f'{workdir} holds a run whose learning-rate schedule this one would change ({details}: '
+      f'they set the length of the cosine schedule, and the resumed run would join the two). '
+      f'Use a new --workdir, or rerun with {flags} to resume, or pass '
+      f'--config.allow_schedule_change=True to continue on the new schedule.')
+
+
+def _schedule(flat):
+  """What sets the schedule's length: num_train_steps if > 0 (it overrides num_epochs), else
+  num_epochs; None for a config.json without these fields (nothing to compare against)."""
+  steps, epochs = flat.get('num_train_steps'), flat.get('num_epochs')
+  if steps is None or epochs is None:
+    return None
+  return ('num_train_steps', steps) if steps > 0 else ('num_epochs', epochs)
 
 
 def flatten(tree, prefix=''):

@@ -1,4 +1,11 @@
-"""The fastest CPU set-up, applied by `import alc_jax` before any JAX backend exists (issue 11).
+"""The fastest CPU set-up (issue 11), applied by `configure()` before any JAX backend exists.
+
+Importing alc_jax changes nothing (issue 28): the entry points call `configure()` first thing
+(`python -m alc_jax.main`, bench/bench.py, tests/conftest.py), and a notebook or script that uses
+the library directly does too, before anything starts JAX (jax.devices(), a first array):
+
+  import alc_jax
+  alc_jax.cpu_setup.configure()
 
 On a machine where JAX runs on the CPU, `configure()` sets two things, each only where the user
 has not set it already (measured with jaxlib 0.10.2 on a 2-core AMD EPYC, CNN-13 train steps):
@@ -23,8 +30,10 @@ jitted step on the CPU, by vmap elsewhere (config.run_batching, alc_jax/train.py
 Nothing changes where the CPU is not JAX's default backend: if an accelerator plugin (a
 `jax_plugins` package or libtpu) is installed and JAX_PLATFORMS does not start with 'cpu',
 configure() does nothing (set JAX_PLATFORMS=cpu to get the CPU set-up there). It also does nothing
-once a JAX backend exists (both settings would come too late). ALC_JAX_CPU_DEFAULTS=0 turns it
-off; ALC_JAX_CPU_DEFAULTS=convs or =devices applies one of the two (bench/bench.py measures each).
+once a JAX backend exists (both settings would come too late), and then warns (RuntimeWarning)
+where it would have set something. ALC_JAX_CPU_DEFAULTS=0 turns it off; ALC_JAX_CPU_DEFAULTS=convs
+or =devices applies one of the two (bench/bench.py measures each). Only the first call of a
+process acts; later ones return what it set.
 """
 
 import importlib.metadata
@@ -32,6 +41,7 @@ import importlib.util
 import mmap
 import os
 import re
+import warnings
 
 import jax
 
@@ -105,27 +115,53 @@ def _backends_initialized():
     return False
 
 
+def _plan(levers):
+  """What the set-up would set for `levers` now, where the user has not set it: a dict like
+  `applied`. Pure: it reads the environment and jax.config, changes neither."""
+  plan = {}
+  xla_flags = os.environ.get('XLA_FLAGS', '')
+  if 'convs' in levers and YNN_FLAG not in xla_flags and xla_knows(*_EIGEN_CONVS_NEEDS):
+    plan['XLA_FLAGS'] = EIGEN_CONVS
+  cores = num_cores()
+  if ('devices' in levers and cores > 1 and jax.config.jax_num_cpu_devices < 0
+      and 'xla_force_host_platform_device_count' not in xla_flags):
+    plan['jax_num_cpu_devices'] = cores
+  return plan
+
+
+def _warn_too_late(missed):
+  # Doing nothing silently would leave the user on JAX's slower defaults without knowing why.
+  warnings.warn(
+      f'alc_jax.cpu_setup.configure() was called after a JAX backend had started, too late to set '
+      f'{", ".join(sorted(missed))}; JAX keeps its defaults in this process. Call it first thing, '
+      f'before anything runs JAX (jax.devices(), a first array): `import alc_jax; '
+      f'alc_jax.cpu_setup.configure()`, or set {ENV}=0 to silence this.',
+      RuntimeWarning, stacklevel=3)
+
+
 def configure():
-  """Applies the CPU set-up once per process (idempotent); returns what it set."""
+  """Applies the CPU set-up once per process: only the first call acts, later ones (and calls that
+  find nothing to do) return `applied`, what the first set."""
   global _configured
   if _configured:
     return applied
   _configured = True
   levers = wanted_levers()
-  if not levers or not _cpu_is_default_backend() or _backends_initialized():
+  if not levers or not _cpu_is_default_backend():
     return applied
-  xla_flags = os.environ.get('XLA_FLAGS', '')
-  if 'convs' in levers and YNN_FLAG not in xla_flags and xla_knows(*_EIGEN_CONVS_NEEDS):
-    os.environ['XLA_FLAGS'] = f'{xla_flags} {EIGEN_CONVS}'.strip()
+  plan = _plan(levers)
+  if plan and _backends_initialized():
+    _warn_too_late(plan)
+    return applied
+  if 'XLA_FLAGS' in plan:
+    os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {EIGEN_CONVS}'.strip()
     applied['XLA_FLAGS'] = EIGEN_CONVS
-  cores = num_cores()
-  if ('devices' in levers and cores > 1 and jax.config.jax_num_cpu_devices < 0
-      and 'xla_force_host_platform_device_count' not in xla_flags):
+  if 'jax_num_cpu_devices' in plan:
     try:
-      jax.config.update('jax_num_cpu_devices', cores)
-      applied['jax_num_cpu_devices'] = cores
-    except RuntimeError:  # A backend already exists: too late, keep JAX's default.
-      pass
+      jax.config.update('jax_num_cpu_devices', plan['jax_num_cpu_devices'])
+      applied['jax_num_cpu_devices'] = plan['jax_num_cpu_devices']
+    except RuntimeError:  # A backend exists that _backends_initialized missed: keep the default.
+      _warn_too_late(['jax_num_cpu_devices'])
   return applied
 
 

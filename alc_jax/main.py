@@ -16,7 +16,6 @@ from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,wron
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# Importing alc_jax applies the CPU set-up (alc_jax/cpu_setup.py) before any JAX backend starts.
 # pylint: disable=wrong-import-position
 from alc_jax import checkpointing, config_lib, cpu_setup, train, workdir_lock
 from alc_jax import data as data_lib
@@ -31,6 +30,9 @@ config_flags.DEFINE_config_file('config', None, 'Experiment configuration file.'
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
+  # First, before anything starts a JAX backend (jax.distributed, jax.local_devices below): the
+  # CPU set-up (alc_jax/cpu_setup.py) only takes effect then; importing alc_jax does not apply it.
+  cpu_setup.configure()
   if not FLAGS['verbosity'].present:  # Orbax logs every file it writes at INFO; -v 0 shows it.
     logging.set_verbosity(logging.WARNING)
   if FLAGS.multihost:
@@ -52,6 +54,8 @@ def run(config, workdir):
     sys.exit(f'Data error: {e}')
   except workdir_lock.WorkdirInUse as e:  # Nothing was written.
     sys.exit(f'Workdir in use: {e}')
+  except checkpointing.CheckpointError as e:  # Nothing was moved or skipped; says what to do.
+    sys.exit(f'Checkpoint error: {e}')
   except checkpointing.DiskFullError as e:
     # Exit at once: orbax's background writers, cut short, would otherwise log their own failures
     # (tracebacks from asyncio and tensorstore) after this line. The workdir lock is already freed

@@ -184,10 +184,11 @@ def evaluation_row(step, result):
 
 def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_per_epoch,
                    labeled_batch_size, mesh_devices, wall_time_s, resumed_from_step,
-                   images_per_second):
+                   images_per_second, models, reported_model):
   """results.json of a finished run: what ran, the final and best evaluation (per run, from the
   `evaluation_row`s in `history`), their mean/std over runs in %, the final per-class accuracies,
-  each run's labeled class shares (`priors`, r of Eq. 14) and the environment."""
+  each run's labeled class shares (`priors`, r of Eq. 14) and the environment.
+  `models`: the models evaluated ('student', 'teacher'); `reported_model`: the model whose accuracy the method reports ('student' or 'teacher')."""
   last = {k: v for k, v in history[-1].items() if k != 'step'}
   final = {k: v for k, v in last.items() if PER_CLASS not in k}
   best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
@@ -206,6 +207,10 @@ def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_
       'labeled_batch_size': labeled_batch_size, 'mesh_devices': mesh_devices,
       'wall_time_s': wall_time_s, 'resumed_from_step': resumed_from_step,
       'images_per_second': images_per_second,
+      # Which model each accuracy belongs to: '<model>_accuracy' for every model evaluated;
+      # 'reported_model' is the one the method's tables report.
+      'models': list(models),
+      'reported_model': reported_model,
       'final': final, 'best': {k: np.asarray(v).tolist() for k, v in best.items()},
       # Final accuracy of each class, per run: [run][class].
       'final_per_class': {k: v for k, v in last.items() if PER_CLASS in k},

@@ -5,8 +5,8 @@ batch; R = 1 for an ordinary run): by vmap on GPU/TPU, by a loop over the runs i
 jitted program on the CPU (`config.run_batching`, see `map_runs`). It is data-parallel over all
 devices of all hosts: the batch axis is sharded over the mesh axis 'data', the state is
 replicated. BatchNorm statistics and the ALC similarity are therefore computed over the global
-batch, as on one device. On the CPU, `import alc_jax` made one device per core
-(alc_jax/cpu_setup.py).
+batch, as on one device. On the CPU, the entry points' `cpu_setup.configure()` made one device
+per core (alc_jax/cpu_setup.py).
 """
 
 import dataclasses
@@ -27,8 +27,8 @@ from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from alc_jax import checkpointing, config_lib, ema, models, objectives, reporting, workdir_io
-from alc_jax import workdir_lock
+from alc_jax import attention, checkpointing, config_lib, ema, methods, models, reporting
+from alc_jax import workdir_io, workdir_lock
 from alc_jax.data import DataError, pipeline
 from alc_jax.reporting import PER_CLASS
 
@@ -38,24 +38,26 @@ class TrainState:
   step: jax.Array
   params: Any  # Student: backbone and ALC head.
   batch_stats: Any  # Student BatchNorm statistics.
-  teacher_batch_stats: Any  # The teacher's own running statistics (see ema.py).
-  opt_state: Any  # SGD momentum and the EMA teacher parameters (ema.ema_teacher).
+  # SGD momentum and, for a method with a teacher, the EMA teacher: its parameters and its own
+  # BatchNorm statistics (ema.Teacher; read it with ema.find_teacher(state.opt_state)).
+  opt_state: Any
   prior: jax.Array  # r of Eq. 14: class share of this run's labeled set.
   rng: jax.Array  # Raw key data of this run (uint32, checkpointable); step key = fold_in(rng, step).
 
 
-def create_optimizer(config, total_steps, steps_per_epoch):
-  """SGD with Nesterov momentum, cosine-annealed lr, L2 weight decay, then the EMA teacher."""
+def create_optimizer(config, total_steps, steps_per_epoch, method):
+  """SGD with Nesterov momentum, cosine-annealed lr, L2 weight decay, then the EMA teacher of a
+  method that has one (Eq. 2)."""
   warmup = int(config.lr_warmup_epochs * steps_per_epoch)
   if warmup > 0:
     schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup, total_steps)
   else:
     schedule = optax.cosine_decay_schedule(config.learning_rate, max(total_steps, 1))
-  tx = optax.chain(
-      optax.add_decayed_weights(config.weight_decay),  # Coupled L2, as torch SGD weight_decay.
-      optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov),
-      ema.ema_teacher(config.ema_decay))
-  return tx, schedule
+  parts = [optax.add_decayed_weights(config.weight_decay),  # Coupled L2, as torch SGD's.
+           optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov)]
+  if method.has_teacher(config):
+    parts.append(ema.ema_teacher(config.ema_decay))
+  return optax.chain(*parts), schedule
 
 
 def init_state(rng, model, tx, image_shape, prior):
@@ -65,43 +67,77 @@ def init_state(rng, model, tx, image_shape, prior):
   variables = model.init({'params': init_key, 'dropout': init_key}, x, train=False)
   params, batch_stats = variables['params'], variables.get('batch_stats', {})
   return TrainState(step=jnp.zeros([], jnp.int32), params=params, batch_stats=batch_stats,
-                    teacher_batch_stats=batch_stats, opt_state=tx.init(params),
+                    opt_state=ema.init_teacher(tx.init(params), batch_stats),
                     prior=jnp.asarray(prior, jnp.float32), rng=jax.random.key_data(run_key))
 
 
-def train_step(state, batch, rng, *, model, tx, config, normalization, rampup_steps, schedule):
-  """One SGD step of one run: (state, batch, rng) -> (state, metrics). Pure; vmap/jit it."""
-  grad_fn = jax.value_and_grad(objectives.compute_loss, has_aux=True)
-  (_, (metrics, batch_stats, teacher_stats)), grads = grad_fn(
-      state.params, state, batch, rng, model=model, config=config, normalization=normalization,
-      rampup_steps=rampup_steps)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+def train_step(state, batch, rng, normalization, *, method, model, tx, config, rampup_steps,
+               schedule):
+  """One SGD step of one run: (state, batch, rng, normalization) -> (state, metrics). Pure.
+
+  The method's loss, the optimizer update, and the teacher's update when the method has one (its
+  parameters by Eq. 2 and its statistics from its pass, together). The true labels of unlabeled
+  rows (`diagnostic_label`) never reach the loss: only the monitors of S read them.
+  """
+  batch = dict(batch)
+  true_labels = batch.pop('diagnostic_label', None)
+  grad_fn = jax.value_and_grad(methods.loss_fn, has_aux=True)
+  (_, aux), grads = grad_fn(state.params, state, batch, rng, method=method, model=model,
+                            config=config, normalization=normalization,
+                            rampup_steps=rampup_steps)
+  teacher = ({} if aux['teacher_batch_stats'] is None
+             else {'teacher_batch_stats': aux['teacher_batch_stats']})
+  updates, opt_state = tx.update(grads, state.opt_state, state.params, **teacher)
+  metrics = aux['metrics']
+  if aux['similarity'] is not None:
+    metrics.update(similarity_monitors(aux['similarity'], batch['label'], batch['labeled'],
+                                       true_labels, aux['intermediates']))
   metrics['learning_rate'] = schedule(state.step)
   metrics['monitors/grad_norm'] = optax.tree.norm(grads)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            batch_stats=batch_stats, teacher_batch_stats=teacher_stats,
-                            opt_state=opt_state)
+                            batch_stats=aux['batch_stats'], opt_state=opt_state)
   return new_state, metrics
 
 
-def eval_step(state, batch, *, model, normalization):
-  """Correct-prediction counts of student and teacher (eval mode, running BN statistics), in
-  all and per class (for the minority classes of Table 7)."""
+def similarity_monitors(similarity, labels, labeled, true_labels, intermediates):
+  """What S looks like (attention.similarity_diagnostics per group, averaged), and the spread of
+  the attention logits the head sowed. Reads true labels: never part of a loss."""
+  groups = similarity.shape[0]
+  grouped = lambda a: None if a is None else a.reshape(groups, -1, *a.shape[1:])
+  diagnostics = jax.vmap(attention.similarity_diagnostics)(
+      similarity, grouped(labels), grouped(labeled), grouped(true_labels))
+  metrics = {f'monitors/{k}': jnp.mean(v) for k, v in diagnostics.items()}
+  spread = jax.tree.leaves(intermediates)
+  if spread:
+    metrics['monitors/attention_logit_spread'] = jnp.mean(spread[0])
+  return metrics
+
+
+def models_to_evaluate(state):
+  """(name, params, batch_stats) of the student and, where the method has one, the teacher."""
+  models = [('student', state.params, state.batch_stats)]
+  teacher = ema.find_teacher(state.opt_state)
+  if teacher is not None:
+    models.append(('teacher', teacher.params, teacher.batch_stats))
+  return models
+
+
+def eval_step(state, batch, normalization, *, model, top5):
+  """Correct-prediction counts of each model (eval mode, running BN statistics), in all and per
+  class (for the minority classes of Table 7), and top-5 when `top5` (Table 4)."""
   x = normalization(batch['image'])
   mask, labels = batch['mask'], batch['label']
-  out = {'count': jnp.sum(mask)}
-  for name, params, stats in (('student', state.params, state.batch_stats),
-                              ('teacher', ema.teacher_params(state.opt_state),
-                               state.teacher_batch_stats)):
+  out = {'count': jnp.sum(mask), 'correct': {}, 'class_correct': {}, 'top5_correct': {}}
+  for name, params, stats in models_to_evaluate(state):
     logits = model.apply({'params': params, 'batch_stats': stats}, x, train=False)[0]
     correct = (jnp.argmax(logits, -1) == labels) & mask
-    out[f'{name}_correct'] = jnp.sum(correct)
+    out['correct'][name] = jnp.sum(correct)
     of_class = (labels[:, None] == jnp.arange(logits.shape[-1])) & mask[:, None]  # (B, K)
     out['class_count'] = jnp.sum(of_class, axis=0)
-    out[f'{name}{PER_CLASS}_correct'] = jnp.sum(of_class & correct[:, None], axis=0)
-    if logits.shape[-1] > 10:  # Top-5 for ImageNet (Table 4).
-      top5 = jnp.any(jax.lax.top_k(logits, 5)[1] == labels[:, None], axis=-1)
-      out[f'{name}_top5_correct'] = jnp.sum(top5 & mask)
+    out['class_correct'][name] = jnp.sum(of_class & correct[:, None], axis=0)
+    if top5:
+      hit = jnp.any(jax.lax.top_k(logits, 5)[1] == labels[:, None], axis=-1)
+      out['top5_correct'][name] = jnp.sum(hit & mask)
   return out
 
 
@@ -145,9 +181,10 @@ class _Interruption:
     return self.signal is not None
 
 
-def _check_finite(metrics, step, config):
-  """The NaN guard: raises naming the step and the terms, before anything is checkpointed."""
-  bad = [k for k, v in metrics.items() if not np.all(np.isfinite(np.asarray(v)))]
+def _check_finite(nonfinite, step, config):
+  """The NaN guard: raises naming the step and the terms, before anything is checkpointed.
+  `nonfinite`: the names of the metrics that went non-finite, or {name: flag}."""
+  bad = [k for k in nonfinite if not isinstance(nonfinite, dict) or nonfinite[k]]
   if bad:
     hint = 'Lower config.learning_rate or the loss weights, or check the input data.'
     alc = config.alc
@@ -159,44 +196,108 @@ def _check_finite(metrics, step, config):
                '(config.alc.logits=cosine) avoid that.')
     raise FloatingPointError(
         f'non-finite value at step {step} in {", ".join(sorted(bad))}; the last good checkpoint '
-        f'is kept. {hint}')
+        f'is kept (the metrics are checked at log and checkpoint steps). {hint}')
 
 
-def _mean_metrics(rows):
-  return {k: float(np.mean([np.mean(np.asarray(r[k])) for r in rows])) for k in rows[0]}
+def zero_totals(metric_shapes):
+  """Empty running totals for metrics of these shapes (see accumulate_metrics)."""
+  return {'sum': {k: jnp.zeros([], jnp.float32) for k in metric_shapes},
+          'nonfinite': {k: jnp.zeros([], bool) for k in metric_shapes},
+          'count': jnp.zeros([], jnp.int32)}
+
+
+def accumulate_metrics(totals, metrics):
+  """Adds one step's metrics (each averaged over the runs) to the running `totals` on the device,
+  with a flag per metric that turns on for good once it is non-finite."""
+  means = {k: jnp.mean(v.astype(jnp.float32)) for k, v in metrics.items()}
+  bad = {k: ~jnp.all(jnp.isfinite(v)) for k, v in metrics.items()}
+  return {'sum': jax.tree.map(jnp.add, totals['sum'], means),
+          'nonfinite': jax.tree.map(jnp.logical_or, totals['nonfinite'], bad),
+          'count': totals['count'] + 1}
+
+
+def read_metrics(totals):
+  """(means of the accumulated metrics, names of those that went non-finite), fetched to the host:
+  the only place the loop waits for the device between log steps."""
+  totals = jax.device_get(totals)
+  count = max(int(totals['count']), 1)
+  means = {k: float(v) / count for k, v in totals['sum'].items()}
+  return means, sorted(k for k, v in totals['nonfinite'].items() if v)
 
 
 @dataclasses.dataclass
 class Experiment:
-  """Everything a run needs, built from a config: data, model, compiled steps, initial state."""
+  """Everything a run needs, built from a config: data, model, method, compiled steps.
+
+  The compiled steps donate the state they are given; `initial_state` is a new state each time it
+  is read, so the Experiment stays usable however many runs a notebook starts from it.
+  """
   config: ml_collections.ConfigDict
   data: pipeline.Pipeline  # Batches, evaluation sets, sizes, priors, normalisation.
   seeds: list
   steps_per_epoch: int
   total_steps: int
   model: Any
-  initial_state: TrainState
-  train_step: Any  # jit(map_runs(train_step)): (state, global batch) -> (state, metrics)
-  eval_step: Any  # jit(map_runs(eval_step)): (state, global eval batch) -> counts per run
+  method: methods.Method
   devices: list  # Of the mesh (mesh_devices).
   run_loop: bool  # The runs are mapped by a loop, not vmap (use_run_loop).
+  replicated: Any  # The sharding of the state (every device holds all of it).
+  # jit(vmap(init_state)): the state of every run at step 0; called by `initial_state`.
+  init_fn: Any
+  # jit(map_runs(train_step)): (state, global batch, normalization) -> (state, metrics).
+  compiled_train_step: Any
+  # The same, accumulating the metrics on the device: (state, totals, batch, normalization) ->
+  # (state, totals); what the training loop runs (see accumulate_metrics).
+  compiled_accumulating_step: Any
+  # jit(map_runs(eval_step)): (state, global eval batch, normalization) -> counts per run.
+  compiled_eval_step: Any
+
+  @property
+  def models(self):
+    """The models evaluated: the student and, where the method has one, the teacher."""
+    return ('student', 'teacher') if self.method.has_teacher(self.config) else ('student',)
+
+  @property
+  def initial_state(self) -> TrainState:
+    return self.init_fn()
+
+  def train_step(self, state, batch):
+    """(state, batch) -> (state, metrics), metrics on the device. Donates `state`."""
+    return self.compiled_train_step(state, batch, self.data.normalization)
+
+  def accumulating_step(self, state, totals, batch):
+    """(state, totals, batch) -> (state, totals). Donates `state` and `totals`."""
+    return self.compiled_accumulating_step(state, totals, batch, self.data.normalization)
+
+  def zero_totals(self, state, batch):
+    """Running totals for `accumulating_step`, zero (traces the step once for the metric names)."""
+    shapes = self.compiled_train_step.eval_shape(state, batch, self.data.normalization)[1]
+    return jax.device_put(zero_totals(shapes), self.replicated)
+
+  def eval_step(self, state, batch):
+    return self.compiled_eval_step(state, batch, self.data.normalization)
 
   def train_batches(self, start_step=0):
     """The pipeline's global batches (R, B, ...) from `start_step` on (`Pipeline.train_batches`)."""
     return self.data.train_batches(start_step)
 
   def evaluate(self, state, name='test'):
-    """Accuracies (per run) of student and teacher on the evaluation set `name`; the keys with
-    PER_CLASS hold one accuracy per class (R, K)."""
+    """Accuracies (per run) of each model (student; teacher where the method has one) on the
+    evaluation set `name`: {model}_accuracy (R,), {model}_class_accuracy (R, K) and, with
+    config.eval_top5, {model}_top5_accuracy (R,)."""
     totals = None
     for batch in self.data.eval_batches(name):
-      out = jax.tree.map(np.asarray, self.eval_step(state, batch))
+      out = jax.device_get(self.eval_step(state, batch))
       totals = out if totals is None else jax.tree.map(np.add, totals, out)
-    count, class_count = totals.pop('count'), totals.pop('class_count')
-    # Per class: 0 for a class the set does not hold.
-    return {k.replace('_correct', '_accuracy'):
-                v / (np.maximum(class_count, 1) if PER_CLASS in k else count)
-            for k, v in totals.items()}
+    count, class_count = totals['count'], np.maximum(totals['class_count'], 1)
+    result = {}
+    for model_name, correct in totals['correct'].items():
+      result[f'{model_name}_accuracy'] = correct / count
+      # Per class: 0 for a class the set does not hold.
+      result[f'{model_name}{PER_CLASS}_accuracy'] = totals['class_correct'][model_name] / class_count
+      if model_name in totals['top5_correct']:
+        result[f'{model_name}_top5_accuracy'] = totals['top5_correct'][model_name] / count
+    return result
 
   def evaluate_all(self, state):
     """`evaluate` on every evaluation set of the pipeline; keys of sets other than the test set
@@ -286,35 +387,45 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
 
   model = models.create_classifier(config, data.num_classes, num_devices)
   _check_image_size(model.backbone, data.image_shape, config)
-  tx, schedule = create_optimizer(config, total_steps, steps_per_epoch)
+  method = methods.create(config)
+  tx, schedule = create_optimizer(config, total_steps, steps_per_epoch, method)
   keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+  priors = jnp.asarray(data.priors)
   init = jax.jit(jax.vmap(lambda k, prior: init_state(jax.random.wrap_key_data(k), model, tx,
                                                       data.image_shape, prior)),
                  out_shardings=replicated)
-  state = init(keys, jnp.asarray(data.priors))
-
-  step_fn = functools.partial(train_step, model=model, tx=tx, config=config,
-                              normalization=data.normalization, schedule=schedule,
+  step_fn = functools.partial(train_step, method=method, model=model, tx=tx, config=config,
+                              schedule=schedule,
                               rampup_steps=config.consistency_rampup_epochs * steps_per_epoch)
   loop = use_run_loop(config)
 
-  def run_step(state, batch):
+  def run_step(state, batch, normalization):
+    # The normalisation (and a ZCA matrix) is an argument, not a constant baked into the program.
     step_keys = jax.vmap(lambda k, s: jax.random.key_data(
         jax.random.fold_in(jax.random.wrap_key_data(k), s)))(state.rng, state.step)
-    return map_runs(lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k)), runs, loop)(
-        state, batch, step_keys)
+    return map_runs(lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k), normalization),
+                    runs, loop)(state, batch, step_keys)
 
-  compiled_train_step = jax.jit(run_step, in_shardings=(replicated, batch_sharding),
+  def accumulating_step(state, totals, batch, normalization):
+    state, metrics = run_step(state, batch, normalization)
+    return state, accumulate_metrics(totals, metrics)
+
+  shardings = (replicated, batch_sharding, replicated)
+  compiled_train_step = jax.jit(run_step, in_shardings=shardings,
                                 out_shardings=(replicated, replicated), donate_argnums=0)
+  compiled_accumulating_step = jax.jit(
+      accumulating_step, in_shardings=(replicated, replicated) + shardings[1:],
+      out_shardings=(replicated, replicated), donate_argnums=(0, 1))
   compiled_eval_step = jax.jit(
-      map_runs(functools.partial(eval_step, model=model, normalization=data.normalization),
-               runs, loop, in_axes=(0, None)),
-      in_shardings=(replicated, eval_sharding), out_shardings=replicated)
+      map_runs(functools.partial(eval_step, model=model, top5=config.eval_top5), runs, loop,
+               in_axes=(0, None, None)),
+      in_shardings=(replicated, eval_sharding, replicated), out_shardings=replicated)
+  data.normalization = jax.device_put(data.normalization, replicated)
   return Experiment(
       config=config, data=data, seeds=seeds, steps_per_epoch=steps_per_epoch,
-      total_steps=total_steps, model=model, initial_state=state,
-      train_step=compiled_train_step, eval_step=compiled_eval_step, devices=devices,
-      run_loop=loop)
+      total_steps=total_steps, model=model, method=method, devices=devices, run_loop=loop, replicated=replicated,
+      init_fn=functools.partial(init, keys, priors), compiled_train_step=compiled_train_step,
+      compiled_accumulating_step=compiled_accumulating_step, compiled_eval_step=compiled_eval_step)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -323,7 +434,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   The run holds the workdir while it runs (alc_jax/workdir_lock.py). SIGTERM or Ctrl-C save a
   checkpoint at the next step and return {'preempted_at_step', 'signal'}. Errors that main.py
   prints as one line: config_lib.ConfigError, data.DataError, workdir_lock.WorkdirInUse and
-  checkpointing.DiskFullError (a full disk, whatever write hit it).
+  checkpointing.CheckpointError (a checkpoint of another train state, or storage that fails a
+  read) and checkpointing.DiskFullError (a full disk, whatever write hit it).
   """
   config = ml_collections.ConfigDict(config)
   devices = mesh_devices(config.batch_size)
@@ -345,91 +457,107 @@ def _train_in_workdir(config, devices, workdir, interruption):
   if jax.process_index() == 0:
     workdir_io.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   exp = create_experiment(config, devices)
-  total_steps, runs = exp.total_steps, config.num_runs
-
   manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
   state, start_step = manager.restore_latest(exp.initial_state)
-  writer = reporting.create_writer(workdir, resume_step=start_step)
-  if start_step == 0:
-    writer.write_hparams({k: v for k, v in config_lib.flatten(config.to_dict()).items()
-                          if isinstance(v, (int, float, str, bool))})
+  log = _Log(exp, workdir, start_step)
   batches = exp.train_batches(start_step)
-  progress = reporting.Progress(total_steps, start_step, config.batch_size * runs,
-                                config.progress_every_seconds)
-  # Evaluations so far, kept in the workdir so that 'best' in results.json spans resumptions;
-  # those after the restored checkpoint are dropped (their steps are trained again).
-  evaluations_path = os.path.join(workdir, 'evaluations.json')
-  history = [row for row in workdir_io.read_json(evaluations_path, [])
-             if row['step'] <= start_step]
-  train_rows, pending = [], None
-  t_start, step = time.time(), start_step
-  print(f'{config.method}{" + ALC" if config.alc.enabled else ""} on {config.dataset.name} '
-        f'({config.dataset.num_labels} labels, {runs} run(s)): {total_steps} steps '
-        f'({exp.steps_per_epoch}/epoch) from step {start_step} on {len(exp.devices)} '
-        f'{exp.devices[0].device_kind} device(s){" (runs by a loop)" if exp.run_loop else ""}.',
-        flush=True)
-
+  print(_start_line(exp, start_step), flush=True)
+  step, totals, stop = start_step, None, False
   try:
-    while step < total_steps:
-      state, metrics = exp.train_step(state, next(batches))
-      if pending is not None:  # Check the previous step's metrics while this one runs.
-        _check_finite(pending, step, config)
-        train_rows.append(pending)
-      pending = metrics
+    while step < exp.total_steps and not stop:
+      batch = next(batches)
+      if totals is None:  # Metrics are summed on the device and fetched at log steps only.
+        totals = exp.zero_totals(state, batch)
+      state, totals = exp.accumulating_step(state, totals, batch)
       step += 1
-      if step == start_step + 1:  # Rates (steps/s, ETA) exclude the compilation of the first step.
-        jax.block_until_ready(metrics)
-        progress.restart(step)
-      is_last = step == total_steps
       stop = interruption.should_stop(step)
+      is_last = step == exp.total_steps
+      if step == start_step + 1:  # Rates (steps/s, ETA) exclude the compilation of the first step.
+        jax.block_until_ready(totals)
+        log.progress.restart(step)
       if step % config.log_every_steps == 0 or is_last or stop:
-        pending = jax.tree.map(np.asarray, pending)
-        _check_finite(pending, step, config)
-        train_rows.append(pending)
-        scalars = _mean_metrics(train_rows)
-        scalars['train/steps_per_second'] = progress.steps_per_second(step)
-        writer.write_scalars(step, scalars)
-        train_rows, pending = [], None
-        progress.maybe_print(step, scalars['losses/total'], force=is_last)
+        totals = log.train_metrics(step, totals, force_print=is_last)
       if step % config.eval_every_steps == 0 or is_last:
-        logging.info('Evaluation of step %d begins.', step)
-        result = exp.evaluate_all(state)
-        history.append(reporting.evaluation_row(step, result))
-        if jax.process_index() == 0:
-          workdir_io.write_json(evaluations_path, history)
-        writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()
-                                    if PER_CLASS not in k})
-        logging.info('Evaluation of step %d done.', step)
-        progress.last_accuracy = (f'student {100 * np.mean(result["student_accuracy"]):.2f}% '
-                                  f'teacher {100 * np.mean(result["teacher_accuracy"]):.2f}%')
+        log.evaluation(step, exp.evaluate_all(state))
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
-        if pending is not None:  # Never checkpoint a state whose step produced NaN.
-          _check_finite(jax.tree.map(np.asarray, pending), step, config)
-        logging.info('Checkpoint of step %d begins.', step)  # Written in the background.
-        manager.save(step, state)
-        writer.flush()
-      if stop:
-        manager.wait()
-        writer.flush()
-        name = signal.Signals(interruption.signal).name if interruption.signal else 'preemption'
-        print(f'Preempted ({name}): saved the checkpoint of step {step}; rerun the same command '
-              'to resume.', flush=True)
-        return {'preempted_at_step': step, 'signal': name}
+        _check_finite(jax.device_get(totals['nonfinite']), step, config)  # Never save a NaN.
+        manager.save(step, state)  # Written in the background.
+        log.writer.flush()
   finally:  # Whatever ends the loop (NaN guard, Ctrl-C), finish the checkpoint in flight.
     manager.wait()
-  writer.flush()
-  wall = time.time() - t_start
+  log.writer.flush()
+  if stop:
+    name = signal.Signals(interruption.signal).name if interruption.signal else 'preemption'
+    print(f'Preempted ({name}): saved the checkpoint of step {step}; rerun the same command '
+          'to resume.', flush=True)
+    return {'preempted_at_step': step, 'signal': name}
+  return _finish(exp, state, log, step, start_step, workdir)
 
+
+def _start_line(exp, start_step):
+  config = exp.config
+  return (f'{exp.method.label} on {config.dataset.name} ({config.dataset.num_labels} labels, '
+          f'{config.num_runs} run(s)): {exp.total_steps} steps ({exp.steps_per_epoch}/epoch) from '
+          f'step {start_step} on {len(exp.devices)} {exp.devices[0].device_kind} device(s)'
+          f'{" (runs by a loop)" if exp.run_loop else ""}.')
+
+
+class _Log:
+  """What the loop reports: metrics (TensorBoard, metrics.jsonl), evaluations (evaluations.json,
+  kept across resumptions so that 'best' in results.json spans them) and the progress line."""
+
+  def __init__(self, exp, workdir, start_step):
+    config = exp.config
+    self.exp, self.config = exp, config
+    self.writer = reporting.create_writer(workdir, resume_step=start_step)
+    if start_step == 0:
+      self.writer.write_hparams({k: v for k, v in config_lib.flatten(config.to_dict()).items()
+                                 if isinstance(v, (int, float, str, bool))})
+    self.progress = reporting.Progress(exp.total_steps, start_step,
+                                       config.batch_size * config.num_runs,
+                                       config.progress_every_seconds)
+    self.evaluations_path = os.path.join(workdir, 'evaluations.json')
+    # Evaluations after the restored checkpoint are dropped (their steps are trained again).
+    self.history = [row for row in workdir_io.read_json(self.evaluations_path, [])
+                    if row['step'] <= start_step]
+    self.reported = exp.method.reported_model(config)
+    self.started = time.time()
+
+  def train_metrics(self, step, totals, force_print):
+    """Fetches the metrics summed since the last log, guards them, writes them; returns new
+    (zero) totals."""
+    means, bad = read_metrics(totals)
+    _check_finite(bad, step, self.config)
+    means['train/steps_per_second'] = self.progress.steps_per_second(step)
+    self.writer.write_scalars(step, means)
+    self.progress.maybe_print(step, means['losses/total'], force=force_print)
+    return jax.tree.map(jnp.zeros_like, totals)
+
+  def evaluation(self, step, result):
+    logging.info('Evaluation of step %d.', step)
+    self.history.append(reporting.evaluation_row(step, result))
+    if jax.process_index() == 0:
+      workdir_io.write_json(self.evaluations_path, self.history)
+    self.writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()
+                                     if PER_CLASS not in k})
+    self.progress.last_accuracy = f'{100 * np.mean(result[f"{self.reported}_accuracy"]):.2f}%'
+
+
+def _finish(exp, state, log, step, start_step, workdir):
+  """results.json (and similarity.npz with ALC) of a finished run; returns the results."""
+  config = exp.config
   if step == start_step:  # Resumed a finished run: evaluate the restored state (on every process).
-    history = [row for row in history if row['step'] < step]
-    history.append(reporting.evaluation_row(step, exp.evaluate_all(state)))
+    log.history = [row for row in log.history if row['step'] < step]
+    log.history.append(reporting.evaluation_row(step, exp.evaluate_all(state)))
   results = reporting.results_record(
-      config, history, seeds=exp.seeds, split_seeds=exp.data.split_seeds,
-      priors=exp.data.priors, steps=step,
-      steps_per_epoch=exp.steps_per_epoch, labeled_batch_size=exp.data.labeled_batch_size,
-      mesh_devices=len(exp.devices), wall_time_s=wall, resumed_from_step=start_step,
+      config, log.history, seeds=exp.seeds, split_seeds=exp.data.split_seeds,
+      priors=exp.data.priors, steps=step, steps_per_epoch=exp.steps_per_epoch,
+      labeled_batch_size=exp.data.labeled_batch_size, mesh_devices=len(exp.devices),
+      wall_time_s=time.time() - log.started, resumed_from_step=start_step,
+      models=exp.models, reported_model=log.reported,
       # Training throughput after compilation (evaluation and checkpoint time included).
-      images_per_second=progress.steps_per_second(step) * config.batch_size * runs)
+      images_per_second=(log.progress.steps_per_second(step) * config.batch_size
+                         * config.num_runs))
   if jax.process_index() == 0:
     workdir_io.write_json(os.path.join(workdir, 'results.json'), results)
     if config.alc.enabled:

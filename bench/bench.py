@@ -64,20 +64,26 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=wrong-import-position
 
-from alc_jax import cpu_setup, losses, train  # pylint: disable=wrong-import-position
+from alc_jax import cpu_setup, losses, methods, train  # pylint: disable=wrong-import-position
 from configs import common, default  # pylint: disable=wrong-import-position
 
-# Row name -> (label in the table, config overrides).
-METHODS = {
-    'supervised': ('supervised', {'method': 'supervised'}),
-    'pi_model': ('Pi', {'method': 'pi_model'}),
-    'pi_model_alc': ('Pi+ALC', {'method': 'pi_model', 'alc.enabled': True}),
-    'mean_teacher': ('MT', {'method': 'mean_teacher'}),
-    'mean_teacher_alc': ('MT+ALC', {'method': 'mean_teacher', 'alc.enabled': True}),
-    'mean_teacher_alc_soft': ('MT+ALC soft', {'method': 'mean_teacher', 'alc.enabled': True,
-                                              'alc.imbalance': 'soft'}),
-}
+# The rows --methods may name: every row of configs/common.py (every method of the registry,
+# with and without ALC); the table's default rows are these.
+METHODS = common.METHOD_ROWS
+DEFAULT_METHODS = ('supervised', 'pi_model', 'pi_model_alc', 'mean_teacher', 'mean_teacher_alc',
+                   'mean_teacher_alc_soft')
 MODELS = ('cnn13', 'wrn28_2')
+
+
+def method_label(row):
+  """'MeanTeacher + ALC (soft)': the registry's label of a row's method, with its ALC."""
+  overrides = METHODS[row]
+  label = methods.get(overrides['method']).label
+  if overrides.get('alc.enabled'):
+    label += ' + ALC'
+    if overrides.get('alc.imbalance', 'none') != 'none':
+      label += f" ({overrides['alc.imbalance']})"
+  return label
 NUM_BATCHES = 4  # Distinct batches, cycled: no step sees the same input as the step before.
 QUICK_WIDTH, QUICK_STEPS = 0.25, 3
 OVERHEAD_STEPS = 8  # At least this many alternated steps each for alc_overhead (3 gave +-10%).
@@ -177,7 +183,7 @@ def make_config(args, npz, model, method, num_runs=None, run_batching='auto'):
   config.num_runs = num_runs or args.num_runs
   config.run_batching = run_batching
   config.num_train_steps = 10000  # Only shapes the lr schedule; nothing trains that long here.
-  for key, value in METHODS[method][1].items():
+  for key, value in METHODS[method].items():
     common.set_path(config, key, value)
   return config
 
@@ -195,7 +201,8 @@ class Runner:
     start = time.perf_counter()
     # Ahead-of-time compilation of the trainer's own jitted step: the same program a run executes,
     # and its cost and memory analyses come for free.
-    self.lowered = exp.train_step.lower(self.state, self.batches[0])
+    self.normalization = exp.data.normalization  # An argument of the step, like the state.
+    self.lowered = exp.compiled_train_step.lower(self.state, self.batches[0], self.normalization)
     self.compiled = self.lowered.compile()
     self.count = 0
     self.step()
@@ -204,7 +211,8 @@ class Runner:
   def step(self):
     """Runs one step to completion; returns its wall time in seconds."""
     start = time.perf_counter()
-    self.state, metrics = self.compiled(self.state, self.batches[self.count % NUM_BATCHES])
+    self.state, metrics = self.compiled(self.state, self.batches[self.count % NUM_BATCHES],
+                                        self.normalization)
     jax.block_until_ready((self.state, metrics))
     self.count += 1
     return time.perf_counter() - start
@@ -390,7 +398,7 @@ def parse_args():
                       help=f'CPU-sized: width {QUICK_WIDTH} and {QUICK_STEPS} timed steps '
                            '(unless given)')
   parser.add_argument('--models', default=','.join(MODELS))
-  parser.add_argument('--methods', default=','.join(METHODS))
+  parser.add_argument('--methods', default=','.join(DEFAULT_METHODS))
   parser.add_argument('--width', type=float, default=None, help='channel multiplier (1.0 = paper)')
   parser.add_argument('--batch-size', type=int, default=100)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
@@ -490,7 +498,7 @@ def table_section(args, npz, models, methods, mfu_peaks, results):
       # The MT and MT + ALC steps of the overhead model stay alive for alc_overhead.
       r = time_steps(config, args.steps, keep=model == overhead_model and
                      method in ('mean_teacher', 'mean_teacher_alc'))
-      r.update(model=model, method=method, label=METHODS[method][0], width=args.width,
+      r.update(model=model, method=method, label=method_label(method), width=args.width,
                dtype=args.dtype, batch=args.batch_size, runs=args.num_runs)
       rows.append(r)
       print(f'  measured {model} {r["label"]}: {r["images_per_second"]:.1f} img/s', flush=True)
@@ -635,6 +643,10 @@ def print_alc_overhead(args, results):
 
 
 def main():
+  # First, before anything starts JAX's backend: the benchmark measures the set-up users get from
+  # the entry points (alc_jax/cpu_setup.py), and a --levers row the one its ALC_JAX_CPU_DEFAULTS
+  # asks for; importing alc_jax does not apply it.
+  cpu_setup.configure()
   parser, args = parse_args()
   if args.lever_child:
     lever_child(args)

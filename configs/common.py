@@ -5,27 +5,20 @@ experiment config is `default` + `dataset_defaults(...)` + `apply_row(...)`. The
 config file are chosen with its argument: `--config=configs/svhn_250.py:pi_model_alc`.
 """
 
+from alc_jax import methods
 from configs import default
 
-# Short row name -> config overrides (dotted keys). Rows not listed in a config's ROWS still load:
-# every config accepts every row, ROWS only says which ones the paper's table has.
-METHOD_ROWS = {
-    'supervised': {'method': 'supervised'},
-    'pseudo_label': {'method': 'pseudo_label'},
-    'sntg': {'method': 'sntg'},
-    'vat': {'method': 'vat'},
-    'vat_entmin': {'method': 'vat_entmin'},
-    'mean_teacher': {'method': 'mean_teacher'},
-    'mean_teacher_alc': {'method': 'mean_teacher', 'alc.enabled': True},
-    'mean_teacher_alc_hard': {'method': 'mean_teacher', 'alc.enabled': True,
-                              'alc.imbalance': 'hard'},
-    'mean_teacher_alc_soft': {'method': 'mean_teacher', 'alc.enabled': True,
-                              'alc.imbalance': 'soft'},
-    'pi_model': {'method': 'pi_model'},
-    'pi_model_alc': {'method': 'pi_model', 'alc.enabled': True},
-    'pi_model_alc_hard': {'method': 'pi_model', 'alc.enabled': True, 'alc.imbalance': 'hard'},
-    'pi_model_alc_soft': {'method': 'pi_model', 'alc.enabled': True, 'alc.imbalance': 'soft'},
-}
+# Short row name -> config overrides (dotted keys), for every method of the registry
+# (alc_jax/methods/): 'ROW' alone, 'ROW_alc' with ALC, and 'ROW_alc_hard' / 'ROW_alc_soft' with
+# the imbalance weights of Eq. 14 / 15. Rows not listed in a config's ROWS still load: every config
+# accepts every row, ROWS only says which ones the paper's table has.
+METHOD_ROWS = {}
+for _name in methods.NAMES:
+  METHOD_ROWS[_name] = {'method': _name}
+  METHOD_ROWS[f'{_name}_alc'] = {'method': _name, 'alc.enabled': True}
+  for _imbalance in ('hard', 'soft'):
+    METHOD_ROWS[f'{_name}_alc_{_imbalance}'] = {'method': _name, 'alc.enabled': True,
+                                                'alc.imbalance': _imbalance}
 
 # Named readings of ALC (the switches of configs/default.py's alc section), chosen by a row suffix:
 # `--config=configs/fashion_mnist_250.py:mean_teacher_alc@paper`. Each sets every switch, so a
@@ -79,7 +72,8 @@ DATASET_DEFAULTS = {
     # the 2-of-32 pixels of the small-image recipe) make the student's and teacher's views differ.
     'imagenet': {'dataset.name': 'imagenet_1pct', 'model.name': 'resnet18', 'batch_size': 240,
                  'labeled_batch_size': 120, 'consistency_weight': 10.0, 'alc.weight': 1.0,
-                 'augment.flip': True, 'augment.translate': 16, 'weight_decay': 1e-4},
+                 'augment.flip': True, 'augment.translate': 16, 'weight_decay': 1e-4,
+                 'eval_top5': True},
 }
 
 

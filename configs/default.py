@@ -12,7 +12,8 @@ def get_config():
   config = ml_collections.ConfigDict()
 
   # --- What to train -------------------------------------------------------------------------
-  # One of: supervised, pseudo_label, pi_model, mean_teacher, sntg, vat, vat_entmin.
+  # A name of the method registry (alc_jax/methods/): supervised, pseudo_label, pi_model,
+  # mean_teacher, sntg, vat, vat_entmin.
   config.method = 'mean_teacher'
   config.seed = 0  # Seeds initialisation, dropout/augmentation noise and (unless split_seed) the label split.
   # Independent runs trained side by side in one compiled program (vmap over runs); run r uses
@@ -127,6 +128,7 @@ def get_config():
   config.dataset.zca = False  # ZCA whitening (CIFAR-10 option of the Mean Teacher reference).
   config.dataset.image_size = 224  # ImageNet crops only.
   config.dataset.eval_examples = -1  # Evaluate on the first N test examples; -1 = all of them.
+  config.eval_top5 = False  # Also report top-5 accuracy (Table 4, ImageNet's 1000 classes).
 
   # --- Batches and augmentation (Sec. 5; the Temporal Ensembling / Mean Teacher recipe) -------------
   config.batch_size = 100  # Global batch (all devices, all hosts).
@@ -165,4 +167,9 @@ def get_config():
   config.keep_checkpoints = 3
   config.eval_batch_size = 500
   config.progress_every_seconds = 30.0  # Terminal progress line (steps/s, ETA, latest accuracy).
+  # num_train_steps and num_epochs set the length of the cosine learning-rate schedule, so a
+  # resumption that changes them is refused (config_lib.check_workdir): the run would continue on
+  # another schedule from the resumed step, and the rate would jump there. True accepts that
+  # (e.g. to extend a finished run on purpose); its config.json then records the new values.
+  config.allow_schedule_change = False
   return config

@@ -10,8 +10,9 @@ Experiments and rows come from the sweep's layout, root/<config stem>/<row>/seed
 Each run of a results.json counts as one seed (a job with num_runs = 3 gives 3 seeds). Ours is the
 mean +- std (numpy's std, ddof = 0, like results.json's summary) of the test accuracy at the end
 of training ('final') over seeds, beside the paper's number (launch/paper_numbers.py).
-'auto' reports the teacher (EMA) model for Mean Teacher (as the Mean Teacher paper does) and the
-student otherwise. Under imbalanced label splits a per-class table and plot rank each run's
+'auto' reports the model results.json names as `reported_model` (its method's choice in the
+registry: the teacher (EMA) for Mean Teacher, as the Mean Teacher paper does, the student
+otherwise). Under imbalanced label splits a per-class table and plot rank each run's
 classes by their number of labels (results.json `labeled_class_prior`) and report the classes
 with the most and the fewest labels. Every row is also compared with the mean_teacher, pi_model
 and supervised rows (--paired-against), paired by seed and label split. Plots (matplotlib, Agg):
@@ -37,9 +38,10 @@ for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     sys.path.insert(0, path)
 
 import paper_numbers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-NAMES = {'supervised': 'Supervised', 'pseudo_label': 'Pseudo-Label', 'pi_model': 'Π model',
-         'mean_teacher': 'MeanTeacher', 'sntg': 'SNTG', 'vat': 'VAT', 'vat_entmin': 'VAT + EntMin'}
+# The methods' names in tables: the registry's labels (alc_jax/methods/).
+NAMES = {name: method.label for name, method in methods.REGISTRY.items()}
 SEED_DIR = re.compile(r'^seeds?\d+(-\d+)?$')  # seed3, seed0-2 (sweep.py), seeds0-2.
 RATIO_SUFFIX = re.compile(r'_ratio[0-9.]+$')
 # similarity_same_class is over all pairs with every example's true label (runs from before the
@@ -76,6 +78,9 @@ def metric_key(results, metric, split='test'):
   prefix = '' if split == 'test' else f'{split}_'
   if metric != 'auto':
     return f'{prefix}{metric}_accuracy'
+  if 'reported_model' in results:  # The run says which model its method reports.
+    return f'{prefix}{results["reported_model"]}_accuracy'
+  # Runs from before results.json said it: the teacher for Mean Teacher (and SNTG on it).
   config = results.get('config', {})
   base = config.get('sntg', {}).get('base') if results['method'] == 'sntg' else results['method']
   teacher = base == 'mean_teacher' and 'teacher_accuracy' in results.get('final', {})

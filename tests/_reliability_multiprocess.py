@@ -60,7 +60,7 @@ def main(npz, out, process_id, num_processes, port, steps, *extra):
     return np.asarray(x.addressable_data(0))
 
   tree = {'params': state.params, 'batch_stats': state.batch_stats,
-          'teacher': ema.teacher_params(state.opt_state)}
+          'teacher': ema.get_teacher(state.opt_state)}
   flat = {jax.tree_util.keystr(path): local(leaf)
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
   flat['losses'] = np.stack([local(x) for x in losses])

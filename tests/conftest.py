@@ -23,10 +23,13 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _XLA_CACHE = os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='alc_jax_xla_')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
-# First, before any test touches JAX: the tests run under the CPU set-up users get
+# First, before any test touches JAX: the tests run under the CPU set-up the entry points apply
 # (alc_jax/cpu_setup.py: Eigen convolutions, one device per core; tiny_config's batch of 16 splits
-# over them). Tests that need a particular device count set it in a subprocess.
-import alc_jax  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
+# over them). Importing alc_jax does not apply it. Tests that need a particular device count set it
+# in a subprocess.
+from alc_jax import cpu_setup  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+cpu_setup.configure()
 
 
 def make_tiny_images(n, num_classes, size, rng):

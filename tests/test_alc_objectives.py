@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alc_jax import objectives, train
+from alc_jax import methods, train
 from configs import common
 from tests.conftest import tiny_config
 
@@ -45,12 +45,13 @@ def test_alc_variant_trains_and_logs_its_monitors(tiny_npz, name):
 def _grads(exp, batch):
   """Gradient of one run's loss at the initial state, with the step's metrics."""
   state = jax.tree.map(lambda a: a[0], exp.initial_state)
-  batch = {k: v[0] for k, v in batch.items()}
-  loss = functools.partial(objectives.compute_loss, model=exp.model, config=exp.config,
-                           normalization=exp.data.normalization, rampup_steps=0.0)
-  grads, (metrics, _, _) = jax.jit(jax.grad(loss, has_aux=True))(
-      state.params, state, batch, jax.random.key(0))
-  return grads, metrics
+  batch = {k: v[0] for k, v in batch.items() if k != 'diagnostic_label'}
+  loss = functools.partial(methods.loss_fn, method=exp.method, model=exp.model,
+                           config=exp.config, normalization=exp.data.normalization,
+                           rampup_steps=0.0)
+  grads, aux = jax.jit(jax.grad(loss, has_aux=True))(state.params, state, batch,
+                                                     jax.random.key(0))
+  return grads, aux['metrics']
 
 
 def test_decoupled_graph_trains_the_head_by_its_own_loss_only(tiny_npz):

@@ -54,10 +54,63 @@ def test_workdir_of_a_different_config_is_refused(tiny_npz, tmp_path):
     config_lib.check_workdir(tiny_config(tiny_npz, seed=0), str(tmp_path))
   message = str(error.value)
   assert 'seed: 1 -> 0' in message and 'new --workdir' in message, message
-  # The same config resumes; bookkeeping fields (the run's length, logging) may change.
+  # The same config resumes; bookkeeping fields (logging, checkpoints) may change.
   config_lib.check_workdir(tiny_config(tiny_npz, seed=1), str(tmp_path))
-  config_lib.check_workdir(tiny_config(tiny_npz, seed=1, num_train_steps=999,
-                                       log_every_steps=7, keep_checkpoints=1), str(tmp_path))
+  config_lib.check_workdir(tiny_config(tiny_npz, seed=1, log_every_steps=7, keep_checkpoints=1,
+                                       eval_every_steps=3, progress_every_seconds=1.0),
+                           str(tmp_path))
   with pytest.raises(config_lib.ConfigError, match='learning_rate'):
     config_lib.check_workdir(tiny_config(tiny_npz, seed=1, learning_rate=0.5), str(tmp_path))
   config_lib.check_workdir(tiny_config(tiny_npz), str(tmp_path / 'fresh'))  # No config.json yet.
+
+
+def _workdir_of(config, tmp_path):
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump(config.to_dict(), f)
+  return str(tmp_path)
+
+
+@pytest.mark.parametrize('old,new,field', [
+    ({'num_train_steps': 300}, {'num_train_steps': 600}, 'num_train_steps'),
+    ({'num_train_steps': 300}, {'num_train_steps': -1}, 'num_train_steps'),
+    ({'num_train_steps': -1, 'num_epochs': 400.0}, {'num_train_steps': -1, 'num_epochs': 200.0},
+     'num_epochs'),
+], ids=['steps', 'steps_to_epochs', 'epochs'])
+def test_a_changed_learning_rate_schedule_is_refused(tiny_npz, tmp_path, old, new, field):
+  """num_train_steps and num_epochs set the cosine schedule's length: resuming with another one
+  would join two schedules, quietly."""
+  workdir = _workdir_of(tiny_config(tiny_npz, **old), tmp_path)
+  with pytest.raises(config_lib.ConfigError) as error:
+    config_lib.check_workdir(tiny_config(tiny_npz, **new), workdir)
+  message = str(error.value)
+  assert f'config.{field}: {old[field]!r} -> {new[field]!r}' in message, message
+  assert f'--config.{field}={old[field]!r}' in message, message  # The value that resumes.
+  assert 'new --workdir' in message and '--config.allow_schedule_change=True' in message, message
+  assert '\n' not in message
+  # Opting in accepts it, and so does the old value.
+  config_lib.check_workdir(tiny_config(tiny_npz, allow_schedule_change=True, **new), workdir)
+  config_lib.check_workdir(tiny_config(tiny_npz, **old), workdir)
+
+
+def test_num_epochs_may_change_while_num_train_steps_sets_the_schedule(tiny_npz, tmp_path):
+  workdir = _workdir_of(tiny_config(tiny_npz, num_train_steps=300, num_epochs=400.0), tmp_path)
+  config_lib.check_workdir(tiny_config(tiny_npz, num_train_steps=300, num_epochs=10.0), workdir)
+
+
+def test_allow_schedule_change_is_bookkeeping_and_off_by_default(tiny_npz, tmp_path):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  assert default.get_config().allow_schedule_change is False
+  assert 'allow_schedule_change' in config_lib.BOOKKEEPING
+  assert not set(config_lib.SCHEDULE) & set(config_lib.BOOKKEEPING)
+  # A run started with the switch on resumes with it off (the schedule unchanged), and back.
+  workdir = _workdir_of(tiny_config(tiny_npz, allow_schedule_change=True), tmp_path)
+  config_lib.check_workdir(tiny_config(tiny_npz), workdir)
+
+
+def test_a_config_json_without_the_schedule_fields_resumes(tiny_npz, tmp_path):
+  """A config.json without them (nothing to compare against) is no schedule change."""
+  saved = tiny_config(tiny_npz).to_dict()
+  del saved['num_train_steps'], saved['num_epochs']
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump(saved, f)
+  config_lib.check_workdir(tiny_config(tiny_npz, num_train_steps=5), str(tmp_path))

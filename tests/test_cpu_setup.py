@@ -1,10 +1,12 @@
-"""The CPU set-up of `import alc_jax` (alc_jax/cpu_setup.py): where the compiled train step's
-convolutions run, one device per core, and that nothing the user set is overridden."""
+"""The CPU set-up that the entry points apply with `cpu_setup.configure()` (alc_jax/cpu_setup.py):
+importing alc_jax applies nothing, where the compiled train step's convolutions run, one device per
+core, that nothing the user set is overridden, and that a call that comes too late says so."""
 
 import json
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import pytest
@@ -17,29 +19,56 @@ COMPILE_SCRIPT = r'''
 import json, sys
 sys.modules.setdefault('tensorflow', None)
 import jax
-from alc_jax import cpu_setup, train
+from alc_jax import cpu_setup
+cpu_setup.configure()  # As the entry points do, first thing.
+from alc_jax import train
 from tests.conftest import tiny_config
 exp = train.create_experiment(tiny_config({npz!r}))
-text = exp.train_step.lower(exp.initial_state, next(exp.train_batches())).compile().as_text()
+text = exp.compiled_train_step.lower(exp.initial_state, next(exp.train_batches()),
+                                     exp.data.normalization).compile().as_text()
 print(json.dumps({{'applied': cpu_setup.applied, 'devices': jax.device_count(),
                   'mesh': len(exp.devices), 'convs': text.count(' convolution('),
                   'ynn_convs': cpu_setup.ynn_convolutions(text)}}))
 '''
 
-# Imports alc_jax after `before` and reports what the set-up did (no compilation).
+# Runs `before`, then configure() as a notebook's first cell does, and again (which must change
+# nothing); reports what the set-up did and what it warned (no compilation).
 REPORT_SCRIPT = r'''
-import json, os, jax
+import json, os, warnings, jax
 {before}
 import alc_jax
-from alc_jax import cpu_setup
-print(json.dumps({{'applied': cpu_setup.applied, 'xla_flags': os.environ.get('XLA_FLAGS'),
+with warnings.catch_warnings(record=True) as caught:
+  warnings.simplefilter('always')
+  alc_jax.cpu_setup.configure()
+  flags_once = os.environ.get('XLA_FLAGS')
+  again = alc_jax.cpu_setup.configure()  # Idempotent: the second call changes nothing.
+print(json.dumps({{'applied': alc_jax.cpu_setup.applied, 'xla_flags': os.environ.get('XLA_FLAGS'),
+                  'flags_once': flags_once, 'again_same': again is alc_jax.cpu_setup.applied,
+                  'warned': [str(w.message) for w in caught if 'cpu_setup' in str(w.message)],
                   'devices': jax.device_count() if {count} else None}}))
+'''
+
+# Imports the package and the modules a notebook uses, reports what that changed, then calls
+# configure() if asked and counts the devices (which starts the backend: so last).
+IMPORT_SCRIPT = r'''
+import json, os
+import jax
+from jax._src import xla_bridge
+import alc_jax, alc_jax.losses, alc_jax.models, alc_jax.train
+got = {{'xla_flags': os.environ.get('XLA_FLAGS'), 'num_cpu_devices': jax.config.jax_num_cpu_devices,
+        'applied': dict(alc_jax.cpu_setup.applied),
+        'backend_started': xla_bridge.backends_are_initialized()}}
+if {configure}:
+  alc_jax.cpu_setup.configure()
+got.update(devices=jax.device_count(), xla_flags_after=os.environ.get('XLA_FLAGS'),
+           applied_after=alc_jax.cpu_setup.applied)
+print(json.dumps(got))
 '''
 
 
 def _env(**changes):
   """This process' environment without the settings the set-up looks at (the test process has its
-  own XLA_FLAGS from conftest's `import alc_jax`), plus `changes`."""
+  own XLA_FLAGS from conftest's `cpu_setup.configure()`), plus `changes`."""
   env = {k: v for k, v in os.environ.items()
          if k not in ('XLA_FLAGS', 'JAX_NUM_CPU_DEVICES', cpu_setup.ENV)}
   env.update(JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
@@ -50,6 +79,38 @@ def _env(**changes):
 def _last_json(proc):
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _expected_set_up():
+  """What configure() sets in a fresh process of _env(): (applied, devices)."""
+  cores = cpu_setup.num_cores()
+  knows = cpu_setup.xla_knows(*cpu_setup._EIGEN_CONVS_NEEDS)  # pylint: disable=protected-access
+  convs = {'XLA_FLAGS': cpu_setup.EIGEN_CONVS} if knows else {}
+  devices = {'jax_num_cpu_devices': cores} if cores > 1 else {}
+  return convs, devices
+
+
+def test_importing_alc_jax_changes_nothing_until_configure_is_called():
+  # Both at once, fresh interpreters with no XLA_FLAGS, JAX_NUM_CPU_DEVICES or
+  # ALC_JAX_CPU_DEFAULTS: the imports alone, and the imports followed by configure().
+  procs = [subprocess.Popen([sys.executable, '-c', IMPORT_SCRIPT.format(configure=configure)],
+                            cwd=ROOT, env=_env(), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+           for configure in (False, True)]
+  imported, configured = [
+      _last_json(subprocess.CompletedProcess(p.args, p.wait(300), *p.communicate()))
+      for p in procs]
+  for got in (imported, configured):  # Whatever follows, the imports themselves set nothing.
+    assert got['xla_flags'] is None and got['num_cpu_devices'] == -1, got
+    assert got['applied'] == {} and not got['backend_started'], got
+  # Without configure(): JAX's defaults, one CPU device and no flags.
+  assert imported['devices'] == 1 and imported['xla_flags_after'] is None, imported
+  assert imported['applied_after'] == {}, imported
+  # configure() then applies the set-up.
+  convs, devices = _expected_set_up()
+  assert configured['applied_after'] == convs | devices, configured
+  assert configured['devices'] == cpu_setup.num_cores(), configured
+  assert configured['xla_flags_after'] == convs.get('XLA_FLAGS'), configured
 
 
 def test_compiled_train_step_runs_convolutions_by_eigen_on_every_core(tiny_npz):
@@ -94,9 +155,7 @@ def test_the_set_up_never_overrides_the_user(case, before, env, count):
                         cwd=ROOT, env=_env(**env), capture_output=True, text=True, timeout=120)
   got = _last_json(proc)
   cores = cpu_setup.num_cores()
-  knows = cpu_setup.xla_knows(*cpu_setup._EIGEN_CONVS_NEEDS)  # pylint: disable=protected-access
-  convs = {'XLA_FLAGS': cpu_setup.EIGEN_CONVS} if knows else {}
-  devices = {'jax_num_cpu_devices': cores} if cores > 1 else {}
+  convs, devices = _expected_set_up()
   user_flags = env.get('XLA_FLAGS')
   want = {
       'default': (convs | devices, cores),
@@ -113,7 +172,14 @@ def test_the_set_up_never_overrides_the_user(case, before, env, count):
   assert (got['applied'], got['devices']) == want, got
   # XLA_FLAGS: the user's, with the Eigen flag appended where it was applied.
   expected_flags = ' '.join(f for f in (user_flags, got['applied'].get('XLA_FLAGS')) if f) or None
-  assert got['xla_flags'] == expected_flags, got
+  assert got['xla_flags'] == got['flags_once'] == expected_flags, got
+  assert got['again_same'], got
+  # Only a call that comes after JAX started, with something left to set, warns, naming the fix.
+  if case == 'backend_already_started' and convs | devices:
+    assert len(got['warned']) == 1 and 'too late' in got['warned'][0], got
+    assert 'alc_jax.cpu_setup.configure()' in got['warned'][0], got
+  else:
+    assert got['warned'] == [], got
 
 
 def test_the_flag_is_only_added_when_this_jaxlib_knows_it(monkeypatch):
@@ -132,6 +198,26 @@ def test_the_flag_is_only_added_when_this_jaxlib_knows_it(monkeypatch):
     assert os.environ.get('XLA_FLAGS') == want
     assert cpu_setup.configure() is cpu_setup.applied  # Idempotent: a second call does nothing.
     assert os.environ.get('XLA_FLAGS') == want
+
+
+def test_a_call_after_jax_started_warns_once_and_sets_nothing(monkeypatch):
+  monkeypatch.setattr(cpu_setup, 'applied', {})
+  monkeypatch.setattr(cpu_setup, '_backends_initialized', lambda: True)
+  monkeypatch.setattr(cpu_setup, '_cpu_is_default_backend', lambda: True)
+  monkeypatch.setattr(cpu_setup, 'xla_knows', lambda *needles: True)
+  monkeypatch.delenv('XLA_FLAGS', raising=False)
+  monkeypatch.setenv(cpu_setup.ENV, 'convs')
+  monkeypatch.setattr(cpu_setup, '_configured', False)
+  with pytest.warns(RuntimeWarning, match=r'too late to set XLA_FLAGS.*Call it first thing'):
+    assert cpu_setup.configure() == {}
+  assert 'XLA_FLAGS' not in os.environ
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    assert cpu_setup.configure() == {}  # Once: the second call is silent.
+    # Opted out: nothing would be set, so there is nothing to warn about.
+    monkeypatch.setattr(cpu_setup, '_configured', False)
+    monkeypatch.setenv(cpu_setup.ENV, '0')
+    assert cpu_setup.configure() == {}
 
 
 def test_levers_from_the_environment():

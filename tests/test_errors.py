@@ -31,6 +31,8 @@ def _exit_message(monkeypatch, error):
     (DataError('x.npz: y_test has label 7'), 'Data error: x.npz: y_test has label 7'),
     (DataFileNotFoundError('no such file'), 'Data error: no such file'),
     (workdir_lock.WorkdirInUse('/w is in use'), 'Workdir in use: /w is in use'),
+    (checkpointing.CheckpointMismatch('the checkpoint /w/3 holds another train state'),
+     'Checkpoint error: the checkpoint /w/3 holds another train state'),
 ])
 def test_fixable_errors_exit_with_one_line(monkeypatch, error, prefix):
   message = _exit_message(monkeypatch, error)

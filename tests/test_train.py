@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from alc_jax import ema, objectives, train
+from alc_jax import ema, methods, train
 from tests.conftest import tiny_config
 
 
@@ -44,29 +44,58 @@ def test_teacher_is_the_ema_of_the_student(tiny_npz):
     state, _ = exp.train_step(state, batch)
     alpha = min(1.0 - 1.0 / (t + 1.0), decay)  # Eq. 2 with the reference's ramp.
     teacher = [alpha * a + (1 - alpha) * s for a, s in zip(teacher, leaves(state.params))]
-  for got, want in zip(leaves(ema.teacher_params(state.opt_state)), teacher):
+  for got, want in zip(leaves(ema.get_teacher(state.opt_state).params), teacher):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize('method', ['mean_teacher', 'pi_model'])
-def test_consistency_gradient_never_reaches_the_teacher(tiny_npz, method):
-  exp = train.create_experiment(tiny_config(tiny_npz, method=method,
-                                            consistency_rampup_epochs=0.0))
+@pytest.mark.parametrize('method,has_teacher', [('mean_teacher', True), ('pi_model', False),
+                                                ('supervised', False)])
+def test_only_a_method_with_a_teacher_keeps_and_evaluates_one(tiny_npz, method, has_teacher):
+  # The teacher is absent (not a copy) without one, and only the student is evaluated.
+  exp = train.create_experiment(tiny_config(tiny_npz, method=method))
+  state, _ = _steps(exp, 1)
+  teacher = ema.find_teacher(state.opt_state)
+  assert (teacher is not None) == has_teacher
+  assert exp.models == (('student', 'teacher') if has_teacher else ('student',))
+  result = exp.evaluate(state)
+  assert ('teacher_accuracy' in result) == has_teacher and 'student_accuracy' in result
+  if has_teacher:  # Parameters and BatchNorm statistics in one place, updated together.
+    assert set(teacher._fields) == {'params', 'batch_stats'}
+    assert jax.tree.structure(teacher.batch_stats) == jax.tree.structure(state.batch_stats)
+    assert any(not np.allclose(t, s) for t, s in zip(leaves(teacher.batch_stats),
+                                                     leaves(state.batch_stats)))
+
+
+@pytest.mark.parametrize('alc', [False, True])
+def test_consistency_gradient_never_reaches_the_teacher(tiny_npz, alc):
+  exp = train.create_experiment(tiny_config(tiny_npz, method='mean_teacher',
+                                            consistency_rampup_epochs=0.0,
+                                            **{'alc.enabled': alc}))
   state = jax.tree.map(lambda a: a[0], exp.initial_state)
   batch = jax.tree.map(lambda a: np.asarray(a)[0], next(exp.train_batches()))
+  batch.pop('diagnostic_label')
+  teacher = ema.get_teacher(state.opt_state)
 
-  def loss(student, teacher):
-    opt_state = list(state.opt_state)
-    opt_state[-1] = opt_state[-1]._replace(teacher=teacher)
-    s = state.replace(opt_state=tuple(opt_state))
-    return objectives.compute_loss(student, s, batch, jax.random.key(0), model=exp.model,
-                                   config=exp.config, normalization=exp.data.normalization,
-                                   rampup_steps=0.0)[0]
+  def loss(student, teacher_params):
+    s = state.replace(opt_state=ema.replace_teacher(
+        state.opt_state, teacher._replace(params=teacher_params)))
+    return methods.loss_fn(student, s, batch, jax.random.key(0), method=exp.method,
+                           model=exp.model, config=exp.config,
+                           normalization=exp.data.normalization, rampup_steps=0.0)[0]
 
-  g_student, g_teacher = jax.grad(loss, argnums=(0, 1))(
-      state.params, ema.teacher_params(state.opt_state))
+  g_student, g_teacher = jax.grad(loss, argnums=(0, 1))(state.params, teacher.params)
   assert all(np.all(g == 0) for g in leaves(g_teacher))
   assert any(np.any(g != 0) for g in leaves(g_student))
+
+
+def test_the_loss_cannot_see_the_true_labels_of_unlabeled_rows(tiny_npz):
+  exp = train.create_experiment(tiny_config(tiny_npz))
+  state = jax.tree.map(lambda a: a[0], exp.initial_state)
+  batch = jax.tree.map(lambda a: np.asarray(a)[0], next(exp.train_batches()))
+  with pytest.raises(ValueError, match='diagnostic_label'):
+    methods.loss_fn(state.params, state, batch, jax.random.key(0), method=exp.method,
+                    model=exp.model, config=exp.config, normalization=exp.data.normalization,
+                    rampup_steps=0.0)
 
 
 def test_run_batching_auto_loops_over_runs_on_the_cpu_only(tiny_npz):
@@ -139,6 +168,6 @@ def test_every_method_trains(tiny_npz, overrides):
 def test_nan_guard_names_the_unbounded_attention_only_where_it_can_diverge(row, hinted):
   from configs import fashion_mnist_250  # pylint: disable=g-import-not-at-top
   with pytest.raises(FloatingPointError, match='non-finite value at step 7 in losses/alc') as err:
-    train._check_finite({'losses/alc': np.nan, 'losses/total': 1.0}, 7,
+    train._check_finite({'losses/alc': True, 'losses/total': False}, 7,
                         fashion_mnist_250.get_config(row))
   assert ('config.alc.logits=cosine' in str(err.value)) == hinted

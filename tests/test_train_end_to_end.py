@@ -116,6 +116,7 @@ def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_n
   rows.append({**rows[1], 'step': 99, 'teacher_accuracy': [7.0]})
   record.write_text(json.dumps(rows))
   config.num_train_steps = 6
+  config.allow_schedule_change = True  # A longer schedule: refused unless asked for.
   results = train.train_and_evaluate(config, workdir)
   assert results['resumed_from_step'] == 4
   assert results['best']['student_accuracy'] == [1.5]

@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, Sequence, Tuple
 import jax
 import numpy as np
 
+from alc_jax import methods
 from alc_jax.data import datasets, imagenet, sampler, splits
 from alc_jax.data.base import DataError
 from alc_jax.data.normalization import Normalization
@@ -59,8 +60,9 @@ class Pipeline(abc.ABC):
     self.config, self.seeds = config, list(seeds)
     self.train_sharding, self.eval_sharding = train_sharding, eval_sharding
     self.eval_batch_size = eval_batch_size
-    # The supervised baseline sees labeled examples only: every row of its batches is labeled.
-    self.labeled_batch_size = (config.batch_size if config.method == 'supervised'
+    # A method that learns from labels only (the supervised baseline) gets whole batches of
+    # labeled examples.
+    self.labeled_batch_size = (config.batch_size if methods.get(config.method).labeled_only
                                else config.labeled_batch_size)
     split_seed = config.dataset.split_seed  # >= 0: one label split shared by every run.
     self.split_seeds = [split_seed if split_seed >= 0 else s for s in self.seeds]
@@ -73,11 +75,19 @@ class Pipeline(abc.ABC):
   def local_eval_batches(self, name: str) -> Iterator[Dict[str, np.ndarray]]:
     """This process's rows (numpy) of evaluation set `name`, padded, with a mask."""
 
-  def train_batches(self, start_step: int = 0) -> Iterator[Batch]:
-    """Global training batches dict(image (R, B, ...), label, labeled) from `start_step` on."""
-    for local in self._local_train_batches(start_step):
-      yield {k: to_global(v, self.train_sharding, self.config.batch_size, 1)
-             for k, v in local.items()}
+  def train_batches(self, start_step: int = 0, prefetch: int = 2) -> Iterator[Batch]:
+    """Global training batches dict(image (R, B, ...), label, labeled, diagnostic_label) from
+    `start_step` on. A background thread puts up to `prefetch` batches on the devices ahead of
+    the step that uses them (flax's prefetch_to_device pattern), so the loop never waits for a
+    host-to-device copy; 0 copies on demand. close() (or a `with` block) stops the thread."""
+    local = self._local_train_batches(start_step)
+
+    def next_global(step):
+      del step  # The local iterator is already in step order.
+      return {k: to_global(v, self.train_sharding, self.config.batch_size, 1)
+              for k, v in next(local).items()}
+
+    return sampler.Prefetcher(next_global, start_step, prefetch)
 
   def eval_batches(self, name: str = 'test') -> Iterator[Batch]:
     """Global batches dict(image, label, mask) of one pass over evaluation set `name`."""

@@ -146,7 +146,7 @@ def _produce(make_batch: Callable[[int], Dict[str, np.ndarray]], step: int, out:
     step += 1
 
 
-class _Prefetcher:
+class Prefetcher:
   """Iterator over make_batch(start), make_batch(start + 1), ... filled by a daemon thread.
 
   One producer thread computes the batches in step order, so the output is identical to calling
@@ -253,7 +253,7 @@ def make_train_iterator(x_train: np.ndarray,
     return {'image': np.stack(images), 'label': np.stack(labels), 'labeled': np.stack(labeled),
             'diagnostic_label': np.stack(true_labels)}
 
-  return _Prefetcher(make_batch, start_step, prefetch)
+  return Prefetcher(make_batch, start_step, prefetch)
 
 
 def eval_batches(x: np.ndarray,

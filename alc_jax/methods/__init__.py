@@ -1,0 +1,36 @@
+"""The semi-supervised methods, one module each, and the registry that maps config.method to them.
+
+A method is a `base.Method`: what it needs (an EMA teacher, two views, labeled rows only, a
+config block) and its loss terms. ALC (alc.py) wraps any of them. To add a method: a module here
+with a `base.Method` subclass, one line in `_ALL` below, and its rows in configs/common.py.
+"""
+
+from alc_jax.methods import base
+from alc_jax.methods.alc import WithALC
+from alc_jax.methods.mean_teacher import MeanTeacher
+from alc_jax.methods.pi_model import PiModel
+from alc_jax.methods.pseudo_label import PseudoLabel
+from alc_jax.methods.sntg import SNTG
+from alc_jax.methods.supervised import Supervised
+from alc_jax.methods.vat import VAT
+from alc_jax.methods.vat_entmin import VATEntMin
+
+Method = base.Method
+loss_fn = base.loss_fn
+
+_ALL = (Supervised(), PseudoLabel(), PiModel(), MeanTeacher(), SNTG(), VAT(), VATEntMin())
+REGISTRY = {method.name: method for method in _ALL}
+NAMES = tuple(REGISTRY)  # Every valid config.method, in the paper's order of Table 2.
+
+
+def get(name: str) -> base.Method:
+  """The method registered as `name` (config.method)."""
+  if name not in REGISTRY:
+    raise KeyError(f'unknown method {name!r}; the methods are {", ".join(NAMES)}')
+  return REGISTRY[name]
+
+
+def create(config) -> base.Method:
+  """The method of `config`: config.method, wrapped in ALC when config.alc.enabled."""
+  method = get(config.method)
+  return WithALC(method) if config.alc.enabled else method

@@ -1,0 +1,100 @@
+"""ALC on top of any method: Eq. 13's pairwise term (w2 of Eq. 6), and the label-imbalance weights
+of Eq. 14 (hard) and Eq. 15 (soft) on the method's supervised and consistency terms.
+
+  total = method's total (with the weights of Eq. 14/15)
+        + w2(t) * l_alc                 (Eq. 13)
+        + graph_weight * l_graph        (decoupled graph only: trains the attention head)
+
+The switches are documented in configs/default.py (config.alc).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from alc_jax import losses
+from alc_jax.methods import base
+
+IMBALANCE_WEIGHTINGS = ('none', 'hard', 'soft')  # config.alc.imbalance: Eq. 6, Eq. 14, Eq. 15.
+OUTPUTS = ('logits', 'probs')  # config.alc.outputs: which p_i Eq. 13 compares.
+SCOPES = ('global', 'per_device')  # config.alc.scope: one S per batch, or one per device.
+
+
+class WithALC(base.Method):
+  """`method` + ALC. Its passes, teacher and settings are the method's own."""
+  needs_similarity = True
+
+  def __init__(self, method: base.Method):
+    self.method = method
+    self.name, self.label = method.name, f'{method.label} + ALC'
+    self.uses_teacher, self.labeled_only = method.uses_teacher, method.labeled_only
+    self.num_views, self.config_block = method.num_views, method.config_block
+
+  def has_teacher(self, config):
+    return self.method.has_teacher(config)
+
+  def reported_model(self, config):
+    return self.method.reported_model(config)
+
+  def targets(self, step, student):
+    return self.method.targets(step, student)
+
+  def loss(self, step, student, targets, weights=base.SampleWeights()):
+    del weights  # ALC sets them (Eq. 14 / 15).
+    total, metrics = self.method.loss(step, student, targets,
+                                      imbalance_weights(step, targets.logits))
+    alc, graph = alc_terms(step.config.alc, student, targets.logits, step.labels, step.labeled)
+    w2 = step.config.alc.weight * step.ramp
+    if graph is None:
+      total += w2 * alc
+    else:
+      total += w2 * alc + step.config.alc.graph_weight * graph
+      metrics['losses/alc_graph'] = graph
+    metrics['losses/alc'] = alc
+    metrics['weights/alc'] = w2
+    return total, metrics
+
+
+def imbalance_weights(step, target_logits):
+  """Eq. 14 (hard) / Eq. 15 (soft): 1 - r_c, r = the class shares of the labeled set, for the
+  supervised term (true classes) and the consistency term (the target's classes; soft: the
+  target's probabilities on unlabeled rows)."""
+  imbalance, prior = step.config.alc.imbalance, step.state.prior
+  if imbalance == 'none':
+    return base.SampleWeights()
+  supervised = losses.imbalance_weight(jnp.clip(step.labels, 0), prior)
+  if target_logits is None:
+    return base.SampleWeights(supervised=supervised)
+  hard = losses.imbalance_weight(jnp.argmax(target_logits, -1), prior)
+  consistency = hard if imbalance == 'hard' else jnp.where(
+      step.labeled, hard, losses.soft_imbalance_weight(target_logits, prior))
+  return base.SampleWeights(supervised=supervised, consistency=consistency)
+
+
+def alc_terms(alc, student, target_logits, labels, labeled):
+  """(l_alc of Eq. 13, the head's graph loss or None) averaged over the groups of the batch (one
+  per device for alc.scope='per_device'), each with its own S."""
+  similarity, logits = student.similarity, student.logits
+  groups = similarity.shape[0]
+  grouped = lambda a: a.reshape(groups, -1, *a.shape[1:])
+  to_outputs = (lambda z: z) if alc.outputs == 'logits' else jax.nn.softmax
+  outputs = to_outputs(logits)
+  if alc.graph == 'attention':  # The paper: Eq. 13 trains both the network and the head.
+    s = jax.lax.stop_gradient(similarity) if alc.stop_gradient_similarity else similarity
+    consistency = functools.partial(losses.label_consistency, normalization=alc.normalization,
+                                    entropy_weight=alc.entropy_weight)
+    return jnp.mean(jax.vmap(consistency)(s, grouped(outputs))), None
+  # 'decoupled': Eq. 13 with fixed S and neighbour targets; the head learns a class graph.
+  reference = logits if target_logits is None else target_logits
+  targets = to_outputs(jax.lax.stop_gradient(reference))
+  if alc.outputs == 'probs':  # A labeled neighbour's target is its label.
+    onehot = jax.nn.one_hot(jnp.clip(labels, 0), logits.shape[-1])
+    targets = jnp.where(labeled[:, None], onehot, targets)
+  consistency = functools.partial(losses.decoupled_label_consistency,
+                                  normalization=alc.normalization)
+  alc_loss = jnp.mean(jax.vmap(consistency)(similarity, grouped(outputs), grouped(targets)))
+  graph = functools.partial(losses.class_graph, threshold=alc.graph_threshold,
+                            include_self=alc.include_self)
+  target_graph = jax.vmap(graph)(grouped(labels), grouped(labeled), grouped(reference))
+  return alc_loss, jnp.mean(jax.vmap(losses.graph_loss)(similarity, target_graph))

@@ -1,0 +1,179 @@
+"""What every method shares: the step's inputs (`Step`), the student's pass, and the `Method` base.
+
+A method is an object with a name, what it needs (an EMA teacher, two augmented views, labeled
+rows only, a config block) and its objective: `targets` runs the passes beyond the student's (the
+teacher of Eq. 3, the second pass of Eq. 1) and `loss` adds up its terms. `loss_fn` (the body of
+`train.train_step`'s gradient) is the same for all of them. ALC wraps any method (alc.py).
+
+Nothing here can see the true labels of unlabeled images: the batch a loss gets has `label` = -1
+on unlabeled rows, and the diagnostics that read the true labels run outside (train.py).
+"""
+
+import dataclasses
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from alc_jax import ema, losses
+from alc_jax.data import augment
+
+
+class Student(NamedTuple):
+  """The student's pass on the first view (train mode)."""
+  inputs: jax.Array  # The augmented view it saw (VAT perturbs it).
+  logits: jax.Array  # (B, K), differentiable.
+  features: jax.Array  # (B, H, W, C) backbone features (SNTG's embeddings, ALC's head input).
+  similarity: Optional[jax.Array]  # (groups, B/groups, B/groups): ALC's S, when asked for.
+  batch_stats: Any  # The student's updated BatchNorm statistics.
+  intermediates: Any  # What the ALC head sowed (the attention-logit spread), or {}.
+
+
+class Targets(NamedTuple):
+  """What a method's passes beyond the student's produce."""
+  logits: Optional[jax.Array] = None  # z of Eq. 1 / the teacher's output of Eq. 3 (detached).
+  teacher_batch_stats: Any = None  # The teacher's statistics after its pass (Mean Teacher).
+
+
+class SampleWeights(NamedTuple):
+  """Per-example weights of the supervised and consistency terms (ALC's Eq. 14 / 15); None = 1."""
+  supervised: Optional[jax.Array] = None
+  consistency: Optional[jax.Array] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """One run's step as a method's loss sees it. Built by `loss_fn`; no true labels of unlabeled
+  rows (`labels` is -1 there)."""
+  params: Any  # Student parameters (differentiated).
+  state: Any  # The run's train.TrainState (batch statistics, optimizer state with the teacher).
+  x: jax.Array  # Normalised images (B, H, W, C), before augmentation.
+  labels: jax.Array  # int32 (B,), -1 where unlabeled.
+  labeled: jax.Array  # bool (B,).
+  keys: Dict[str, jax.Array]  # This step's random keys (see `step_keys`).
+  model: nn.Module
+  config: Any
+  ramp: jax.Array  # The sigmoid ramp-up of w1 and w2, in [0, 1].
+
+  @property
+  def w1(self):
+    """w1(t) of Eq. 6: the consistency weight after ramp-up."""
+    return self.config.consistency_weight * self.ramp
+
+  def view(self, key_name):
+    """One augmented view of the batch (translation, flip, noise); views differ by key."""
+    aug = self.config.augment
+    return augment.augment(self.keys[key_name], self.x, aug.translate, aug.flip, aug.noise_std)
+
+  def forward(self, params, batch_stats, inputs, dropout_key, with_similarity=False):
+    """The classifier in train mode: ((logits, features, similarity), variable updates)."""
+    # 'intermediates' collects the head's sown diagnostics (the attention-logit spread).
+    return self.model.apply({'params': params, 'batch_stats': batch_stats}, inputs, train=True,
+                            with_similarity=with_similarity, rngs={'dropout': dropout_key},
+                            mutable=['batch_stats', 'intermediates'] if with_similarity
+                            else ['batch_stats'])
+
+  def teacher(self) -> ema.Teacher:
+    """The EMA teacher (Eq. 2) held in the optimizer state."""
+    return ema.get_teacher(self.state.opt_state)
+
+
+# The order of the split is part of the results: a new key goes at the end.
+KEY_NAMES = ('augment', 'augment2', 'dropout', 'dropout2', 'vat')
+
+
+def step_keys(rng):
+  return dict(zip(KEY_NAMES, jax.random.split(rng, len(KEY_NAMES))))
+
+
+class Method:
+  """A semi-supervised method. Subclasses set the attributes and override `targets` / `loss`."""
+  name = ''  # config.method.
+  label = ''  # Its name in tables and logs.
+  uses_teacher = False  # An EMA teacher (Eq. 2) in the optimizer state, used by the loss.
+  labeled_only = False  # Its batches hold labeled rows only (config.labeled_batch_size unused).
+  num_views = 1  # Augmented views of the batch per step.
+  config_block = None  # The config section of its own settings (config.<block>), if any.
+  needs_similarity = False  # The student's pass also computes ALC's S (alc.WithALC).
+
+  def has_teacher(self, config) -> bool:
+    """Whether runs of `config` keep an EMA teacher (SNTG: as its base does)."""
+    del config
+    return self.uses_teacher
+
+  def reported_model(self, config) -> str:
+    """The model whose accuracy the method's papers report: 'teacher' or 'student'."""
+    del config
+    return 'student'
+
+  def targets(self, step: Step, student: Student) -> Targets:
+    """The passes beyond the student's; none by default."""
+    del step, student
+    return Targets()
+
+  def loss(self, step: Step, student: Student, targets: Targets,
+           weights: SampleWeights = SampleWeights()) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+    """(total, metrics): the total loss and the metrics it logs, each unweighted term under
+    'losses/<term>'. The supervised cross-entropy by default."""
+    sup = supervised_cross_entropy(step, student, weights)
+    return sup, {'losses/supervised': sup}
+
+
+def supervised_cross_entropy(step, student, weights):
+  """The cross-entropy of the labeled rows (weighted by 1 - r_c under Eq. 14 / 15)."""
+  return losses.cross_entropy(student.logits, step.labels, weights.supervised, step.labeled,
+                              step.config.supervised_normalization)
+
+
+class ConsistencyMethod(Method):
+  """CE + w1 * ||f(x) - z||^2 on softmax outputs (Eq. 1 / Eq. 3), z from `targets`."""
+  num_views = 2
+
+  def loss(self, step, student, targets, weights=SampleWeights()):
+    sup = supervised_cross_entropy(step, student, weights)
+    consistency = losses.softmax_mse(student.logits, targets.logits, weights.consistency)
+    return sup + step.w1 * consistency, {'losses/supervised': sup,
+                                         'losses/consistency': consistency}
+
+
+def loss_fn(params, state, batch, rng, *, method: Method, model, config, normalization,
+            rampup_steps):
+  """The loss of one run on one global batch, for `jax.value_and_grad(..., has_aux=True)`.
+
+  Args:
+    params: student parameters (differentiated).
+    state: the run's `train.TrainState`.
+    batch: `image` uint8 (B, H, W, C), `label` int32 (B,) (-1 where unlabeled), `labeled` bool.
+    rng: this step's key.
+    method: the `Method` (with ALC: `alc.WithALC`).
+    model: the `models.Classifier`.
+    normalization: the data's `Normalization` (uint8 images to network inputs).
+    rampup_steps: length of the sigmoid ramp-up of w1 and w2, in steps.
+
+  Returns:
+    (total, aux): aux = dict(metrics, batch_stats (the student's new statistics),
+    teacher_batch_stats (None without a teacher), similarity (ALC's S, detached, or None),
+    intermediates).
+  """
+  if 'diagnostic_label' in batch:
+    raise ValueError('the loss must not see diagnostic_label (true labels of unlabeled rows).')
+  step = Step(params=params, state=state, x=normalization(batch['image']), labels=batch['label'],
+              labeled=batch['labeled'], keys=step_keys(rng), model=model, config=config,
+              ramp=losses.sigmoid_rampup(state.step, rampup_steps))
+  with_similarity = method.needs_similarity
+  inputs = step.view('augment')
+  (logits, features, similarity), updates = step.forward(
+      params, state.batch_stats, inputs, step.keys['dropout'], with_similarity=with_similarity)
+  student = Student(inputs, logits, features, similarity, updates['batch_stats'],
+                    updates.get('intermediates', {}))
+  targets = method.targets(step, student)
+  total, metrics = method.loss(step, student, targets)
+  metrics['losses/total'] = total
+  metrics['weights/consistency'] = step.w1
+  correct = (jnp.argmax(logits, -1) == step.labels) & step.labeled
+  metrics['train/accuracy'] = jnp.sum(correct) / jnp.maximum(jnp.sum(step.labeled), 1)
+  return total, {'metrics': metrics, 'batch_stats': student.batch_stats,
+                 'teacher_batch_stats': targets.teacher_batch_stats,
+                 'similarity': None if similarity is None else jax.lax.stop_gradient(similarity),
+                 'intermediates': student.intermediates}

@@ -1,0 +1,16 @@
+"""Pseudo-Label (Lee 2013): CE + w1 * cross-entropy of unlabeled rows to their own argmax."""
+
+from alc_jax import losses
+from alc_jax.methods import base
+
+
+class PseudoLabel(base.Method):
+  name = 'pseudo_label'
+  label = 'Pseudo-Label'
+
+  def loss(self, step, student, targets, weights=base.SampleWeights()):
+    sup = base.supervised_cross_entropy(step, student, weights)
+    # Above config.pseudo_label_threshold only (0 = Lee's argmax, 0.95 = Oliver et al.'s).
+    pseudo = losses.pseudo_label_loss(student.logits, step.config.pseudo_label_threshold,
+                                      mask=~step.labeled)
+    return sup + step.w1 * pseudo, {'losses/supervised': sup, 'losses/pseudo_label': pseudo}

@@ -1,0 +1,135 @@
+"""Checks that a restructuring of the core changed no result: 5 steps of 2 runs per method and ALC
+variant, then every parameter, BatchNorm statistic, teacher variable, metric and accuracy.
+
+  python bench/core_equivalence.py --save /tmp/before    # on the old code
+  python bench/core_equivalence.py --compare /tmp/before # on the new code
+
+It trains on a tiny generated data set (the test suite's), so it runs anywhere in a few minutes.
+Exit status 1 if any case differs beyond --rtol (0: bitwise).
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# pylint: disable=wrong-import-position
+from alc_jax import cpu_setup
+
+cpu_setup.configure()
+import jax  # pylint: disable=g-import-not-at-top
+
+from alc_jax import train
+from tests.conftest import make_tiny_images, tiny_config
+
+BASES = ('supervised', 'pseudo_label', 'pi_model', 'mean_teacher', 'sntg', 'vat', 'vat_entmin')
+ALC_VARIANTS = ('paper', 'pairs', 'scaled', 'cosine', 'entropy', 'decoupled')
+
+
+def cases():
+  """name -> config overrides: every method alone and with the shipped ALC; Mean Teacher with every
+  ALC reading; the imbalance weights (Eq. 14, 15) on both consistency methods."""
+  from configs import common  # pylint: disable=g-import-not-at-top
+  out = {}
+  for base in BASES:
+    out[base] = {'method': base, 'alc.enabled': False}  # tiny_config's smoke config has ALC.
+    out[f'{base}+alc'] = {'method': base, 'alc.enabled': True}
+  for variant in ALC_VARIANTS:
+    out[f'mean_teacher+alc@{variant}'] = {'method': 'mean_teacher', 'alc.enabled': True,
+                                          **common.ALC_VARIANTS[variant]}
+  for base in ('mean_teacher', 'pi_model'):
+    for imbalance in ('hard', 'soft'):
+      out[f'{base}+alc_{imbalance}'] = {'method': base, 'alc.enabled': True,
+                                        'alc.imbalance': imbalance}
+  out['pseudo_label@0.5'] = {'method': 'pseudo_label', 'alc.enabled': False,
+                             'pseudo_label_threshold': 0.5}
+  out['sntg@mean_teacher'] = {'method': 'sntg', 'alc.enabled': False, 'sntg.base': 'mean_teacher'}
+  out['sntg@mean_teacher+alc_soft'] = {'method': 'sntg', 'sntg.base': 'mean_teacher',
+                                       'alc.enabled': True, 'alc.imbalance': 'soft'}
+  out['mean_teacher+alc@per_device'] = {'method': 'mean_teacher', 'alc.enabled': True,
+                                        'alc.scope': 'per_device', 'alc.include_self': False}
+  return out
+
+
+def flat(prefix, tree):
+  return {f'{prefix}/{jax.tree_util.keystr(path)}': np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def teacher_of(state):
+  """The teacher's variables, through whichever API this version of the code has."""
+  from alc_jax import ema  # pylint: disable=g-import-not-at-top
+  if hasattr(ema, 'find_teacher'):  # One owner: the EMA state in the optax state.
+    teacher = ema.find_teacher(state.opt_state)
+    return {} if teacher is None else {'params': teacher.params,
+                                       'batch_stats': teacher.batch_stats}
+  return {'params': ema.teacher_params(state.opt_state), 'batch_stats': state.teacher_batch_stats}
+
+
+def run_case(npz, overrides, steps=5):
+  config = tiny_config(npz, num_runs=2, **overrides)
+  exp = train.create_experiment(config)
+  state = exp.fresh_state() if hasattr(exp, 'fresh_state') else exp.initial_state
+  out = {}
+  for step, batch in zip(range(steps), exp.train_batches()):
+    state, metrics = exp.train_step(state, batch)
+    if hasattr(exp, 'read_metrics'):
+      metrics = exp.read_metrics(metrics)
+    out.update(flat(f'metrics{step}', {k: v for k, v in metrics.items()}))
+  out.update(flat('params', state.params))
+  out.update(flat('batch_stats', state.batch_stats))
+  out.update(flat('teacher', teacher_of(state)))
+  out.update(flat('eval', exp.evaluate_all(state)))
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--save', help='folder to write one .npz per case into')
+  parser.add_argument('--compare', help='folder of a --save run to compare with')
+  parser.add_argument('--only', default='', help='comma-separated case names (default: all)')
+  parser.add_argument('--rtol', type=float, default=0.0)
+  args = parser.parse_args()
+  rng = np.random.default_rng(0)
+  x_train, y_train = make_tiny_images(480, 4, 16, rng)
+  x_test, y_test = make_tiny_images(96, 4, 16, rng)
+  npz = os.path.join(tempfile.mkdtemp(), 'tiny.npz')
+  np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+  selected = {k: v for k, v in cases().items()
+              if not args.only or k in args.only.split(',')}
+  failed = []
+  for name, overrides in selected.items():
+    got = run_case(npz, overrides)
+    if args.save:
+      os.makedirs(args.save, exist_ok=True)
+      np.savez(os.path.join(args.save, f'{name}.npz'), **got)
+      print(f'{name}: saved {len(got)} arrays', flush=True)
+    if args.compare:
+      want = dict(np.load(os.path.join(args.compare, f'{name}.npz')))
+      # Keys only one side has: the teacher of a method without one, renamed metrics.
+      only_old, only_new = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+      worst, where = 0.0, ''
+      for key in sorted(set(want) & set(got)):
+        a, b = want[key].astype(np.float64), got[key].astype(np.float64)
+        diff = np.max(np.abs(a - b) / (np.abs(a) + 1e-12)) if a.size else 0.0
+        if a.shape != b.shape:
+          diff = np.inf
+        if diff > worst:
+          worst, where = diff, key
+      ok = worst <= args.rtol
+      failed += [] if ok else [name]
+      print(f'{name}: {"equal" if worst == 0 else f"max rel diff {worst:.2e} at {where}"}'
+            f'{"" if ok else "  <-- DIFFERS"}; only before: {only_old[:4]}{"..." if len(only_old) > 4 else ""}'
+            f' only after: {only_new[:4]}{"..." if len(only_new) > 4 else ""}', flush=True)
+  if failed:
+    print(f'{len(failed)} case(s) differ: {", ".join(failed)}')
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  main()

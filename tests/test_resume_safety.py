@@ -1,0 +1,150 @@
+"""Resumes that cannot quietly go wrong (issue 28): a checkpoint is skipped (and the run falls
+back to an older one, cutting its metrics back) only when it is provably corrupt. A checkpoint of
+another train state, or one the storage cannot serve just now, stops the run with a one-line
+error and stays where it is. (The skipped, corrupt ones: tests/test_checkpointing.py.)"""
+
+import errno
+
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from etils import epath
+
+from alc_jax import checkpointing
+from tests.conftest import corrupt_checkpoint
+
+
+def _state(value, **changes):
+  """A small train-state-like tree of jnp arrays; `changes` replace or add leaves of 'params'."""
+  params = {'w': jnp.full((16, 4), value, jnp.float32), 'b': jnp.arange(4.0) + value}
+  params.update(changes)
+  return {'params': params, 'step': jnp.asarray(value, jnp.int32)}
+
+
+def _save(directory, states):
+  manager = checkpointing.Manager(str(directory), max_to_keep=5)
+  for step, state in states.items():
+    manager.save(step, state)
+  manager.wait()
+
+
+def _listing(directory):
+  return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize('target,fragment', [
+    (_state(0, extra=jnp.zeros(3)), 'params.extra is missing from the checkpoint'),
+    (_state(0, w=jnp.zeros((16, 8))), 'params.w is float32[16, 4] in the checkpoint but '
+                                     'float32[16, 8] here'),
+    (_state(0, b=jnp.zeros(4, jnp.int32)), 'params.b is float32[4] in the checkpoint but '
+                                          'int32[4] here'),
+    ({'params': {'w': jnp.zeros((16, 4))}, 'step': jnp.asarray(0)},
+     'params.b is in the checkpoint only'),
+], ids=['extra_leaf', 'shape', 'dtype', 'missing_leaf'])
+def test_a_checkpoint_of_another_train_state_is_refused_and_kept(tmp_path, target, fragment):
+  # The run stops at the newest checkpoint; step 1, as mismatched, is never tried.
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
+  with pytest.raises(checkpointing.CheckpointMismatch) as error:
+    manager.restore_latest(target)
+  message = str(error.value)
+  assert fragment in message, message
+  assert f'the checkpoint {tmp_path / "2"} ' in message, message
+  assert 'new --workdir' in message and 'code and config that wrote it' in message, message
+  assert '\n' not in message
+  assert isinstance(error.value, ValueError) and isinstance(error.value,
+                                                            checkpointing.CheckpointError)
+  assert _listing(tmp_path) == ['1', '2']  # Nothing moved aside.
+
+
+def test_a_mismatch_does_not_fall_back_to_an_older_checkpoint_that_fits(tmp_path, monkeypatch):
+  """Step 1 fits the target, step 2 (a changed backbone, say) does not: falling back to step 1
+  would quietly resume an older run; the error comes before any array is restored."""
+  _save(tmp_path, {1: _state(1, w=jnp.zeros((16, 8))), 2: _state(2)})
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
+  restored = []
+  monkeypatch.setattr(manager._manager, 'restore', lambda *a, **k: restored.append(a))
+  with pytest.raises(checkpointing.CheckpointMismatch, match='params.w'):
+    manager.restore_latest(_state(0, w=jnp.zeros((16, 8))))
+  assert not restored
+  assert _listing(tmp_path) == ['1', '2']
+
+
+def test_storage_errors_are_raised_not_skipped(tmp_path, monkeypatch):
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
+
+  def restore(*args, **kwargs):
+    del args, kwargs
+    raise OSError(errno.EIO, 'Input/output error')
+  monkeypatch.setattr(manager._manager, 'restore', restore)
+  with pytest.raises(checkpointing.CheckpointUnavailable) as error:
+    manager.restore_latest(_state(0))
+  message = str(error.value)
+  assert f'the checkpoint {tmp_path / "2"} could not be read' in message, message
+  assert 'Input/output error' in message and 'rerun the same command' in message, message
+  assert '\n' not in message and not message.startswith('[Errno')
+  assert error.value.errno == errno.EIO and isinstance(error.value, OSError)
+  assert _listing(tmp_path) == ['1', '2']
+
+
+def test_a_storage_error_behind_a_decode_error_is_not_taken_for_corruption(tmp_path, monkeypatch):
+  """tensorstore reports a failed read as a ValueError: only when every file of the step reads
+  back in full is the checkpoint called corrupt. Here the data does not decode (truncated) and a
+  data file cannot be read now (EIO): that proves nothing, so nothing is skipped."""
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  corrupt_checkpoint(tmp_path / '2')
+  path_class = type(epath.Path(tmp_path))
+  original_open = path_class.open
+
+  def open_(self, *args, **kwargs):
+    if self.parent.name == 'd' and str(tmp_path / '2') in str(self):
+      raise OSError(errno.EIO, 'Input/output error', str(self))
+    return original_open(self, *args, **kwargs)
+  monkeypatch.setattr(path_class, 'open', open_)
+  with pytest.raises(checkpointing.CheckpointUnavailable, match='Input/output error'):
+    checkpointing.Manager(str(tmp_path), max_to_keep=5).restore_latest(_state(0))
+  assert _listing(tmp_path) == ['1', '2']
+
+
+def test_a_failure_that_is_not_the_checkpoints_keeps_its_traceback(tmp_path, monkeypatch):
+  """A restore that fails although the arrays decode into host memory (a device out of memory,
+  a bug) is raised as it is; the intact checkpoint stays."""
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
+
+  def restore(*args, **kwargs):
+    del args, kwargs
+    raise RuntimeError('RESOURCE_EXHAUSTED: out of memory while placing the state')
+  monkeypatch.setattr(manager._manager, 'restore', restore)
+  with pytest.raises(RuntimeError, match='RESOURCE_EXHAUSTED'):
+    manager.restore_latest(_state(0))
+  assert _listing(tmp_path) == ['1', '2']
+
+
+def test_corrupt_arrays_behind_intact_metadata_are_skipped(tmp_path, monkeypatch, capsys):
+  """The metadata matches but restoring fails, and the arrays do not decode into host memory
+  either (every file read back in full): corrupt, so moved aside and the one before restored."""
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
+  original_restore = ocp.PyTreeCheckpointHandler.restore
+
+  def fail_on_step_2(self, directory, *args, **kwargs):
+    if epath.Path(directory).parent.name == '2':
+      raise ValueError('DATA_LOSS: chunk checksum mismatch')
+    return original_restore(self, directory, *args, **kwargs)
+  monkeypatch.setattr(ocp.PyTreeCheckpointHandler, 'restore', fail_on_step_2)
+
+  def restore(step, *args, **kwargs):
+    if step == 2:
+      raise ValueError('DATA_LOSS: chunk checksum mismatch')
+    return original_manager_restore(step, *args, **kwargs)
+  original_manager_restore = manager._manager.restore
+  monkeypatch.setattr(manager._manager, 'restore', restore)
+  state, step = manager.restore_latest(_state(0))
+  assert step == 1 and int(state['step']) == 1
+  np.testing.assert_array_equal(state['params']['b'], np.arange(4.0) + 1)
+  out = capsys.readouterr().out
+  assert 'Checkpoint at step 2 is unreadable (its arrays do not decode' in out, out
+  assert _listing(tmp_path) == ['1', '2.unreadable']
