@@ -16,7 +16,7 @@ from alc_jax import losses
 POOLINGS = ('max_avg', 'max', 'avg', 'average', 'gmp_avg')
 SIMILARITIES = ('attention', 'sample', 'gaussian', 'cosine')
 # How the head is trained: by Eq. 13 itself (the paper) or by its own class-graph loss.
-GRAPHS = ('attention', 'decoupled')
+HEAD_TRAININGS = ('eq13', 'decoupled')  # config.alc.head_training.
 
 
 class ChannelAttention(nn.Module):
@@ -30,6 +30,19 @@ class ChannelAttention(nn.Module):
     u = nn.relu(nn.Dense(max(channels // self.reduction, 1), name='squeeze')(u))
     u = nn.sigmoid(nn.Dense(channels, name='excite')(u))
     return x + u[..., None, None, :] * x  # Eq. 8-9: channel-wise reweighting plus the residual.
+
+
+def global_max_pool(x):
+  """GMaxPool over (H, W): (..., H, W, C) -> (..., C), the max read at its argmax.
+
+  The value is jnp.max's; the gradient goes to the argmax entry. jnp.max's own gradient divides by
+  the number of entries equal to the max, and XLA's unoptimised mode (JAX_DISABLE_MOST_
+  OPTIMIZATIONS, which the test suite compiles with) can compute the operand and the max
+  differently, so that the count is 0 and the gradient NaN at step 1.
+  """
+  flat = x.reshape(*x.shape[:-3], -1, x.shape[-1])
+  at_max = jnp.argmax(flat, axis=-2, keepdims=True)
+  return jnp.take_along_axis(flat, at_max, axis=-2)[..., 0, :]
 
 
 class SharedMLP(nn.Module):
@@ -160,7 +173,7 @@ class SampleAttention(nn.Module):
     if self.pooling == 'gmp_avg':
       x_max = mlp(generalized_max_pool(x, self.gmp_lambda))
     else:
-      x_max = mlp(jnp.max(x, axis=(-3, -2)))  # X-tilde, Eq. 11.
+      x_max = mlp(global_max_pool(x))  # X-tilde, Eq. 11.
     temperature = self._temperature() if self.logits == 'cosine' else 1.0
     pairs = {'max_avg': [(x_max, x_avg)], 'gmp_avg': [(x_max, x_avg)], 'max': [(x_max, x_max)],
              'avg': [(x_avg, x_avg)], 'average': [(x_max, x_max), (x_avg, x_avg)]}[self.pooling]
@@ -180,10 +193,10 @@ def create_head(alc_config):
       channel_attention=alc_config.channel_attention, se_reduction=alc_config.se_reduction,
       mlp_dim=alc_config.mlp_dim, gaussian_temperature=alc_config.gaussian_temperature,
       gmp_lambda=alc_config.gmp_lambda, include_self=alc_config.include_self,
-      logits=alc_config.logits, temperature=alc_config.temperature,
+      logits=alc_config.attention_logits, temperature=alc_config.temperature,
       learned_temperature=alc_config.learned_temperature,
       temperature_floor=alc_config.temperature_floor,
-      detach_input=alc_config.graph == 'decoupled')
+      detach_input=alc_config.head_training == 'decoupled')
 
 
 def _same_class_share(rows, labels, valid):

@@ -35,12 +35,12 @@ def validate(config, num_devices=1):
   _choice(config.alc.pooling, attention.POOLINGS, 'alc.pooling')
   _choice(config.alc.outputs, alc_method.OUTPUTS, 'alc.outputs')
   _choice(config.alc.scope, alc_method.SCOPES, 'alc.scope')
-  _choice(config.alc.logits, losses.ATTENTION_LOGITS, 'alc.logits')
-  _choice(config.alc.normalization, losses.ALC_NORMALIZATIONS, 'alc.normalization')
-  _choice(config.alc.graph, attention.GRAPHS, 'alc.graph')
+  _choice(config.alc.attention_logits, losses.ATTENTION_LOGITS, 'alc.attention_logits')
+  _choice(config.alc.pairwise_scale, losses.PAIRWISE_SCALES, 'alc.pairwise_scale')
+  _choice(config.alc.head_training, attention.HEAD_TRAININGS, 'alc.head_training')
   _choice(config.supervised_normalization, losses.SUPERVISED_NORMALIZATIONS,
           'supervised_normalization')
-  if config.alc.logits == 'cosine' and (config.alc.temperature <= 0 or (
+  if config.alc.attention_logits == 'cosine' and (config.alc.temperature <= 0 or (
       config.alc.learned_temperature
       and not 0 < config.alc.temperature_floor < config.alc.temperature)):
     raise ConfigError(
@@ -50,9 +50,10 @@ def validate(config, num_devices=1):
   if not 0 <= config.alc.graph_threshold <= 1:
     raise ConfigError(f'config.alc.graph_threshold={config.alc.graph_threshold} is a probability: '
                       f'choose it in [0, 1] (e.g. 0.8).')
-  if config.alc.entropy_weight and config.alc.graph != 'attention':
+  if config.alc.entropy_weight and config.alc.head_training != 'eq13':
     raise ConfigError('config.alc.entropy_weight acts on S through Eq. 13, which the decoupled '
-                      'graph detaches: set config.alc.entropy_weight=0 or config.alc.graph=attention.')
+                      'graph detaches: set config.alc.entropy_weight=0 or '
+                      'config.alc.head_training=eq13.')
   _choice(config.compute_dtype, ('float32', 'bfloat16'), 'compute_dtype')
   if config.dataset.name in ('npz', 'folder') and not config.dataset.path:
     raise ConfigError(f'dataset {config.dataset.name!r} needs --config.dataset.path=...')

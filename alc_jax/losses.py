@@ -7,7 +7,7 @@ Ling (Neurocomputing 2020) it implements.
 Normalisation. The paper writes sums over the data set (Eq. 1, 3, 6) and leaves the mini-batch
 scale open. The softmax-MSE consistency is averaged over the examples and divided by the number of
 classes, as in the Mean Teacher reference code that the paper's w1 values come from. The other two
-scales are switches (`config.supervised_normalization`, `config.alc.normalization`) because they
+scales are switches (`config.supervised_normalization`, `config.alc.pairwise_scale`) because they
 change the balance of the terms by 10x to 1000x: the cross-entropy is either averaged over the
 labeled examples ('labeled') or summed over them and divided by the whole batch ('batch', Eq. 6's
 sums over one batch and the reference code's `CrossEntropyLoss(size_average=False) / minibatch`);
@@ -26,7 +26,7 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 
 # Valid values of the switches; config_lib validates against these.
 SUPERVISED_NORMALIZATIONS = ('labeled', 'batch')
-ALC_NORMALIZATIONS = ('batch', 'pairs', 'pairs_classes')
+PAIRWISE_SCALES = ('batch', 'pairs', 'pairs_classes')
 ATTENTION_LOGITS = ('dot', 'scaled_dot', 'cosine')
 
 
@@ -115,7 +115,7 @@ def alc_normalizer(normalization: str, batch_size: int, num_classes: int) -> flo
   if normalization == 'pairs_classes':
     return float(batch_size) ** 2 * num_classes
   raise ValueError(f'unknown ALC normalization {normalization!r}; choose one of '
-                   f'{ALC_NORMALIZATIONS}')
+                   f'{PAIRWISE_SCALES}')
 
 
 def _pairwise_sum(s: Array, rows: Array, cols: Array) -> Array:
@@ -140,7 +140,7 @@ def label_consistency(similarity: Array, outputs: Array, normalization: str = 'b
   Args:
     similarity: (B, B) S with S[j, i] the weight of sample i for sample j.
     outputs: (B, K) p(x, theta) of the batch (logits by default, see `config.alc.outputs`).
-    normalization: one of ALC_NORMALIZATIONS.
+    normalization: one of PAIRWISE_SCALES.
     entropy_weight: beta of the row-entropy penalty (rows of S must be distributions).
 
   Returns:

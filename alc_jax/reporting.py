@@ -24,8 +24,15 @@ except ImportError:  # clu's TensorBoard writer imports TensorFlow; without it: 
   metric_writers = None
   _WriterBase = object
 
-# Marks the evaluation keys that hold one accuracy per class, e.g. teacher_class_accuracy (R, K).
+# The evaluation keys of per-class accuracies, (R, K): `<model>_class_accuracy`. Which values are
+# per class is read from their shape (`is_per_class`), never from their names.
 PER_CLASS = '_class'
+
+
+def is_per_class(value):
+  """Whether an evaluation value holds one accuracy per class of each run, (R, K), rather than
+  one per run, (R,)."""
+  return np.ndim(value) == 2
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-datasets',
             'ml-collections', 'clu', 'numpy')
 
@@ -188,9 +195,10 @@ def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_
   """results.json of a finished run: what ran, the final and best evaluation (per run, from the
   `evaluation_row`s in `history`), their mean/std over runs in %, the final per-class accuracies,
   each run's labeled class shares (`priors`, r of Eq. 14) and the environment.
-  `models`: the models evaluated ('student', 'teacher'); `reported_model`: the model whose accuracy the method reports ('student' or 'teacher')."""
+  `models`: the models evaluated ('student', 'teacher'); `reported_model`: the one whose accuracy
+  the method reports."""
   last = {k: v for k, v in history[-1].items() if k != 'step'}
-  final = {k: v for k, v in last.items() if PER_CLASS not in k}
+  final = {k: v for k, v in last.items() if not is_per_class(v)}
   best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
   return {
       'method': config.method, 'alc': bool(config.alc.enabled),
@@ -213,7 +221,7 @@ def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_
       'reported_model': reported_model,
       'final': final, 'best': {k: np.asarray(v).tolist() for k, v in best.items()},
       # Final accuracy of each class, per run: [run][class].
-      'final_per_class': {k: v for k, v in last.items() if PER_CLASS in k},
+      'final_per_class': {k: v for k, v in last.items() if is_per_class(v)},
       'summary': {f'{k}_{stat}': float(fn(100 * np.asarray(v))) for k, v in final.items()
                   for stat, fn in (('mean', np.mean), ('std', np.std))},
       'config': config.to_dict(), **environment(),

@@ -42,7 +42,7 @@ class TrainState:
   # BatchNorm statistics (ema.Teacher; read it with ema.find_teacher(state.opt_state)).
   opt_state: Any
   prior: jax.Array  # r of Eq. 14: class share of this run's labeled set.
-  rng: jax.Array  # Raw key data of this run (uint32, checkpointable); step key = fold_in(rng, step).
+  rng: jax.Array  # Raw key data of this run (uint32, checkpointable); step key: fold_in(rng, step).
 
 
 def create_optimizer(config, total_steps, steps_per_epoch, method):
@@ -188,12 +188,12 @@ def _check_finite(nonfinite, step, config):
   if bad:
     hint = 'Lower config.learning_rate or the loss weights, or check the input data.'
     alc = config.alc
-    if (alc.enabled and alc.graph == 'attention' and alc.logits != 'cosine'
+    if (alc.enabled and alc.head_training == 'eq13' and alc.attention_logits != 'cosine'
         and not alc.stop_gradient_similarity):
       hint += (' With unbounded attention logits and gradient flowing into S, minimising Eq. 13 '
                'drives the logits without bound (docs/results.md, section 5); the shipped reading '
-               '(config.alc.graph=decoupled, a row@decoupled) or bounded logits '
-               '(config.alc.logits=cosine) avoid that.')
+               '(config.alc.head_training=decoupled, a row@decoupled) or bounded logits '
+               '(config.alc.attention_logits=cosine) avoid that.')
     raise FloatingPointError(
         f'non-finite value at step {step} in {", ".join(sorted(bad))}; the last good checkpoint '
         f'is kept (the metrics are checked at log and checkpoint steps). {hint}')
@@ -294,7 +294,8 @@ class Experiment:
     for model_name, correct in totals['correct'].items():
       result[f'{model_name}_accuracy'] = correct / count
       # Per class: 0 for a class the set does not hold.
-      result[f'{model_name}{PER_CLASS}_accuracy'] = totals['class_correct'][model_name] / class_count
+      per_class = totals['class_correct'][model_name] / class_count
+      result[f'{model_name}{PER_CLASS}_accuracy'] = per_class
       if model_name in totals['top5_correct']:
         result[f'{model_name}_top5_accuracy'] = totals['top5_correct'][model_name] / count
     return result
@@ -423,7 +424,8 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
   data.normalization = jax.device_put(data.normalization, replicated)
   return Experiment(
       config=config, data=data, seeds=seeds, steps_per_epoch=steps_per_epoch,
-      total_steps=total_steps, model=model, method=method, devices=devices, run_loop=loop, replicated=replicated,
+      total_steps=total_steps, model=model, method=method, devices=devices, run_loop=loop,
+      replicated=replicated,
       init_fn=functools.partial(init, keys, priors), compiled_train_step=compiled_train_step,
       compiled_accumulating_step=compiled_accumulating_step, compiled_eval_step=compiled_eval_step)
 
@@ -484,6 +486,7 @@ def _train_in_workdir(config, devices, workdir, interruption):
         manager.save(step, state)  # Written in the background.
         log.writer.flush()
   finally:  # Whatever ends the loop (NaN guard, Ctrl-C), finish the checkpoint in flight.
+    batches.close()  # Stops the thread that puts batches on the devices.
     manager.wait()
   log.writer.flush()
   if stop:
@@ -539,7 +542,7 @@ class _Log:
     if jax.process_index() == 0:
       workdir_io.write_json(self.evaluations_path, self.history)
     self.writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()
-                                     if PER_CLASS not in k})
+                                     if not reporting.is_per_class(v)})
     self.progress.last_accuracy = f'{100 * np.mean(result[f"{self.reported}_accuracy"]):.2f}%'
 
 

@@ -62,7 +62,8 @@ def flat(prefix, tree):
 
 
 def teacher_of(state):
-  """The teacher's variables, through whichever API this version of the code has."""
+  """The teacher's variables, through whichever API this version of the code has (the check runs
+  on the code before a restructuring and after it)."""
   from alc_jax import ema  # pylint: disable=g-import-not-at-top
   if hasattr(ema, 'find_teacher'):  # One owner: the EMA state in the optax state.
     teacher = ema.find_teacher(state.opt_state)
@@ -74,13 +75,11 @@ def teacher_of(state):
 def run_case(npz, overrides, steps=5):
   config = tiny_config(npz, num_runs=2, **overrides)
   exp = train.create_experiment(config)
-  state = exp.fresh_state() if hasattr(exp, 'fresh_state') else exp.initial_state
+  state = exp.initial_state
   out = {}
   for step, batch in zip(range(steps), exp.train_batches()):
     state, metrics = exp.train_step(state, batch)
-    if hasattr(exp, 'read_metrics'):
-      metrics = exp.read_metrics(metrics)
-    out.update(flat(f'metrics{step}', {k: v for k, v in metrics.items()}))
+    out.update(flat(f'metrics{step}', metrics))
   out.update(flat('params', state.params))
   out.update(flat('batch_stats', state.batch_stats))
   out.update(flat('teacher', teacher_of(state)))
@@ -123,9 +122,10 @@ def main():
           worst, where = diff, key
       ok = worst <= args.rtol
       failed += [] if ok else [name]
-      print(f'{name}: {"equal" if worst == 0 else f"max rel diff {worst:.2e} at {where}"}'
-            f'{"" if ok else "  <-- DIFFERS"}; only before: {only_old[:4]}{"..." if len(only_old) > 4 else ""}'
-            f' only after: {only_new[:4]}{"..." if len(only_new) > 4 else ""}', flush=True)
+      status = 'equal' if worst == 0 else f'max rel diff {worst:.2e} at {where}'
+      print(f'{name}: {status}{"" if ok else "  <-- DIFFERS"}; only before: {len(only_old)} '
+            f'arrays ({", ".join(sorted({k.split("/")[0] for k in only_old}))}), only after: '
+            f'{len(only_new)}', flush=True)
   if failed:
     print(f'{len(failed)} case(s) differ: {", ".join(failed)}')
     sys.exit(1)

@@ -23,24 +23,24 @@ for _name in methods.NAMES:
 # Named readings of ALC (the switches of configs/default.py's alc section), chosen by a row suffix:
 # `--config=configs/fashion_mnist_250.py:mean_teacher_alc@paper`. Each sets every switch, so a
 # variant means the same whatever the defaults are. Rows without a suffix use the defaults.
-PAPER_ALC = {'alc.logits': 'dot', 'alc.normalization': 'batch', 'alc.entropy_weight': 0.0,
-             'alc.graph': 'attention', 'alc.outputs': 'logits', 'alc.include_self': True,
+PAPER_ALC = {'alc.attention_logits': 'dot', 'alc.pairwise_scale': 'batch',
+             'alc.entropy_weight': 0.0, 'alc.head_training': 'eq13', 'alc.outputs': 'logits', 'alc.include_self': True,
              'alc.stop_gradient_similarity': False, 'alc.learned_temperature': False}
 ALC_VARIANTS = {
     # The literal reading: unscaled dot-product logits, Eq. 13 / B, p = logits, S trained by Eq. 13.
     'paper': PAPER_ALC,
     # The same with Eq. 13 as a mean over the B x B pairs (the scale the paper's w2 values fit).
-    'pairs': {**PAPER_ALC, 'alc.normalization': 'pairs'},
+    'pairs': {**PAPER_ALC, 'alc.pairwise_scale': 'pairs'},
     # Stabilised attention, each keeping S trained by Eq. 13: 1/sqrt(D) logits; cosine logits
     # with a fixed temperature; a row-entropy penalty (finite minimiser softmax(-d / beta)).
-    'scaled': {**PAPER_ALC, 'alc.normalization': 'pairs', 'alc.logits': 'scaled_dot'},
-    'cosine': {**PAPER_ALC, 'alc.normalization': 'pairs', 'alc.logits': 'cosine',
+    'scaled': {**PAPER_ALC, 'alc.pairwise_scale': 'pairs', 'alc.attention_logits': 'scaled_dot'},
+    'cosine': {**PAPER_ALC, 'alc.pairwise_scale': 'pairs', 'alc.attention_logits': 'cosine',
                'alc.temperature': 0.1},
-    'entropy': {**PAPER_ALC, 'alc.normalization': 'pairs', 'alc.entropy_weight': 1.0},
+    'entropy': {**PAPER_ALC, 'alc.pairwise_scale': 'pairs', 'alc.entropy_weight': 1.0},
     # The decoupled graph: Eq. 13 pulls each prediction towards its neighbours' teacher
     # predictions (labels where known) under a detached S; the head learns a same-class graph.
-    'decoupled': {**PAPER_ALC, 'alc.normalization': 'pairs', 'alc.graph': 'decoupled',
-                  'alc.logits': 'cosine', 'alc.temperature': 0.1, 'alc.outputs': 'probs'},
+    'decoupled': {**PAPER_ALC, 'alc.pairwise_scale': 'pairs', 'alc.head_training': 'decoupled',
+                  'alc.attention_logits': 'cosine', 'alc.temperature': 0.1, 'alc.outputs': 'probs'},
 }
 
 # The method rows of the balanced CNN-13 tables (Table 2, Fig. 7, Table 3), in the paper's order.

@@ -52,9 +52,9 @@ def get_config():
   # (c) 'logits': p is the pre-softmax output (the paper: "before the Softmax layer");
   #     'probs': the softmax probabilities (the shipped `@decoupled` reading, below).
   config.alc.outputs = 'probs'
-  # The shipped defaults of alc.outputs, alc.normalization, alc.logits and alc.graph are the
-  # `@decoupled` variant of configs/common.py (ALC_VARIANTS; `@paper` restores the literal reading:
-  # 'logits', 'batch', 'dot', 'attention'). Why, measured on Fashion-MNIST (docs/results.md, "ALC
+  # The shipped defaults of alc.outputs, alc.pairwise_scale, alc.attention_logits and
+  # alc.head_training are the `@decoupled` variant of configs/common.py (ALC_VARIANTS; `@paper`
+  # restores the literal reading: 'logits', 'batch', 'dot', 'eq13'). Why, measured on Fashion-MNIST (docs/results.md, "ALC
   # on this CPU"): the literal reading collapses S (the attention-logit spread reaches ~1000, row
   # entropy 0.2), cannot fit the labels (supervised loss 2.0) and halves accuracy (32 % vs 73 % for
   # Mean Teacher), and diverges at full width on a GPU. Cosine logits are bounded by
@@ -66,22 +66,22 @@ def get_config():
   # Scale of Eq. 13 (the paper leaves it open): the sum over the B x B pairs divided by 'batch'
   # (B), 'pairs' (B^2, a mean over pairs: the scale the paper's w2 values fit) or 'pairs_classes'
   # (B^2 K, a mean over the B x B x K tensor of squared differences, e.g. torch's .mean() of it).
-  config.alc.normalization = 'pairs'
+  config.alc.pairwise_scale = 'pairs'
   # Logits of Eq. 12's softmax: 'dot' (x_avg . x_max, the paper's), 'scaled_dot' (/ sqrt(D)),
   # 'cosine' (cosine similarity / alc.temperature: bounded, S cannot become one-hot).
-  config.alc.logits = 'cosine'
+  config.alc.attention_logits = 'cosine'
   config.alc.temperature = 0.1  # tau of the cosine logits (SimCLR/CoMatch use 0.1-0.2).
   config.alc.learned_temperature = False  # Learn tau (as floor + softplus), starting at temperature.
   config.alc.temperature_floor = 0.02  # Lowest learned tau: caps how peaked S can get.
   # beta of a row-entropy penalty beta * sum_ji s_ji log s_ji added to Eq. 13: each row of S then
   # has the finite minimiser softmax(-||p_i - p_j||^2 / beta) instead of a one-hot row. 0 = paper.
   config.alc.entropy_weight = 0.0
-  # How the attention head is trained: 'attention' (the paper: Eq. 13 is its only loss) or
+  # How the attention head is trained: 'eq13' (the paper: Eq. 13 is its only loss) or
   # 'decoupled': Eq. 13 uses a detached S and detached neighbour targets (the teacher's output, or
   # the one-hot label of a labeled neighbour with alc.outputs=probs), and the head (on detached
   # features) learns S by cross-entropy towards a same-class graph from the labels and the
   # teacher's confident predictions (as CoMatch / SNTG build theirs).
-  config.alc.graph = 'decoupled'
+  config.alc.head_training = 'decoupled'
   config.alc.graph_threshold = 0.8  # Teacher confidence for a sample to join the class graph.
   config.alc.graph_weight = 1.0  # Weight of the head's graph loss (it trains only the head).
   # 'global': S over the whole global batch, as on one device; 'per_device': block-diagonal S,

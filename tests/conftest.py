@@ -22,6 +22,11 @@ _XLA_CACHE = None
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _XLA_CACHE = os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='alc_jax_xla_')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+# The suite's programs are tiny and run a few steps: XLA's optimisations cost more than they save
+# there (flax's tests compile the same way). Subprocesses inherit it. ALC_TEST_OPTIMIZE=1 compiles
+# as users do. (docs/performance.md has the suite's time with and without.)
+if os.environ.get('ALC_TEST_OPTIMIZE') != '1':
+  os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
 # First, before any test touches JAX: the tests run under the CPU set-up the entry points apply
 # (alc_jax/cpu_setup.py: Eigen convolutions, one device per core; tiny_config's batch of 16 splits

@@ -14,16 +14,17 @@ from tests.conftest import tiny_config
 
 # Each variant on top of the paper's head training and outputs (the shipped defaults are the
 # decoupled graph on probabilities, configs/default.py), so each entry is what its name says.
-ATTENTION_GRAPH = {'alc.graph': 'attention', 'alc.outputs': 'logits'}
+ATTENTION_GRAPH = {'alc.head_training': 'eq13', 'alc.outputs': 'logits'}
 VARIANTS = {
     'paper': common.PAPER_ALC,  # Explicit: the shipped defaults are not the paper's reading.
-    'scaled_dot_pairs': {'alc.logits': 'scaled_dot', 'alc.normalization': 'pairs'},
-    'cosine_learned': {'alc.logits': 'cosine', 'alc.learned_temperature': True,
-                       'alc.normalization': 'pairs_classes'},
+    'scaled_dot_pairs': {'alc.attention_logits': 'scaled_dot', 'alc.pairwise_scale': 'pairs'},
+    'cosine_learned': {'alc.attention_logits': 'cosine', 'alc.learned_temperature': True,
+                       'alc.pairwise_scale': 'pairs_classes'},
     'entropy': {'alc.entropy_weight': 0.5, 'alc.outputs': 'probs'},
-    'decoupled_probs': {'alc.graph': 'decoupled', 'alc.outputs': 'probs', 'alc.logits': 'cosine',
+    'decoupled_probs': {'alc.head_training': 'decoupled', 'alc.outputs': 'probs',
+                        'alc.attention_logits': 'cosine',
                         'alc.graph_threshold': 0.3},
-    'decoupled_pi': {'alc.graph': 'decoupled', 'method': 'pi_model'},
+    'decoupled_pi': {'alc.head_training': 'decoupled', 'method': 'pi_model'},
 }
 
 
@@ -55,7 +56,7 @@ def _grads(exp, batch):
 
 
 def test_decoupled_graph_trains_the_head_by_its_own_loss_only(tiny_npz):
-  base = {'alc.enabled': True, 'alc.graph': 'decoupled', 'alc.outputs': 'probs',
+  base = {'alc.enabled': True, 'alc.head_training': 'decoupled', 'alc.outputs': 'probs',
           'alc.graph_threshold': 0.0}
   exp = train.create_experiment(tiny_config(tiny_npz, **base, **{'alc.graph_weight': 0.0}))
   batch = next(exp.train_batches())

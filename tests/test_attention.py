@@ -244,3 +244,12 @@ def test_detached_head_input_stops_the_gradient_at_the_features(rng):
     variables = head.init(jax.random.key(0), x)
     g_x = jax.grad(lambda x: jnp.sum(head.apply(variables, x) * jnp.arange(36.).reshape(6, 6)))(x)
     assert (np.abs(np.asarray(g_x)).sum() == 0) == detach
+
+
+def test_global_max_pool_is_the_max_with_a_one_hot_gradient():
+  x = np.random.default_rng(0).normal(size=(2, 3, 5, 4, 6)).astype(np.float32)
+  np.testing.assert_array_equal(attention.global_max_pool(x), np.max(x, axis=(-3, -2)))
+  grad = np.asarray(jax.grad(lambda v: jnp.sum(attention.global_max_pool(v)))(x))
+  flat = x.reshape(2, 3, 20, 6)
+  want = (flat == flat.max(axis=2, keepdims=True)).astype(np.float32).reshape(x.shape)
+  np.testing.assert_array_equal(grad, want)

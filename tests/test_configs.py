@@ -146,8 +146,8 @@ def test_alc_variants_set_every_switch_whatever_the_defaults():
       assert config[section][field] == value, (variant, key)
     # A variant means the same thing whatever the defaults: flip every default, apply again.
     flipped = get('fashion_mnist_250', 'mean_teacher_alc')
-    flipped.alc.logits, flipped.alc.normalization = 'scaled_dot', 'pairs_classes'
-    flipped.alc.graph, flipped.alc.entropy_weight = 'decoupled', 3.0
+    flipped.alc.attention_logits, flipped.alc.pairwise_scale = 'scaled_dot', 'pairs_classes'
+    flipped.alc.head_training, flipped.alc.entropy_weight = 'decoupled', 3.0
     common.apply_row(flipped, f'mean_teacher_alc@{variant}')
     assert {k: flipped.alc[k.split('.')[1]] for k in switches} == {
         k: config.alc[k.split('.')[1]] for k in switches}

@@ -11,7 +11,7 @@ them (the cache stores XLA's output; it does not change what the programs comput
 
 The CLI runs and test 7's processes all start from the first test (fixtures `runs` and
 `two_process_jobs`) so that they overlap; the runs off the critical path are niced. The CLI runs
-use the CPU set-up of `import alc_jax` (one device per core); test 7's processes one device each.
+use the CPU set-up that alc_jax.main applies (one device per core); test 7's processes one device each.
 
 Train steps are a pure function of (seed, step) on the CPU, the batch sampler included, so an
 interrupted and resumed run must reproduce the uninterrupted one bit for bit.
@@ -53,14 +53,13 @@ def _cli(workdir, npz, *extra):
 
 
 def _env(cache_dir, devices=None):
-  # Not JAX_DISABLE_MOST_OPTIMIZATIONS (half the compile time): in that XLA mode the gradient of
-  # jnp.max over the ALC channel attention's output is NaN at step 1 (the max and its
-  # `operand == max` tie mask see differently computed operands, a tie count of 0, 0/0).
+  # JAX_DISABLE_MOST_OPTIMIZATIONS (half the compile time) comes from conftest.py, as for every
+  # test; attention.global_max_pool keeps the ALC head's gradient finite in that XLA mode.
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2',
              JAX_COMPILATION_CACHE_DIR=str(cache_dir),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
-  env.pop('XLA_FLAGS', None)  # The CPU set-up of `import alc_jax`: one device per core.
+  env.pop('XLA_FLAGS', None)  # The CPU set-up alc_jax.main applies: one device per core.
   if devices:  # Test 7: one device per process.
     env['JAX_NUM_CPU_DEVICES'] = str(devices)
   return env

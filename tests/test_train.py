@@ -1,6 +1,8 @@
 """The train step: loss decrease, the EMA teacher, gradients, N runs (vmap and loop), every method.
 (The trainer end to end is in tests/test_train_end_to_end.py.)"""
 
+import time
+
 import jax
 import numpy as np
 import pytest
@@ -170,4 +172,47 @@ def test_nan_guard_names_the_unbounded_attention_only_where_it_can_diverge(row, 
   with pytest.raises(FloatingPointError, match='non-finite value at step 7 in losses/alc') as err:
     train._check_finite({'losses/alc': True, 'losses/total': False}, 7,
                         fashion_mnist_250.get_config(row))
-  assert ('config.alc.logits=cosine' in str(err.value)) == hinted
+  assert ('config.alc.attention_logits=cosine' in str(err.value)) == hinted
+
+
+def test_the_experiment_stays_usable_after_steps_that_donate_its_state(tiny_npz):
+  # The compiled steps donate the state they get; initial_state is a new one at every read.
+  exp = train.create_experiment(tiny_config(tiny_npz))
+  batch = next(exp.train_batches())
+  first, _ = exp.train_step(exp.initial_state, batch)
+  again, _ = exp.train_step(exp.initial_state, batch)
+  for a, b in zip(leaves(first), leaves(again)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_metrics_accumulate_on_the_device_with_a_sticky_non_finite_flag():
+  rng = np.random.default_rng(0)
+  steps = [{'a': rng.normal(size=(3,)).astype(np.float32), 'b': np.float32(rng.normal())}
+           for _ in range(4)]
+  steps[1]['b'] = np.float32(np.nan)
+  totals = train.zero_totals(steps[0])
+  for metrics in steps:
+    totals = train.accumulate_metrics(totals, metrics)
+  means, bad = train.read_metrics(totals)
+  np.testing.assert_allclose(means['a'], np.mean([np.mean(m['a']) for m in steps]), rtol=1e-6)
+  assert bad == ['b'] and np.isnan(means['b'])
+  with pytest.raises(FloatingPointError, match='non-finite value at step 9 in b;'):
+    train._check_finite(bad, 9, tiny_config('unused.npz'))
+
+
+def test_batches_reach_the_device_ahead_of_their_step(tiny_npz):
+  exp = train.create_experiment(tiny_config(tiny_npz))
+  ahead, on_demand = exp.data.train_batches(3, prefetch=2), exp.data.train_batches(3, prefetch=0)
+  first = next(ahead)
+  deadline = time.time() + 10
+  while ahead._queue.qsize() < 1 and time.time() < deadline:  # The thread fills its queue.
+    time.sleep(0.01)
+  assert ahead._queue.qsize() >= 1
+  assert isinstance(first['image'], jax.Array)
+  assert first['image'].sharding == exp.data.train_sharding
+  for want in (first, next(ahead)):
+    got = next(on_demand)
+    for key in want:
+      np.testing.assert_array_equal(np.asarray(want[key]), np.asarray(got[key]))
+  ahead.close()
+  on_demand.close()

@@ -1,4 +1,4 @@
-"""The Π-model (Laine & Aila 2017), Eq. 1: a second stochastic pass of the student is the target."""
+"""The Π-model (Laine & Aila 2017), Eq. 1: the student's second stochastic pass is the target."""
 
 import jax
 
