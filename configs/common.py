@@ -24,8 +24,9 @@ for _name in methods.NAMES:
 # `--config=configs/fashion_mnist_250.py:mean_teacher_alc@paper`. Each sets every switch, so a
 # variant means the same whatever the defaults are. Rows without a suffix use the defaults.
 PAPER_ALC = {'alc.attention_logits': 'dot', 'alc.pairwise_scale': 'batch',
-             'alc.entropy_weight': 0.0, 'alc.head_training': 'eq13', 'alc.outputs': 'logits', 'alc.include_self': True,
-             'alc.stop_gradient_similarity': False, 'alc.learned_temperature': False}
+             'alc.entropy_weight': 0.0, 'alc.head_training': 'eq13', 'alc.outputs': 'logits',
+             'alc.include_self': True, 'alc.stop_gradient_similarity': False,
+             'alc.learned_temperature': False}
 ALC_VARIANTS = {
     # The literal reading: unscaled dot-product logits, Eq. 13 / B, p = logits, S trained by Eq. 13.
     'paper': PAPER_ALC,
@@ -73,7 +74,7 @@ DATASET_DEFAULTS = {
     'imagenet': {'dataset.name': 'imagenet_1pct', 'model.name': 'resnet18', 'batch_size': 240,
                  'labeled_batch_size': 120, 'consistency_weight': 10.0, 'alc.weight': 1.0,
                  'augment.flip': True, 'augment.translate': 16, 'weight_decay': 1e-4,
-                 'eval_top5': True},
+                 'model.bn_momentum': 0.9, 'eval_top5': True},  # torchvision's BN momentum.
 }
 
 

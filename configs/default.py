@@ -144,7 +144,8 @@ def get_config():
   # Channel multiplier for CPU-sized runs (1.0 = the published network, Table 1).
   config.model.width = 1.0
   config.model.dropout = 0.5  # CNN-13 dropout after each pooling (reference network).
-  # BatchNorm running-average momentum (CNN-13, WRN). The Mean Teacher TF reference uses 0.999
+  # BatchNorm running-average momentum (every backbone; the ImageNet recipe gives ResNet-18
+  # torchvision's 0.9). The Mean Teacher TF reference uses 0.999
   # (tuned for 100k+ steps), its PyTorch version 0.9 (torch's 0.1). With 0.999 the running
   # statistics of a run of a few hundred steps are still mostly their initial values and eval
   # accuracy is near chance; 0.99 settles within a few hundred steps.

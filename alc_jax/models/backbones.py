@@ -26,8 +26,8 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
   Args:
     model_config: ConfigDict (or dict) with `name` (one of MODEL_NAMES), `width` (channel
       multiplier, 1.0 = published network), `dropout` (CNN-13 only; the residual networks
-      have no dropout, as in their references) and `bn_momentum` (CNN-13 and WRN; ResNet-18 keeps
-      torchvision's 0.9).
+      have no dropout, as in their references) and `bn_momentum` (every backbone; the ImageNet
+      recipe sets torchvision's 0.9 for ResNet-18).
     num_classes: number of output logits.
     dtype: computation dtype, e.g. jnp.bfloat16 on GPU/TPU; params stay float32.
 
@@ -47,7 +47,8 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
     return WideResNet(num_classes, bn_momentum=bn_momentum, depth=28, widen_factor=2, width=width,
                       dtype=dtype)
   if name == 'resnet18':
-    return ResNet(num_classes, stage_sizes=(2, 2, 2, 2), width=width, dtype=dtype)
+    return ResNet(num_classes, stage_sizes=(2, 2, 2, 2), width=width, bn_momentum=bn_momentum,
+                  dtype=dtype)
   raise ValueError(f'Unknown model name {name!r}; valid choices: {", ".join(MODEL_NAMES)}.')
 
 

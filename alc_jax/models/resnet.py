@@ -47,18 +47,20 @@ class ResNet(nn.Module):
     num_classes: number of output logits.
     stage_sizes: blocks per stage.
     width: channel multiplier (1.0 = the published network).
+    bn_momentum: BatchNorm running-average momentum (torchvision's 0.9, i.e. torch's 0.1).
     dtype: computation dtype (params stay float32).
   """
   num_classes: int
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   width: float = 1.0
+  bn_momentum: float = 0.9
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     """Returns (logits, features): float32 (B, classes) and (B, H/32, W/32, 512 * width)."""
     conv = functools.partial(nn.Conv, use_bias=False, kernel_init=conv_init, dtype=self.dtype)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=1e-5, dtype=self.dtype)
     x = conv(scale_channels(64, self.width), (7, 7), 2, padding=((3, 3), (3, 3)),
              name='conv_init')(jnp.asarray(x, self.dtype))
