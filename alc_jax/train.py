@@ -225,6 +225,18 @@ def read_metrics(totals):
   return means, sorted(k for k, v in totals['nonfinite'].items() if v)
 
 
+def _one_step_in_flight(state):
+  """Waits until the step that produced `state` has run, before the next is dispatched.
+
+  One step in flight at a time: the host's work (the next batch, already on its way to the
+  devices; bookkeeping) overlaps the running step, and the devices wait only for the dispatch of
+  the next one. Unbounded asynchronous dispatch deadlocks on several CPU devices: with dozens of
+  steps queued, XLA:CPU left one device's half of an all-gather waiting and aborted the process
+  (its 40-s rendezvous timeout; bench/loop_overhead.py with 100 steps between fetches).
+  """
+  jax.block_until_ready(state.step)
+
+
 @dataclasses.dataclass
 class Experiment:
   """Everything a run needs, built from a config: data, model, method, compiled steps.
@@ -263,10 +275,12 @@ class Experiment:
 
   def train_step(self, state, batch):
     """(state, batch) -> (state, metrics), metrics on the device. Donates `state`."""
+    _one_step_in_flight(state)
     return self.compiled_train_step(state, batch, self.data.normalization)
 
   def accumulating_step(self, state, totals, batch):
     """(state, totals, batch) -> (state, totals). Donates `state` and `totals`."""
+    _one_step_in_flight(state)
     return self.compiled_accumulating_step(state, totals, batch, self.data.normalization)
 
   def zero_totals(self, state, batch):

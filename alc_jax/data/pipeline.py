@@ -12,6 +12,7 @@ training batches, `eval_sharding` over the rows of evaluation batches).
 """
 
 import abc
+import collections
 from typing import Any, Dict, Iterator, Sequence, Tuple
 
 import jax
@@ -33,6 +34,38 @@ def to_global(local: np.ndarray, sharding, global_rows: int, axis: int) -> jax.A
   shape = list(local.shape)
   shape[axis] = global_rows
   return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
+
+
+class DevicePrefetch:
+  """Iterator over `batches` (a generator of device arrays) that keeps `size` of them started
+  ahead; close() closes the generator (and so the host-side producer behind it)."""
+
+  def __init__(self, batches, size):
+    self._batches, self._ahead = batches, collections.deque()
+    self._size = max(size, 0)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    while len(self._ahead) <= self._size:
+      try:
+        self._ahead.append(next(self._batches))
+      except StopIteration:
+        break
+    if not self._ahead:
+      raise StopIteration
+    return self._ahead.popleft()
+
+  def close(self):
+    self._ahead.clear()
+    self._batches.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
 
 
 class Pipeline(abc.ABC):
@@ -77,17 +110,26 @@ class Pipeline(abc.ABC):
 
   def train_batches(self, start_step: int = 0, prefetch: int = 2) -> Iterator[Batch]:
     """Global training batches dict(image (R, B, ...), label, labeled, diagnostic_label) from
-    `start_step` on. A background thread puts up to `prefetch` batches on the devices ahead of
-    the step that uses them (flax's prefetch_to_device pattern), so the loop never waits for a
-    host-to-device copy; 0 copies on demand. close() (or a `with` block) stops the thread."""
+    `start_step` on, put on the devices `prefetch` batches ahead of the step that uses them.
+
+    flax's prefetch_to_device pattern: each batch taken starts the copy of a later one, and copies
+    are asynchronous, so they overlap the steps running on the devices. The copies are started
+    from the caller's thread: a copy from a background thread, beside steps with collectives on
+    several CPU devices, left one device's half of a collective waiting forever (XLA's rendezvous
+    aborted the process). The host-side gathering of batches runs ahead in its own thread
+    (sampler.Prefetcher, NumPy only). close() (or a `with` block) stops it.
+    """
+    return DevicePrefetch(self._global_train_batches(start_step), prefetch)
+
+  def _global_train_batches(self, start_step):
     local = self._local_train_batches(start_step)
-
-    def next_global(step):
-      del step  # The local iterator is already in step order.
-      return {k: to_global(v, self.train_sharding, self.config.batch_size, 1)
-              for k, v in next(local).items()}
-
-    return sampler.Prefetcher(next_global, start_step, prefetch)
+    try:
+      for batch in local:
+        yield {k: to_global(v, self.train_sharding, self.config.batch_size, 1)
+               for k, v in batch.items()}
+    finally:  # Stops the host-side producer thread with the iterator.
+      if hasattr(local, 'close'):
+        local.close()
 
   def eval_batches(self, name: str = 'test') -> Iterator[Batch]:
     """Global batches dict(image, label, mask) of one pass over evaluation set `name`."""
