@@ -494,10 +494,11 @@ def _train_in_workdir(config, devices, workdir, interruption):
       if step % config.log_every_steps == 0 or is_last or stop:
         totals = log.train_metrics(step, totals, force_print=is_last)
       if step % config.eval_every_steps == 0 or is_last:
-        log.evaluation(step, exp.evaluate_all(state))
+        log.evaluation(step, state)
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         _check_finite(jax.device_get(totals['nonfinite']), step, config)  # Never save a NaN.
-        manager.save(step, state)  # Written in the background.
+        logging.info('Checkpoint of step %d begins.', step)  # Written in the background.
+        manager.save(step, state)
         log.writer.flush()
   finally:  # Whatever ends the loop (NaN guard, Ctrl-C), finish the checkpoint in flight.
     batches.close()  # Stops the thread that puts batches on the devices.
@@ -550,13 +551,17 @@ class _Log:
     self.progress.maybe_print(step, means['losses/total'], force=force_print)
     return jax.tree.map(jnp.zeros_like, totals)
 
-  def evaluation(self, step, result):
-    logging.info('Evaluation of step %d.', step)
+  def evaluation(self, step, state):
+    """Evaluates `state` on every evaluation set and records it (the INFO lines mark its start
+    and end: tests/test_reliability.py kills runs between them)."""
+    logging.info('Evaluation of step %d begins.', step)
+    result = self.exp.evaluate_all(state)
     self.history.append(reporting.evaluation_row(step, result))
     if jax.process_index() == 0:
       workdir_io.write_json(self.evaluations_path, self.history)
     self.writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()
                                      if not reporting.is_per_class(v)})
+    logging.info('Evaluation of step %d done.', step)
     self.progress.last_accuracy = f'{100 * np.mean(result[f"{self.reported}_accuracy"]):.2f}%'
 
 

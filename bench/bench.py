@@ -372,14 +372,14 @@ def run_levers(args, model, tmp):
 
 
 def print_table(rows, mfu_peaks):
-  head = (f'{"model":<8} {"method":<12} {"width":>6} {"dtype":>8} {"batch":>6} {"runs":>4} '
+  head = (f'{"model":<8} {"method":<24} {"width":>6} {"dtype":>8} {"batch":>6} {"runs":>4} '
           f'{"img/s":>9} {"ms/step":>9} {"compile s":>9} {"peak MiB":>9} {"xla MiB":>8} '
           f'{"load":>5}')
   if mfu_peaks:
     head += f' {"GFLOP/step":>10} {"TFLOP/s":>8} {"MFU":>6}'
   print(head)
   for r in rows:
-    line = (f'{r["model"]:<8} {r["label"]:<12} {r["width"]:>6g} {r["dtype"]:>8} {r["batch"]:>6} '
+    line = (f'{r["model"]:<8} {r["label"]:<24} {r["width"]:>6g} {r["dtype"]:>8} {r["batch"]:>6} '
             f'{r["runs"]:>4} {r["images_per_second"]:>9.1f} {r["ms_per_step"]:>9.1f} '
             f'{r["compile_s"]:>9.1f} {r["peak_bytes"] / 2 ** 20:>9.0f} '
             f'{r["xla_bytes"] / 2 ** 20:>8.1f} {r["load1"]:>5.1f}')
