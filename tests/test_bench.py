@@ -30,8 +30,8 @@ def test_bench_tiny(tmp_path):
     assert col in lines[header]
   table = lines[header + 1:header + 3]
   # The registry's labels (alc_jax/methods/), padded to one column.
-  assert [l[:33].split(None, 1) for l in table] == [['cnn13', 'MeanTeacher'],
-                                                     ['cnn13', 'MeanTeacher + ALC']]
+  assert [[l[:8].strip(), l[9:33].strip()] for l in table] == [['cnn13', 'MeanTeacher'],
+                                                                ['cnn13', 'MeanTeacher + ALC']]
   assert any(re.match(r'^\s+32\s+True\s', l) for l in lines), 'pairwise row for B=32 missing'
 
   results = json.loads(out.read_text())

@@ -27,7 +27,7 @@ def test_every_path_in_the_layout_map_exists():
 
 def test_every_module_is_in_the_layout_map():
   section = _layout_section()
-  for package in ('alc_jax', 'alc_jax/data', 'alc_jax/models', 'bench'):
+  for package in ('alc_jax', 'alc_jax/data', 'alc_jax/models', 'alc_jax/methods', 'bench'):
     for name in sorted(os.listdir(os.path.join(ROOT, package))):
       if name.endswith('.py') and name != '__init__.py' and name != 'bench_torch_peer.py':
         assert f'{name}`' in section or f'{package}/{name}' in section, (
