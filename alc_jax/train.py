@@ -501,7 +501,7 @@ def _train_in_workdir(config, devices, workdir, interruption):
         manager.save(step, state)
         log.writer.flush()
   finally:  # Whatever ends the loop (NaN guard, Ctrl-C), finish the checkpoint in flight.
-    batches.close()  # Stops the thread that puts batches on the devices.
+    batches.close()  # Stops the host-side thread that gathers batches.
     manager.wait()
   log.writer.flush()
   if stop:

@@ -117,7 +117,7 @@ class Pipeline(abc.ABC):
     from the caller's thread: a copy from a background thread, beside steps with collectives on
     several CPU devices, left one device's half of a collective waiting forever (XLA's rendezvous
     aborted the process). The host-side gathering of batches runs ahead in its own thread
-    (sampler.Prefetcher, NumPy only). close() (or a `with` block) stops it.
+    (sampler.make_train_iterator, NumPy only). close() (or a `with` block) stops it.
     """
     return DevicePrefetch(self._global_train_batches(start_step), prefetch)
 

@@ -160,7 +160,7 @@ def _stop_all():
     thread.join(timeout=5.0)
 
 
-class Prefetcher:
+class _Prefetcher:
   """Iterator over make_batch(start), make_batch(start + 1), ... filled by a daemon thread.
 
   One producer thread computes the batches in step order, so the output is identical to calling
@@ -268,7 +268,7 @@ def make_train_iterator(x_train: np.ndarray,
     return {'image': np.stack(images), 'label': np.stack(labels), 'labeled': np.stack(labeled),
             'diagnostic_label': np.stack(true_labels)}
 
-  return Prefetcher(make_batch, start_step, prefetch)
+  return _Prefetcher(make_batch, start_step, prefetch)
 
 
 def eval_batches(x: np.ndarray,
