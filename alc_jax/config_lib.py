@@ -1,7 +1,7 @@
 """Config checks that run before anything compiles; each error says what to change."""
 
 from alc_jax import attention, losses, methods, models, workdir_io
-from alc_jax.methods import alc as alc_method, sntg
+from alc_jax.methods import alc as alc_method, sntg, vat
 from alc_jax.data import imagenet, pipeline, tfds_data
 # Fields that may differ between a run and its resumption (they change no result).
 # run_batching (vmap or loop over runs) changes float rounding only, like the device count.
@@ -28,6 +28,7 @@ def validate(config, num_devices=1):
   """Raises ConfigError for a config that cannot run; silent otherwise."""
   _choice(config.method, methods.NAMES, 'method')
   _choice(config.sntg.base, tuple(sntg.BASES), 'sntg.base')
+  _choice(config.vat.power_iteration, vat.POWER_ITERATIONS, 'vat.power_iteration')
   _choice(config.dataset.name, pipeline.DATASET_NAMES, 'dataset.name')
   _choice(config.model.name, models.MODEL_NAMES, 'model.name')
   _choice(config.alc.imbalance, alc_method.IMBALANCE_WEIGHTINGS, 'alc.imbalance')

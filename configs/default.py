@@ -108,6 +108,9 @@ def get_config():
   config.vat = ml_collections.ConfigDict()
   config.vat.epsilon = 6.0  # Perturbation radius (Miyato et al.: 6.0 CIFAR-10, 2.5 SVHN).
   config.vat.xi = 1e-6  # Finite-difference step of the power iteration.
+  # How the power iteration gets H d: 'finite_difference' (Miyato et al., with xi) or 'exact'
+  # (the Hessian-vector product). bench/vat_direction.py measures how far apart they are.
+  config.vat.power_iteration = 'finite_difference'
   config.vat.weight = 1.0  # Weight of the LDS term (ramped up like w1).
   config.vat.entmin_weight = 1.0  # Entropy minimisation weight for 'vat_entmin'.
 

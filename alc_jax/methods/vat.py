@@ -8,18 +8,32 @@ from alc_jax import losses
 from alc_jax.methods import base
 
 
-def vat_loss(forward, x, logits, rng, xi, epsilon):
+# config.vat.power_iteration: how H d (H: the Hessian of the KL at r = 0) is computed.
+# 'finite_difference': grad KL(xi d) / xi, Miyato et al.'s (their code's xi = 1e-6);
+# 'exact': the Hessian-vector product itself (jax.jvp of jax.grad at r = 0), no xi.
+POWER_ITERATIONS = ('finite_difference', 'exact')
+
+
+def _normalize(d):
+  return d / (jnp.sqrt(jnp.sum(d * d, axis=(1, 2, 3), keepdims=True)) + 1e-12)
+
+
+def adversarial_direction(forward, x, logits, rng, xi, power_iteration='finite_difference'):
+  """r_adv / epsilon of Miyato et al.: H d normalised per example, d random, by one power
+  iteration (H: the Hessian of KL(p(x) || p(x + r)) at r = 0, where its gradient is 0)."""
+  kl_at = lambda r: losses.kl_divergence(logits, forward(x + r))
+  d = _normalize(jax.random.normal(rng, x.shape, x.dtype))
+  if power_iteration == 'exact':
+    hd = jax.jvp(jax.grad(kl_at), (jnp.zeros_like(x),), (d,))[1]
+  else:
+    hd = jax.grad(kl_at)(xi * d)  # ~ xi H d: only the direction matters.
+  return _normalize(jax.lax.stop_gradient(hd))
+
+
+def vat_loss(forward, x, logits, rng, xi, epsilon, power_iteration='finite_difference'):
   """LDS of Miyato et al.: KL(p(x) || p(x + r_adv)), r_adv from one power iteration."""
-
-  def normalize(d):
-    return d / (jnp.sqrt(jnp.sum(d * d, axis=(1, 2, 3), keepdims=True)) + 1e-12)
-
-  def kl_at(r):
-    return losses.kl_divergence(logits, forward(x + r))
-
-  d = normalize(jax.random.normal(rng, x.shape, x.dtype))
-  grad = jax.grad(kl_at)(xi * d)
-  return kl_at(epsilon * normalize(jax.lax.stop_gradient(grad)))
+  direction = adversarial_direction(forward, x, logits, rng, xi, power_iteration)
+  return losses.kl_divergence(logits, forward(x + epsilon * direction))
 
 
 class VAT(base.Method):
@@ -33,6 +47,7 @@ class VAT(base.Method):
     forward = lambda inputs: step.forward(step.params, step.state.batch_stats, inputs,
                                           step.keys['dropout'])[0][0]
     vat = vat_loss(forward, student.inputs, jax.lax.stop_gradient(student.logits),
-                   step.keys['vat'], step.config.vat.xi, step.config.vat.epsilon)
+                   step.keys['vat'], step.config.vat.xi, step.config.vat.epsilon,
+                   step.config.vat.power_iteration)
     return (sup + step.config.vat.weight * step.ramp * vat,
             {'losses/supervised': sup, 'losses/vat': vat})
