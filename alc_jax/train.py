@@ -181,10 +181,9 @@ class _Interruption:
     return self.signal is not None
 
 
-def _check_finite(nonfinite, step, config):
-  """The NaN guard: raises naming the step and the terms, before anything is checkpointed.
-  `nonfinite`: the names of the metrics that went non-finite, or {name: flag}."""
-  bad = [k for k in nonfinite if not isinstance(nonfinite, dict) or nonfinite[k]]
+def _check_finite(bad, step, config):
+  """The NaN guard: raises naming the step and `bad`, the metrics that went non-finite
+  (`nonfinite_names`), before anything is checkpointed."""
   if bad:
     hint = 'Lower config.learning_rate or the loss weights, or check the input data.'
     alc = config.alc
@@ -216,13 +215,18 @@ def accumulate_metrics(totals, metrics):
           'count': totals['count'] + 1}
 
 
+def nonfinite_names(flags):
+  """The names whose flag (host values of totals['nonfinite']) is on, sorted."""
+  return sorted(k for k, v in flags.items() if v)
+
+
 def read_metrics(totals):
   """(means of the accumulated metrics, names of those that went non-finite), fetched to the host:
   the only place the loop waits for the device between log steps."""
   totals = jax.device_get(totals)
   count = max(int(totals['count']), 1)
   means = {k: float(v) / count for k, v in totals['sum'].items()}
-  return means, sorted(k for k, v in totals['nonfinite'].items() if v)
+  return means, nonfinite_names(totals['nonfinite'])
 
 
 def _one_step_in_flight(state):
@@ -496,7 +500,8 @@ def _train_in_workdir(config, devices, workdir, interruption):
       if step % config.eval_every_steps == 0 or is_last:
         log.evaluation(step, state)
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
-        _check_finite(jax.device_get(totals['nonfinite']), step, config)  # Never save a NaN.
+        bad = nonfinite_names(jax.device_get(totals['nonfinite']))
+        _check_finite(bad, step, config)  # Never checkpoint a NaN.
         logging.info('Checkpoint of step %d begins.', step)  # Written in the background.
         manager.save(step, state)
         log.writer.flush()

@@ -169,7 +169,7 @@ def test_every_method_trains(tiny_npz, overrides):
 def test_nan_guard_names_the_unbounded_attention_only_where_it_can_diverge(row, hinted):
   from configs import fashion_mnist_250  # pylint: disable=g-import-not-at-top
   with pytest.raises(FloatingPointError, match='non-finite value at step 7 in losses/alc') as err:
-    train._check_finite({'losses/alc': True, 'losses/total': False}, 7,
+    train._check_finite(train.nonfinite_names({'losses/alc': True, 'losses/total': False}), 7,
                         fashion_mnist_250.get_config(row))
   assert ('config.alc.attention_logits=cosine' in str(err.value)) == hinted
 

@@ -11,10 +11,8 @@ before, so a run resumed from a checkpoint at step t sees the batches an uninter
 and every process of a multi-host run computes the same global batch and takes its own rows.
 """
 
-import atexit
 import queue
 import threading
-import weakref
 from typing import Callable, Dict, Iterator, Sequence, Tuple
 
 import numpy as np
@@ -148,18 +146,6 @@ def _produce(make_batch: Callable[[int], Dict[str, np.ndarray]], step: int, out:
     step += 1
 
 
-# Producer threads still running; stopped and joined at exit: a daemon thread killed inside a
-# JAX call (a host-to-device copy of Pipeline.train_batches) aborts the interpreter's shutdown.
-_LIVE_THREADS = weakref.WeakKeyDictionary()  # thread -> its stop event
-
-
-@atexit.register
-def _stop_all():
-  for thread, stop in list(_LIVE_THREADS.items()):
-    stop.set()
-    thread.join(timeout=5.0)
-
-
 class _Prefetcher:
   """Iterator over make_batch(start), make_batch(start + 1), ... filled by a daemon thread.
 
@@ -181,7 +167,6 @@ class _Prefetcher:
                                       args=(make_batch, start, self._queue, self._stop),
                                       daemon=True, name='train-batch-prefetch')
       self._thread.start()
-      _LIVE_THREADS[self._thread] = self._stop
 
   def __iter__(self):
     return self
