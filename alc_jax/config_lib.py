@@ -2,12 +2,12 @@
 
 from alc_jax import attention, losses, methods, models, workdir_io
 from alc_jax.methods import alc as alc_method, sntg, vat
-from alc_jax.data import imagenet, pipeline, tfds_data
+from alc_jax.data import imagenet, pipeline, splits, tfds_data
 # Fields that may differ between a run and its resumption (they change no result).
 # run_batching (vmap or loop over runs) changes float rounding only, like the device count.
 BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                'eval_batch_size', 'progress_every_seconds', 'run_batching',
-               'allow_schedule_change')
+               'allow_schedule_change', 'dataset.cache_dir')
 # Fields that set the length of the cosine learning-rate schedule: a resumption with other values
 # would join two schedules (the rate jumps at the resumed step), so check_workdir refuses them
 # unless config.allow_schedule_change. Not in BOOKKEEPING, and compared apart from the others.
@@ -76,21 +76,11 @@ def validate(config, num_devices=1):
     raise ConfigError(
         f'config.dataset.imbalance_ratio={config.dataset.imbalance_ratio} is below 1; it is the '
         f'largest-to-smallest class ratio (1 = balanced, the paper uses 5, 10, 15).')
-  # Known class counts only (not for npz/folder data); ImageNet's fixed 1% subset decides its
-  # labels, so num_labels is informational there.
-  num_classes = tfds_data.NUM_CLASSES.get(config.dataset.name)
-  if (num_classes and config.dataset.imbalance_ratio == 1
-      and config.dataset.num_labels % num_classes):
-    raise ConfigError(
-        f'config.dataset.num_labels={config.dataset.num_labels} is not labels per class times '
-        f'{num_classes} classes: a balanced split needs a multiple of {num_classes} '
-        f'(e.g. {num_classes * max(1, config.dataset.num_labels // num_classes)}).')
-  if config.dataset.num_labels <= 0:
-    raise ConfigError('config.dataset.num_labels must be positive.')
+  _validate_dataset(config.dataset)
   for field in ('consistency_weight', 'alc.weight', 'alc.entropy_weight', 'alc.graph_weight',
                 'sntg.weight', 'vat.weight',
-                'vat.entmin_weight', 'weight_decay', 'consistency_rampup_epochs',
-                'lr_warmup_epochs', 'pseudo_label_threshold'):
+                'vat.entmin_weight', 'fixmatch.weight', 'fixmatch.num_ops', 'weight_decay',
+                'consistency_rampup_epochs', 'lr_warmup_epochs', 'pseudo_label_threshold'):
     value = config
     for part in field.split('.'):
       value = value[part]
@@ -100,10 +90,44 @@ def validate(config, num_devices=1):
     raise ConfigError(f'config.learning_rate={config.learning_rate} must be positive.')
   if not 0 <= config.ema_decay < 1:
     raise ConfigError(f'config.ema_decay={config.ema_decay} must be in [0, 1) (the paper: 0.97).')
+  if not 0 <= config.fixmatch.ema_decay < 1:
+    raise ConfigError(f'config.fixmatch.ema_decay={config.fixmatch.ema_decay} must be in [0, 1) '
+                      '(FixMatch: 0.999).')
+  if not 0 <= config.fixmatch.threshold <= 1:
+    raise ConfigError(f'config.fixmatch.threshold={config.fixmatch.threshold} is a probability: '
+                      'choose it in [0, 1] (FixMatch: 0.95).')
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError('set config.num_epochs > 0 or config.num_train_steps > 0.')
   if config.dataset.name in imagenet.STREAMED_NAMES and config.num_runs != 1:
     raise ConfigError(f'{config.dataset.name} streams from TFDS: set config.num_runs=1.')
+
+
+def _validate_dataset(dc):
+  """The checks of config.dataset that need no data (the pipeline checks the rest)."""
+  if dc.num_labels <= 0 and dc.num_labels != splits.ALL_LABELS:
+    raise ConfigError(f'config.dataset.num_labels={dc.num_labels} must be positive, or '
+                      f'{splits.ALL_LABELS} for every label the data set gives.')
+  # Known class counts only (not for npz/folder data); ImageNet's fixed 1% subset decides its
+  # labels, so num_labels is informational there.
+  num_classes = tfds_data.NUM_CLASSES.get(dc.name)
+  if num_classes and dc.num_labels == splits.ALL_LABELS:
+    raise ConfigError(
+        f'config.dataset.num_labels={splits.ALL_LABELS} keeps every label the data set gives, '
+        f'but every training image of {dc.name} is labeled: set how many labels the trainer '
+        f'keeps (it hides the others), e.g. --config.dataset.num_labels={25 * num_classes} '
+        f'(25 per class).')
+  if num_classes and dc.imbalance_ratio == 1 and dc.num_labels % num_classes:
+    raise ConfigError(
+        f'config.dataset.num_labels={dc.num_labels} is not labels per class times '
+        f'{num_classes} classes: a balanced split needs a multiple of {num_classes} '
+        f'(e.g. {num_classes * max(1, dc.num_labels // num_classes)}).')
+  if dc.image_size < 0 or (dc.name in imagenet.STREAMED_NAMES and dc.image_size == 0):
+    raise ConfigError(
+        f'config.dataset.image_size={dc.image_size} must be positive for {dc.name} crops '
+        '(e.g. 224), and 0 (an image folder\'s most common size) or positive otherwise.'
+        if dc.name in imagenet.STREAMED_NAMES else
+        f'config.dataset.image_size={dc.image_size} must be 0 (an image folder\'s most common '
+        'size) or positive.')
 
 
 def check_workdir(config, workdir):

@@ -133,7 +133,7 @@ class Progress:
     self.total, self.images_per_step, self.every = total_steps, images_per_step, every_seconds
     self._t0, self._s0 = time.time(), start_step
     self._last_print = 0.0
-    self.last_accuracy = None
+    self.last_accuracy = None  # The latest evaluation, as the line shows it: 'test acc 81.20%'.
 
   def restart(self, step):
     """Starts the clock at `step` (call after the first, compiling, step so rates exclude it)."""
@@ -149,7 +149,7 @@ class Progress:
     self._last_print = now
     rate = self.steps_per_second(step)
     eta = (self.total - step) / rate if rate > 0 else float('inf')
-    acc = '' if self.last_accuracy is None else f' | test acc {self.last_accuracy}'
+    acc = '' if self.last_accuracy is None else f' | {self.last_accuracy}'
     print(f'step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%) | '
           f'{rate:.2f} steps/s, {rate * self.images_per_step:.0f} img/s | '
           f'ETA {format_seconds(eta)} | loss {loss:.4f}{acc}', flush=True)
@@ -189,21 +189,32 @@ def evaluation_row(step, result):
   return {'step': step, **{k: np.asarray(v).tolist() for k, v in result.items()}}
 
 
+def final_accuracy_line(summary, eval_names):
+  """The line a finished run prints: the accuracies of results.json's `summary` (mean over runs,
+  in %), named after the first evaluation set (the test set, else the validation set), or that
+  it reports none when the data set has neither."""
+  if not eval_names:
+    return ('Final accuracy: none; the data set has neither a test nor a validation set, so this '
+            'run reports no accuracy (results.json records the training only).')
+  return f'Final {eval_names[0]} accuracy (%): ' + ', '.join(
+      f'{k} {v:.2f}' for k, v in summary.items() if k.endswith('accuracy_mean'))
+
+
 def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_per_epoch,
                    labeled_batch_size, mesh_devices, wall_time_s, resumed_from_step,
-                   images_per_second, models, reported_model):
+                   images_per_second, models, reported_model, num_labels):
   """results.json of a finished run: what ran, the final and best evaluation (per run, from the
   `evaluation_row`s in `history`), their mean/std over runs in %, the final per-class accuracies,
   each run's labeled class shares (`priors`, r of Eq. 14) and the environment.
   `models`: the models evaluated ('student', 'teacher'); `reported_model`: the one whose accuracy
-  the method reports."""
+  the method reports; `num_labels`: labeled images per run (config.dataset.num_labels resolved)."""
   last = {k: v for k, v in history[-1].items() if k != 'step'}
   final = {k: v for k, v in last.items() if not is_per_class(v)}
   best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
   return {
       'method': config.method, 'alc': bool(config.alc.enabled),
       'alc_imbalance': config.alc.imbalance if config.alc.enabled else 'none',
-      'dataset': config.dataset.name, 'num_labels': config.dataset.num_labels,
+      'dataset': config.dataset.name, 'num_labels': num_labels,
       'imbalance_ratio': config.dataset.imbalance_ratio, 'model': config.model.name,
       'model_width': config.model.width, 'num_runs': config.num_runs, 'seeds': seeds,
       'split_seeds': split_seeds,

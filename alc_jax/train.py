@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from alc_jax import attention, checkpointing, config_lib, ema, methods, models, reporting
-from alc_jax import workdir_io, workdir_lock
+from alc_jax import inference, workdir_io, workdir_lock
 from alc_jax.data import DataError, pipeline
 from alc_jax.reporting import PER_CLASS
 
@@ -56,7 +56,7 @@ def create_optimizer(config, total_steps, steps_per_epoch, method):
   parts = [optax.add_decayed_weights(config.weight_decay),  # Coupled L2, as torch SGD's.
            optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov)]
   if method.has_teacher(config):
-    parts.append(ema.ema_teacher(config.ema_decay))
+    parts.append(ema.ema_teacher(method.ema_decay(config)))
   return optax.chain(*parts), schedule
 
 
@@ -477,6 +477,8 @@ def _train_in_workdir(config, devices, workdir, interruption):
   if jax.process_index() == 0:
     workdir_io.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   exp = create_experiment(config, devices)
+  if jax.process_index() == 0:  # Before the first checkpoint: any checkpoint is then usable.
+    inference.write_metadata(workdir, exp)
   manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
   state, start_step = manager.restore_latest(exp.initial_state)
   log = _Log(exp, workdir, start_step)
@@ -519,7 +521,7 @@ def _train_in_workdir(config, devices, workdir, interruption):
 
 def _start_line(exp, start_step):
   config = exp.config
-  return (f'{exp.method.label} on {config.dataset.name} ({config.dataset.num_labels} labels, '
+  return (f'{exp.method.label} on {config.dataset.name} ({exp.data.num_labeled} labels, '
           f'{config.num_runs} run(s)): {exp.total_steps} steps ({exp.steps_per_epoch}/epoch) from '
           f'step {start_step} on {len(exp.devices)} {exp.devices[0].device_kind} device(s)'
           f'{" (runs by a loop)" if exp.run_loop else ""}.')
@@ -567,7 +569,10 @@ class _Log:
     self.writer.write_scalars(step, {f'eval/{k}': float(np.mean(v)) for k, v in result.items()
                                      if not reporting.is_per_class(v)})
     logging.info('Evaluation of step %d done.', step)
-    self.progress.last_accuracy = f'{100 * np.mean(result[f"{self.reported}_accuracy"]):.2f}%'
+    if result:  # The progress line shows the first set's (the test set's, else validation's).
+      name = self.exp.data.eval_names[0]
+      key = f'{"" if name == "test" else name + "_"}{self.reported}_accuracy'
+      self.progress.last_accuracy = f'{name} acc {100 * np.mean(result[key]):.2f}%'
 
 
 def _finish(exp, state, log, step, start_step, workdir):
@@ -581,17 +586,16 @@ def _finish(exp, state, log, step, start_step, workdir):
       priors=exp.data.priors, steps=step, steps_per_epoch=exp.steps_per_epoch,
       labeled_batch_size=exp.data.labeled_batch_size, mesh_devices=len(exp.devices),
       wall_time_s=time.time() - log.started, resumed_from_step=start_step,
-      models=exp.models, reported_model=log.reported,
+      models=exp.models, reported_model=log.reported, num_labels=exp.data.num_labeled,
       # Training throughput after compilation (evaluation and checkpoint time included).
       images_per_second=(log.progress.steps_per_second(step) * config.batch_size
                          * config.num_runs))
   if jax.process_index() == 0:
     workdir_io.write_json(os.path.join(workdir, 'results.json'), results)
-    if config.alc.enabled:
-      _save_similarity(state, exp, workdir, next(iter(exp.data.local_eval_batches('test'))))
-  print('Final test accuracy (%): ' + ', '.join(
-      f'{k} {v:.2f}' for k, v in results['summary'].items() if k.endswith('accuracy_mean')),
-        flush=True)
+    if config.alc.enabled and exp.data.eval_names:  # S of the first evaluation set's images.
+      first = exp.data.local_eval_batches(exp.data.eval_names[0])
+      _save_similarity(state, exp, workdir, next(iter(first)))
+  print(reporting.final_accuracy_line(results['summary'], exp.data.eval_names), flush=True)
   return results
 
 

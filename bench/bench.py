@@ -71,7 +71,7 @@ from configs import common, default  # pylint: disable=wrong-import-position
 # with and without ALC); the table's default rows are these.
 METHODS = common.METHOD_ROWS
 DEFAULT_METHODS = ('supervised', 'pi_model', 'pi_model_alc', 'mean_teacher', 'mean_teacher_alc',
-                   'mean_teacher_alc_soft')
+                   'mean_teacher_alc_soft', 'fixmatch', 'fixmatch_alc')
 MODELS = ('cnn13', 'wrn28_2')
 
 

@@ -8,12 +8,14 @@ reference code of Tarvainen & Valpola does, since the paper says it builds on th
 import ml_collections
 
 
-def get_config():
+def get_config(row=None):
+  """The defaults; `--config=configs/default.py:ROW` applies a method row of configs/common.py
+  (e.g. `fixmatch_alc`), as every other config file does."""
   config = ml_collections.ConfigDict()
 
   # --- What to train -------------------------------------------------------------------------
   # A name of the method registry (alc_jax/methods/): supervised, pseudo_label, pi_model,
-  # mean_teacher, sntg, vat, vat_entmin.
+  # mean_teacher, sntg, vat, vat_entmin, fixmatch.
   config.method = 'mean_teacher'
   config.seed = 0  # Seeds initialisation, dropout/augmentation noise and (unless split_seed) the label split.
   # Independent runs trained side by side in one compiled program (vmap over runs); run r uses
@@ -113,23 +115,50 @@ def get_config():
   config.vat.power_iteration = 'finite_difference'
   config.vat.weight = 1.0  # Weight of the LDS term (ramped up like w1).
   config.vat.entmin_weight = 1.0  # Entropy minimisation weight for 'vat_entmin'.
+  # FixMatch (Sohn et al. 2020), alc_jax/methods/fixmatch.py; values of its paper and code.
+  config.fixmatch = ml_collections.ConfigDict()
+  config.fixmatch.threshold = 0.95  # tau: pseudo-labels only where the weak view is this sure.
+  config.fixmatch.weight = 1.0  # lambda_u of the unlabeled term (constant: no ramp-up).
+  config.fixmatch.ema_decay = 0.999  # The EMA model evaluation reports (FixMatch's 0.999).
+  config.fixmatch.num_ops = 2  # RandAugment ops per strong view (FixMatch's N = 2).
 
   # --- Data ---------------------------------------------------------------------------------
   config.dataset = ml_collections.ConfigDict()
   # fashion_mnist, cifar10, svhn_cropped, imagenet_1pct, npz (config.dataset.path), folder.
   config.dataset.name = 'fashion_mnist'
-  config.dataset.path = ''  # For 'npz' (a .npz file) and 'folder' (a folder with train/ and test/).
+  # For 'npz' (a .npz file) and 'folder': a folder with labeled/<class>/, unlabeled/ and optional
+  # validation/<class>/, test/<class>/ (semi-supervised), or with train/<class>/ and test/<class>/
+  # (fully labeled). Layouts and checks: alc_jax/data/labeled_folder.py, npz_files.py.
+  config.dataset.path = ''
   config.dataset.data_dir = ''  # TFDS data dir; '' = TFDS' default (~/tensorflow_datasets).
-  config.dataset.num_labels = 250  # Labeled examples in total (25 per class x 10 classes).
-  # Largest-to-smallest class ratio of the labeled set; 1 = balanced (Sec. 5.7: 5, 10, 15).
+  # Labeled examples in total. -1: every label the data set gives (a labeled/ folder, x_labeled);
+  # a fully labeled data set (fashion_mnist, cifar10, svhn_cropped, train/ + test/, x_train) needs
+  # a number: the trainer keeps that many of its labels and hides the rest (Fashion-MNIST: 250 =
+  # 25 per class x 10 classes). With a given labeled set, a smaller number takes a class-
+  # stratified subset of it (learning curves; the split seed draws it) and a larger one is refused.
+  config.dataset.num_labels = -1
+  # Largest-to-smallest class ratio of the labeled set; 1 = balanced (Sec. 5.7: 5, 10, 15). Only
+  # for fully labeled data sets: a given labeled set keeps its own class shares.
   config.dataset.imbalance_ratio = 1.0
   # Held out of the training set (neither labeled nor unlabeled) for hyperparameter choice, as the
   # paper did for w2; evaluated beside the test set as eval/validation_*. The first run's split is
-  # used: with num_runs > 1 set split_seed so that the runs share it.
+  # used: with num_runs > 1 set split_seed so that the runs share it. A given labeled set holds it
+  # out of its labeled images; a data set with its own validation set (validation/,
+  # x_validation) needs 0.
   config.dataset.validation_size = 0
   config.dataset.split_seed = -1  # Label split seed; -1 = the run's seed.
   config.dataset.zca = False  # ZCA whitening (CIFAR-10 option of the Mean Teacher reference).
-  config.dataset.image_size = 224  # ImageNet crops only.
+  # Side of the square images: ImageNet's crops (configs/imagenet_1pct.py: 224), and what a
+  # labeled/ + unlabeled/ image folder is resized to (bicubic). 0 = a folder's most common image
+  # size in labeled/ (stated on stdout). Arrays (.npz, TFDS, train/ + test/ folders) keep their
+  # own size.
+  config.dataset.image_size = 0
+  # An image file of a labeled/ folder that cannot be read: False stops with an error naming it;
+  # True skips it (a warning gives the count).
+  config.dataset.skip_unreadable = False
+  # Where a labeled/ folder's decoded images are cached when beside the data (ROOT/.alc_jax_cache)
+  # cannot be written; '' = $XDG_CACHE_HOME/alc_jax (~/.cache/alc_jax). Changes no result.
+  config.dataset.cache_dir = ''
   config.dataset.eval_examples = -1  # Evaluate on the first N test examples; -1 = all of them.
   config.eval_top5 = False  # Also report top-5 accuracy (Table 4, ImageNet's 1000 classes).
 
@@ -176,4 +205,7 @@ def get_config():
   # another schedule from the resumed step, and the rate would jump there. True accepts that
   # (e.g. to extend a finished run on purpose); its config.json then records the new values.
   config.allow_schedule_change = False
+  if row:
+    from configs import common  # pylint: disable=g-import-not-at-top  (common imports this file)
+    common.apply_row(config, row)
   return config

@@ -22,6 +22,7 @@ NUM_LABELS = 12811  # len(imagenet2012_subset/1pct train) ~ 1% of 1,281,167.
 def get_config(row='mean_teacher_alc'):
   config = common.experiment('imagenet', NUM_LABELS, row)
   config.num_runs = 1
+  config.dataset.image_size = 224  # The crops (configs/default.py's 0 is for image folders).
   config.eval_every_steps = 5000  # About once per epoch: evaluating 50k images is not free.
   config.checkpoint_every_steps = 5000
   return config

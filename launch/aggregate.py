@@ -15,11 +15,13 @@ registry: the teacher (EMA) for Mean Teacher, as the Mean Teacher paper does, th
 otherwise). Under imbalanced label splits a per-class table and plot rank each run's
 classes by their number of labels (results.json `labeled_class_prior`) and report the classes
 with the most and the fewest labels. Every row is also compared with the mean_teacher, pi_model
-and supervised rows (--paired-against), paired by seed and label split. Plots (matplotlib, Agg):
-accuracy over training per row (Fig. 5/7), per-class accuracy by label rank, accuracy against w2
-where runs differ only in config.alc.weight (Fig. 6), S of 100 test images ordered by class, and
-the attention monitors over training. `--split validation` reports the held-out validation split
-instead (config.dataset.validation_size > 0): what hyperparameters are chosen on.
+and supervised rows (--paired-against), paired by seed and label split: the mean difference, its
+95 % t interval (mean ± t_0.975,n-1 · sd / √n over the pairs) and each pair's difference. Plots
+(matplotlib, Agg): accuracy over training per row (Fig. 5/7), per-class accuracy by label rank,
+accuracy against w2 where runs differ only in config.alc.weight (Fig. 6), S of 100 test images
+ordered by class, and the attention monitors over training. `--split validation` reports the
+held-out validation split instead (config.dataset.validation_size > 0): what hyperparameters are
+chosen on.
 """
 
 import argparse
@@ -31,6 +33,7 @@ import re
 import sys
 
 import numpy as np
+from scipy import stats  # A dependency of jax (its install_requires), so always installed.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
@@ -296,17 +299,35 @@ def _by_split(runs, split):
   return out
 
 
+def paired_interval(differences, confidence=0.95):
+  """(mean, low, high): the t confidence interval of the mean of paired differences,
+  mean ± t_{(1 + confidence) / 2, n - 1} · sd / √n with the sample sd (ddof 1). (nan, nan) bounds
+  for fewer than 2 pairs. With n = 2 or 3 the quantile is 12.71 or 4.30 (95 %): the interval is
+  wide, and one that contains 0 says the difference is not resolved at that n."""
+  differences = np.asarray(differences, float)
+  n, mean = len(differences), float(np.mean(differences))
+  if n < 2:
+    return mean, float('nan'), float('nan')
+  half = stats.t.ppf((1 + confidence) / 2, n - 1) * np.std(differences, ddof=1) / np.sqrt(n)
+  return mean, mean - half, mean + half
+
+
 def _paired_cell(differences):
-  return (f'{np.mean(differences):+.2f} (' + ', '.join(f'{d:+.2f}' for d in differences) + ')')
+  """'+0.09 [-0.73, +0.90] (-0.29, +0.24, +0.31)': the mean, its 95 % t interval (none for a
+  single pair) and every pair's difference."""
+  mean, low, high = paired_interval(differences)
+  interval = '' if np.isnan(low) else f' [{low:+.2f}, {high:+.2f}]'
+  return f'{mean:+.2f}{interval} (' + ', '.join(f'{d:+.2f}' for d in differences) + ')'
 
 
 def paired_table(rows, reference, split='test'):
   """Markdown table of every row minus the `reference` row (None if the experiment has no such
   row or nothing pairs with it). Runs are paired by (seed, label-split seed): a pair trained on
   the same labeled images, so under imbalance the same classes are the large ones, and the
-  difference's spread is the methods', not the splits'. Each cell is the mean over pairs, then
-  every pair's difference in brackets; the halves are the classes ranked per run by their number
-  of labels, as in per_class_table (only where both rows have per-class accuracies)."""
+  difference's spread is the methods', not the splits'. Each cell is the mean over pairs, its 95 %
+  t interval in square brackets (paired_interval), then every pair's difference; the halves are
+  the classes ranked per run by their number of labels, as in per_class_table (only where both
+  rows have per-class accuracies)."""
   names = [n for n in rows if _base_row(n) == reference and '--' not in n]
   if not names:
     return None
@@ -522,8 +543,9 @@ def aggregate(root, out, metric='auto', which='final', split='test',
     for reference in paired_against:
       paired = paired_table(rows, reference, split)
       if paired:
-        text += [f'Paired by seed: each row minus {reference} (points; larger and smaller half '
-                 'of the classes by their number of labels):', '', paired, '']
+        text += [f'Paired by seed: each row minus {reference} (points: mean [95 % t interval, '
+                 'mean ± t_0.975,n-1 · sd / √n] (each pair); larger and smaller half of the '
+                 'classes by their number of labels):', '', paired, '']
     for name in (plot_curves(plt, experiment, rows, metric, out, split),
                  plot_per_class(plt, experiment, rows, out, split),
                  plot_monitors(plt, experiment, rows, out),

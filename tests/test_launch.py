@@ -291,12 +291,31 @@ def test_aggregate_pairs_rows_by_seed_against_the_reference_rows(tmp_path):
   want_all = [75.0 - 72.0, 80.0 - 74.0]  # seeds 1, 2
   want_halves = [[ranked(soft_class, i)[part].mean() - ranked(mt_class, i)[part].mean()
                   for i in (1, 2)] for part in (slice(0, 2), slice(2, 4))]
-  cell = lambda d: f'{np.mean(d):+.2f} (' + ', '.join(f'{x:+.2f}' for x in d) + ')'
+  def cell(d):  # Mean, 95 % t interval (t_0.975,1 = 12.706), each pair.
+    half = 12.706 * np.std(d, ddof=1) / np.sqrt(len(d))
+    return (f'{np.mean(d):+.2f} [{np.mean(d) - half:+.2f}, {np.mean(d) + half:+.2f}] ('
+            + ', '.join(f'{x:+.2f}' for x in d) + ')')
   assert _table_row(section, 'mean_teacher_alc_soft') == (
       '| mean_teacher_alc_soft | 2 | ' + ' | '.join(
           cell(d) for d in [want_all] + want_halves) + ' |')
   assert '| supervised |' not in section.split('\n\n')[1]
   assert 'minus supervised' not in markdown and 'minus pi_model' not in markdown
+
+
+def test_paired_cells_give_the_95_percent_t_interval_of_the_mean_difference():
+  """Hand-computed: differences (1, 2, 3) have mean 2, sd 1, so 2 ± 4.303 / √3 = 2 ± 2.484;
+  (1, 3) have sd √2, so 2 ± 12.706 · √2 / √2 = 2 ± 12.706; one pair has no interval."""
+  aggregate = _module('aggregate')
+  assert aggregate._paired_cell([1.0, 2.0, 3.0]) == '+2.00 [-0.48, +4.48] (+1.00, +2.00, +3.00)'
+  assert aggregate._paired_cell([1.0, 3.0]) == '+2.00 [-10.71, +14.71] (+1.00, +3.00)'
+  assert aggregate._paired_cell([0.5]) == '+0.50 (+0.50)'
+  # Phase F's MT + ALC - Mean Teacher on splits 0-4 (docs/results.md, section 7): n = 5,
+  # t_0.975,4 = 2.776, sd (ddof 1) 0.688 -> +0.058 ± 0.855.
+  mean, low, high = aggregate.paired_interval([-0.29, +0.24, +0.31, +0.93, -0.90])
+  np.testing.assert_allclose([mean, low, high], [0.058, -0.797, 0.913], atol=2e-3)
+  mean, low, high = aggregate.paired_interval([1.0, 2.0, 3.0], confidence=0.9)  # t_0.95,2 = 2.920
+  np.testing.assert_allclose([low, high], [2 - 2.920 / np.sqrt(3), 2 + 2.920 / np.sqrt(3)],
+                             atol=1e-3)
 
 
 def test_monitor_plot_keeps_each_rows_colour_on_every_panel(tmp_path, monkeypatch):

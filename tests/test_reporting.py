@@ -64,7 +64,8 @@ def test_results_record_keeps_per_class_accuracies_out_of_final_best_and_summary
       priors=[[0.25, 0.75], [0.5, 0.5]], steps=20,
       steps_per_epoch=10, labeled_batch_size=4, mesh_devices=1, wall_time_s=1.0,
       resumed_from_step=0, images_per_second=1.0, models=('student', 'teacher'),
-      reported_model='teacher')
+      reported_model='teacher', num_labels=40)
+  assert record['num_labels'] == 40
   assert record['models'] == ['student', 'teacher'] and record['reported_model'] == 'teacher'
   assert record['final'] == {'teacher_accuracy': [0.6, 0.6]}
   assert record['best'] == {'teacher_accuracy': [0.6, 0.7]}

@@ -13,10 +13,12 @@ training batches, `eval_sharding` over the rows of evaluation batches).
 
 import abc
 import collections
-from typing import Any, Dict, Iterator, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
+
+from absl import logging
 
 from alc_jax import methods
 from alc_jax.data import datasets, imagenet, sampler, splits
@@ -78,7 +80,13 @@ class Pipeline(abc.ABC):
     priors: float (R, K), r of Eq. 14: the class shares of each run's labeled set.
     split_seeds: the label-split seed of each run (recorded in results.json).
     normalization: the `Normalization` the model's inputs get on the device.
-    eval_names: the evaluation sets, 'test' first ('validation' when config asks for one).
+    eval_names: the evaluation sets: 'test' first when the data set has one, 'validation' when
+      it gives one or config.dataset.validation_size holds one out; may be empty (the run then
+      reports no accuracy).
+    class_names: the class names (index = label) as a tuple of str, or None when the data set
+      has none.
+    num_labeled: labeled training images of each run (config.dataset.num_labels resolved: -1
+      is all the labels the data set gives).
   """
   num_classes: int
   image_shape: Tuple[int, int, int]
@@ -88,6 +96,7 @@ class Pipeline(abc.ABC):
   split_seeds: Sequence[int]
   normalization: Normalization
   eval_names: Tuple[str, ...]
+  class_names: Optional[Tuple[str, ...]] = None
 
   def __init__(self, config, seeds, train_sharding, eval_sharding, eval_batch_size):
     self.config, self.seeds = config, list(seeds)
@@ -152,25 +161,78 @@ class InMemoryPipeline(Pipeline):
   def __init__(self, config, seeds, train_sharding, eval_sharding, eval_batch_size):
     super().__init__(config, seeds, train_sharding, eval_sharding, eval_batch_size)
     dc = config.dataset
-    self.dataset = datasets.load_dataset(dc)
+    self.dataset = data = datasets.load_dataset(dc)
+    self.splits = [self._split(seed) for seed in self.split_seeds]
+    self.num_classes = data.num_classes
+    self.class_names = data.class_names
+    self.image_shape = data.image_shape
+    self.num_train = len(self.splits[0].labeled) + len(self.splits[0].unlabeled)
+    self.num_labeled = len(self.splits[0].labeled)
+    self.priors = np.stack([  # r of Eq. 14, per run: the class shares of its labeled set.
+        np.bincount(data.y_train[s.labeled], minlength=self.num_classes) / len(s.labeled)
+        for s in self.splits])
+    self.normalization = Normalization.create(data.mean, data.std, data.zca, data.zca_mean)
+    self.eval_names = tuple(
+        name for name, present in (('test', data.x_test is not None),
+                                   ('validation', data.x_validation is not None
+                                    or dc.validation_size > 0)) if present)
+    if data.given_split:
+      self._describe_given_split()
+
+  def _split(self, seed):
+    """The label split of one run (splits.py): drawn from a fully labeled training set, or the
+    data set's own labeled set (all of it, or a stratified subset)."""
+    dc, data = self.config.dataset, self.dataset
+    if data.given_split:
+      if dc.imbalance_ratio != 1:
+        raise DataError(
+            f'config.dataset.imbalance_ratio={dc.imbalance_ratio} draws an imbalanced labeled '
+            f'subset of a fully labeled data set; {dc.path} gives its own labeled set, whose '
+            'class shares are used as they are: set config.dataset.imbalance_ratio=1.')
+      if data.x_validation is not None and dc.validation_size > 0:
+        raise DataError(
+            f'{dc.path} gives its own validation set (validation/ or x_validation): set '
+            f'config.dataset.validation_size=0 (it is {dc.validation_size}), or remove that set '
+            'to hold validation images out of the labeled ones.')
+      try:
+        return splits.given_label_split(data.y_train, data.num_classes, dc.num_labels,
+                                        dc.validation_size, seed=seed)
+      except ValueError as e:
+        raise DataError(f'{dc.path}: {e} (config.dataset.num_labels, validation_size).') from e
+    if dc.num_labels == splits.ALL_LABELS:
+      raise DataError(
+          f'config.dataset.num_labels={splits.ALL_LABELS} keeps every label a data set gives, '
+          f'but every training image of {dc.name!r} ({dc.path or dc.name}) is labeled: set how '
+          'many labels the trainer keeps (it hides the others), e.g. '
+          f'--config.dataset.num_labels={10 * data.num_classes}, or give a labeled/ + '
+          'unlabeled/ folder or an x_labeled + x_unlabeled .npz.')
     wanted = dc.num_labels + dc.validation_size
-    if wanted > self.dataset.num_train:
+    if wanted > data.num_train:
       raise DataError(
           f'config.dataset.num_labels + validation_size = {wanted} exceeds the '
-          f'{self.dataset.num_train} training examples of {dc.name!r}: lower them.')
-    self.splits = [splits.make_label_split(self.dataset.y_train, self.dataset.num_classes,
-                                           dc.num_labels, dc.imbalance_ratio, dc.validation_size,
-                                           seed=s)
-                   for s in self.split_seeds]
-    self.num_classes = self.dataset.num_classes
-    self.image_shape = self.dataset.image_shape
-    self.num_train = len(self.splits[0].labeled) + len(self.splits[0].unlabeled)
-    self.priors = np.stack([  # r of Eq. 14, per run.
-        np.bincount(self.dataset.y_train[s.labeled], minlength=self.num_classes) / len(s.labeled)
-        for s in self.splits])
-    self.normalization = Normalization.create(self.dataset.mean, self.dataset.std,
-                                              self.dataset.zca, self.dataset.zca_mean)
-    self.eval_names = ('test', 'validation') if dc.validation_size > 0 else ('test',)
+          f'{data.num_train} training examples of {dc.name!r}: lower them.')
+    return splits.make_label_split(data.y_train, data.num_classes, dc.num_labels,
+                                   dc.imbalance_ratio, dc.validation_size, seed=seed)
+
+  def _describe_given_split(self):
+    """Says on stdout what the runs train and evaluate on, and warns when nothing is unlabeled."""
+    dc, split = self.config.dataset, self.splits[0]
+    given = int(np.sum(self.dataset.y_train >= 0))
+    which = ('all of them' if dc.num_labels == splits.ALL_LABELS
+             else f'a class-stratified subset of the {given:,} given (split seed per run)')
+    print(f'{dc.path}: {len(split.labeled):,} labeled training images ({which}), '
+          f'{len(split.unlabeled):,} unlabeled, {len(split.validation):,} held out for '
+          'validation.', flush=True)
+    if not self.eval_names:
+      print(f'{dc.path} has neither a test nor a validation set: this run reports no accuracy '
+            '(it trains, and writes results.json without accuracies).', flush=True)
+    elif 'test' not in self.eval_names:
+      print(f'{dc.path} has no test set: this run reports its validation accuracy.', flush=True)
+    if not len(split.unlabeled):
+      message = (f'{dc.path} gives no unlabeled image (an empty or absent unlabeled/, or an empty '
+                 'x_unlabeled): the run is supervised, every batch holds labeled images only.')
+      logging.warning(message)
+      print(f'Warning: {message}', flush=True)
 
   def _local_train_batches(self, start_step):
     # Rows keep the sampler's order (labeled first) on any number of devices: every row costs the
@@ -184,13 +246,16 @@ class InMemoryPipeline(Pipeline):
                                        process_count=nproc)
 
   def local_eval_batches(self, name):
+    data = self.dataset
     if name == 'test':
       n = self.config.dataset.eval_examples
-      n = n if n > 0 else self.dataset.num_test
-      x, y = self.dataset.x_test[:n], self.dataset.y_test[:n]
+      n = n if n > 0 else data.num_test
+      x, y = data.x_test[:n], data.y_test[:n]
+    elif data.x_validation is not None:  # The data set's own validation set.
+      x, y = data.x_validation, data.y_validation
     else:  # The held-out validation split of the first run.
       idx = self.splits[0].validation
-      x, y = self.dataset.x_train[idx], self.dataset.y_train[idx]
+      x, y = data.x_train[idx], data.y_train[idx]
     return sampler.eval_batches(x, y, self.eval_batch_size, *self._process())
 
 
@@ -203,6 +268,7 @@ class StreamedPipeline(Pipeline):
     self.num_classes = imagenet.NUM_CLASSES
     self.image_shape = (config.dataset.image_size, config.dataset.image_size, 3)
     self.num_train = imagenet.NUM_TRAIN
+    self.num_labeled = config.dataset.num_labels  # TFDS' fixed 1% subset.
     # ~13 labels per class: r of Eq. 14 is uniform.
     self.priors = np.full((len(self.seeds), self.num_classes), 1.0 / self.num_classes)
     self.normalization = Normalization.create(imagenet.MEAN, imagenet.STD)

@@ -25,6 +25,11 @@ Schedules for K = 10 (rank 0 = largest class):
     1:10  [730, 570, 441, 341, 264, 205, 158, 123, 95, 73]     (max/min 10)
     1:15  [825, 605, 448, 332, 245, 182, 134, 100, 74, 55]     (max/min 15)
 
+A data set that says itself which images are labeled (a labeled/ folder, x_labeled) keeps its
+labeled set as it is, uneven class counts included (given_label_split): all of it by default, or
+a class-stratified subset for learning curves; its labeled images left out of the subset join the
+unlabeled set, their labels hidden.
+
 Determinism: every random choice comes from np.random.default_rng(seed). PCG64 gives the same
 bits on every platform and numpy's permutation has not changed its algorithm, so a seed names
 the same split on every machine and in every process of a multi-host run.
@@ -192,6 +197,12 @@ def make_label_split(labels: np.ndarray,
                      f'(after holding out {held_out[c]} for validation); '
                      f'{len(short)} class(es) short in total')
 
+  return _draw_split(labels, num_classes, held_out, wanted, rng)
+
+
+def _draw_split(labels, num_classes, held_out, wanted, rng) -> LabelSplit:
+  """Per class, in class order: one permutation of its members, the first held_out[c] for
+  validation, the next wanted[c] labeled; every other image is unlabeled."""
   labeled, validation = [], []
   for c in range(num_classes):
     members = rng.permutation(np.flatnonzero(labels == c))
@@ -199,8 +210,71 @@ def make_label_split(labels: np.ndarray,
     labeled.append(members[held_out[c]:held_out[c] + wanted[c]])
   labeled = np.sort(np.concatenate(labeled)).astype(np.int64)
   validation = np.sort(np.concatenate(validation)).astype(np.int64)
-  rest = np.ones(n, bool)
+  rest = np.ones(len(labels), bool)
   rest[labeled] = False
   rest[validation] = False
   return LabelSplit(labeled=labeled, unlabeled=np.flatnonzero(rest).astype(np.int64),
                     validation=validation)
+
+
+ALL_LABELS = -1  # config.dataset.num_labels: every label a data set gives.
+
+
+def given_label_split(labels: np.ndarray,
+                      num_classes: int,
+                      num_labels: int = ALL_LABELS,
+                      validation_size: int = 0,
+                      seed: int = 0) -> LabelSplit:
+  """The split of a training set whose unlabeled images carry label -1 (a given labeled set).
+
+  Each class's labeled images are shuffled once with the seeded generator; the validation images
+  are the first ones of each class (shares proportional to the class counts, rounded by largest
+  remainder, at least one labeled image left per class), the labeled subset the next ones. The
+  subset keeps one image per class and shares the rest in proportion to each class's further
+  images (largest remainder), so its class shares follow the labeled set's.
+
+  Args:
+    labels: (N,) labels of the training set, -1 on the unlabeled images.
+    num_classes: K; every class must have a labeled image.
+    num_labels: size of the labeled subset, K <= num_labels <= the labeled images left after
+      validation; ALL_LABELS (-1) keeps all of them.
+    validation_size: labeled images held out of both sets.
+    seed: non-negative split seed (only used for a subset or a validation hold-out).
+
+  Returns:
+    A LabelSplit of sorted int64 indices; the unlabeled set is the given unlabeled images plus the
+    labeled ones the subset leaves out.
+
+  Raises:
+    ValueError: sizes out of range (the message gives the counts).
+  """
+  labels = np.asarray(labels)
+  given = class_counts(labels[labels >= 0], num_classes)
+  if given.min() < 1:
+    raise ValueError(f'class {int(np.argmin(given))} has no labeled image; every class needs one')
+  if not 0 <= validation_size <= given.sum() - num_classes:
+    raise ValueError(f'validation_size={validation_size} must leave at least one labeled image '
+                     f'per class: at most {given.sum() - num_classes} of the {given.sum()} '
+                     f'labeled images over {num_classes} classes')
+  held_out = (_largest_remainder(given, validation_size) if validation_size
+              else np.zeros(num_classes, np.int64))
+  # Largest remainder may hand a class all its images: move such units to the largest classes.
+  while (given - held_out).min() < 1:
+    c = int(np.argmin(given - held_out))
+    held_out[c] -= 1
+    held_out[int(np.argmax(given - held_out))] += 1
+  left = given - held_out
+  if num_labels == ALL_LABELS:
+    wanted = left
+  elif not num_classes <= num_labels <= left.sum():
+    raise ValueError(
+        f'num_labels={num_labels} is out of range: the labeled set holds {left.sum()} images '
+        f'({given.sum()} given, {validation_size} held out for validation) over {num_classes} '
+        f'classes; choose {num_classes}..{left.sum()}, or -1 for all of them')
+  elif num_labels == num_classes or left.sum() == num_classes:
+    wanted = np.ones(num_classes, np.int64)
+  else:
+    wanted = 1 + _largest_remainder(left - 1, num_labels - num_classes)
+
+  rng = np.random.default_rng(seed)
+  return _draw_split(labels, num_classes, held_out, wanted, rng)

@@ -1,106 +1,45 @@
-"""Users' own data sets: a .npz file of arrays, or a folder of images per class."""
+"""A user's image folder, in either of two layouts (config.dataset.name='folder'):
+
+  * ROOT/labeled/<class>/, ROOT/unlabeled/ and optional ROOT/validation/<class>/ and
+    ROOT/test/<class>/: semi-supervised, any sizes and modes (alc_jax/data/labeled_folder.py);
+  * ROOT/train/<class>/ and ROOT/test/<class>/: fully labeled, all images of one size and mode;
+    the trainer keeps config.dataset.num_labels of the training labels (the paper's protocol).
+    Read here, as it always was.
+
+.npz files are read by alc_jax/data/npz_files.py.
+"""
 
 import os
-import zipfile
-from typing import Sequence, Tuple
+from typing import Any, Sequence
 
 import numpy as np
 
-from alc_jax.data.base import DataError, DataFileNotFoundError
+from alc_jax.data.base import DataError, DataFileNotFoundError, ImageArrays
+from alc_jax.data.labeled_folder import LABELED, load_labeled_folder
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
-_NPZ_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
+# What the train/test layout reads (the labeled/ layout reads image_files.IMAGE_EXTENSIONS).
+TRAIN_TEST_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 
 
-def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-  """Loads and validates a .npz data set.
-
-  The file holds `x_train, y_train, x_test, y_test`: uint8 images (N, H, W) or (N, H, W, C) and
-  integer labels (N,). The number of classes is max(y_train) + 1; every class must appear in
-  y_train, and test labels must lie in the same range.
-
-  Args:
-    path: the .npz file.
-
-  Returns:
-    (x_train (N, H, W, C), y_train int32, x_test, y_test int32, num_classes).
+def load_folder(path: str, dataset_config: Any) -> ImageArrays:
+  """Loads an image folder of either layout (the module docstring).
 
   Raises:
-    DataFileNotFoundError: if the file does not exist.
-    DataError: naming the file and what to fix, for any invalid content.
+    DataFileNotFoundError: if neither layout's folders exist.
+    DataError: naming the file or folder and the fix.
   """
   if not path:
-    raise DataError("config.dataset.name='npz' needs config.dataset.path, the .npz file.")
-  if not os.path.isfile(path):
-    raise DataFileNotFoundError(f'npz data set {path} does not exist (config.dataset.path).')
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      keys = list(f.files)
-      arrays = {k: f[k] for k in _NPZ_KEYS if k in keys}
-  except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-    raise DataError(
-        f'Cannot read npz data set {path}: {type(e).__name__}: {e}. Write it with '
-        'np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...) using plain numeric '
-        'arrays (object arrays are not supported).') from e
-  missing = [k for k in _NPZ_KEYS if k not in arrays]
-  if missing:
-    raise DataError(
-        f'npz data set {path} lacks the key(s) {", ".join(missing)} (it has: '
-        f'{", ".join(keys) or "nothing"}). Save it with np.savez(path, x_train=..., '
-        'y_train=..., x_test=..., y_test=...).')
-
-  images = {}
-  for split in ('train', 'test'):
-    x = arrays['x_' + split]
-    if x.dtype != np.uint8:
-      raise DataError(
-          f'npz data set {path}: x_{split} has dtype {x.dtype}, expected uint8 images in '
-          '[0, 255]. Convert with (x * 255).round().astype(np.uint8) for images in [0, 1], or '
-          'x.astype(np.uint8) for integer pixels.')
-    if x.ndim == 3:
-      x = x[..., None]
-    if x.ndim != 4:
-      raise DataError(
-          f'npz data set {path}: x_{split} has shape {x.shape} (rank {x.ndim}); expected '
-          '(N, H, W) or (N, H, W, C) images.')
-    if x.shape[0] == 0:
-      raise DataError(f'npz data set {path}: x_{split} is empty; it needs at least one image.')
-    y = arrays['y_' + split]
-    if not np.issubdtype(y.dtype, np.integer):
-      raise DataError(
-          f'npz data set {path}: y_{split} has dtype {y.dtype}; expected integer class ids '
-          '0..K-1 (convert with y.astype(np.int32)).')
-    if y.ndim != 1:
-      raise DataError(f'npz data set {path}: y_{split} has shape {y.shape}; expected (N,) '
-                       '(flatten it with y.reshape(-1)).')
-    if y.shape[0] != x.shape[0]:
-      raise DataError(
-          f'npz data set {path}: x_{split} holds {x.shape[0]} images but y_{split} holds '
-          f'{y.shape[0]} labels; they must have the same length.')
-    if y.min() < 0:
-      raise DataError(f'npz data set {path}: y_{split} has negative label {y.min()}; labels '
-                       'must be class ids 0..K-1.')
-    images[split] = (x, y)
-  (x_train, y_train), (x_test, y_test) = images['train'], images['test']
-  if x_train.shape[1:] != x_test.shape[1:]:
-    raise DataError(
-        f'npz data set {path}: train images are {x_train.shape[1:]} (H, W, C) but test images '
-        f'are {x_test.shape[1:]}; both must have the same size and channels.')
-  num_classes = int(y_train.max()) + 1
-  absent = np.setdiff1d(np.arange(num_classes), y_train)
-  if absent.size:
-    raise DataError(
-        f'npz data set {path}: classes {absent.tolist()[:10]} never appear in y_train, though '
-        f'labels go up to {num_classes - 1}; number classes 0..K-1 with every class present in '
-        'the training set.')
-  if y_test.max() >= num_classes:
-    raise DataError(
-        f'npz data set {path}: y_test has label {int(y_test.max())}, out of range for the '
-        f'{num_classes} classes of y_train (0..{num_classes - 1}).')
-  return (np.ascontiguousarray(x_train), y_train.astype(np.int32),
-          np.ascontiguousarray(x_test), y_test.astype(np.int32), num_classes)
-
-
+    raise DataError("config.dataset.name='folder' needs config.dataset.path, the folder with "
+                    f'{LABELED}/ (and unlabeled/, test/) or train/ and test/.')
+  if os.path.isdir(os.path.join(path, LABELED)):
+    if os.path.isdir(os.path.join(path, 'train')):
+      raise DataError(f'Image folder data set {path} has both {LABELED}/ and train/: keep '
+                      f'{LABELED}/ + unlabeled/ (semi-supervised) or train/ + test/ (fully '
+                      'labeled), not both.')
+    return load_labeled_folder(path, dataset_config)
+  x_train, y_train, x_test, y_test, class_names = load_train_test_folder(path)
+  return ImageArrays(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                     num_classes=len(class_names), class_names=class_names)
 
 
 def _list_classes(split_dir: str) -> Sequence[str]:
@@ -119,7 +58,7 @@ def _read_image(path: str):
                      'the file.') from e
 
 
-def load_folder(path: str):
+def load_train_test_folder(path: str):
   """Loads `path/train/<class>/*.png|jpg|jpeg` and `path/test/<class>/...`.
 
   Class names, sorted, give the label ids; train and test must have the same class folders. All
@@ -137,16 +76,14 @@ def load_folder(path: str):
     DataError: naming the file or folder, for unreadable images, size or mode mismatches, or
       mismatched class folders.
   """
-  if not path:
-    raise DataError("config.dataset.name='folder' needs config.dataset.path, the folder with "
-                     'train/ and test/.')
   classes = {}
   for split in ('train', 'test'):
     split_dir = os.path.join(path, split)
     if not os.path.isdir(split_dir):
       raise DataFileNotFoundError(
           f'Image folder data set {path}: {split_dir} does not exist; expected '
-          f'{path}/train/<class_name>/*.png and {path}/test/<class_name>/*.png.')
+          f'{path}/train/<class_name>/*.png and {path}/test/<class_name>/*.png, or '
+          f'{path}/{LABELED}/<class_name>/*.png and {path}/unlabeled/*.png.')
     classes[split] = _list_classes(split_dir)
     if not classes[split]:
       raise DataError(f'Image folder data set {path}: {split_dir} has no class folders; '
@@ -166,7 +103,7 @@ def load_folder(path: str):
     for label, class_name in enumerate(class_names):
       class_dir = os.path.join(path, split, class_name)
       files = sorted(f for f in os.listdir(class_dir)
-                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith('.'))
+                     if f.lower().endswith(TRAIN_TEST_EXTENSIONS) and not f.startswith('.'))
       if split == 'train' and not files:
         raise DataError(f'Image folder data set {path}: {class_dir} holds no .png/.jpg/.jpeg '
                          'image; every class needs training images.')

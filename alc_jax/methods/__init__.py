@@ -7,6 +7,7 @@ with a `base.Method` subclass, one line in `_ALL` below, and its rows in configs
 
 from alc_jax.methods import base
 from alc_jax.methods.alc import WithALC
+from alc_jax.methods.fixmatch import FixMatch
 from alc_jax.methods.mean_teacher import MeanTeacher
 from alc_jax.methods.pi_model import PiModel
 from alc_jax.methods.pseudo_label import PseudoLabel
@@ -18,9 +19,10 @@ from alc_jax.methods.vat_entmin import VATEntMin
 Method = base.Method
 loss_fn = base.loss_fn
 
-_ALL = (Supervised(), PseudoLabel(), PiModel(), MeanTeacher(), SNTG(), VAT(), VATEntMin())
+_ALL = (Supervised(), PseudoLabel(), PiModel(), MeanTeacher(), SNTG(), VAT(), VATEntMin(),
+        FixMatch())
 REGISTRY = {method.name: method for method in _ALL}
-NAMES = tuple(REGISTRY)  # Every valid config.method, in the paper's order of Table 2.
+NAMES = tuple(REGISTRY)  # Every valid config.method: the paper's order of Table 2, then FixMatch.
 
 
 def get(name: str) -> base.Method:

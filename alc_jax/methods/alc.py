@@ -29,13 +29,19 @@ class WithALC(base.Method):
     self.method = method
     self.name, self.label = method.name, f'{method.label} + ALC'
     self.uses_teacher, self.labeled_only = method.uses_teacher, method.labeled_only
-    self.num_views, self.config_block = method.num_views, method.config_block
+    self.config_block = method.config_block
 
   def has_teacher(self, config):
     return self.method.has_teacher(config)
 
   def reported_model(self, config):
     return self.method.reported_model(config)
+
+  def ema_decay(self, config):
+    return self.method.ema_decay(config)
+
+  def student_view(self, step):
+    return self.method.student_view(step)
 
   def targets(self, step, student):
     return self.method.targets(step, student)

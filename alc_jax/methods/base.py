@@ -1,7 +1,7 @@
 """What every method shares: the step's inputs (`Step`), the student's pass, and the `Method` base.
 
-A method is an object with a name, what it needs (an EMA teacher, two augmented views, labeled
-rows only, a config block) and its objective: `targets` runs the passes beyond the student's (the
+A method is an object with a name, what it needs (an EMA teacher, labeled rows only, a config
+block) and its objective: `targets` runs the passes beyond the student's (the
 teacher of Eq. 3, the second pass of Eq. 1) and `loss` adds up its terms. `loss_fn` (the body of
 `train.train_step`'s gradient) is the same for all of them. ALC wraps any method (alc.py).
 
@@ -33,7 +33,10 @@ class Student(NamedTuple):
 class Targets(NamedTuple):
   """What a method's passes beyond the student's produce."""
   logits: Optional[jax.Array] = None  # z of Eq. 1 / the teacher's output of Eq. 3 (detached).
-  teacher_batch_stats: Any = None  # The teacher's statistics after its pass (Mean Teacher).
+  # The statistics the EMA model keeps after this step (Mean Teacher: its own pass's).
+  teacher_batch_stats: Any = None
+  # FixMatch: the student's logits on the strong view, differentiable (its loss trains on them).
+  strong_logits: Optional[jax.Array] = None
 
 
 class SampleWeights(NamedTuple):
@@ -48,6 +51,8 @@ class Step:
   rows (`labels` is -1 there)."""
   params: Any  # Student parameters (differentiated).
   state: Any  # The run's train.TrainState (batch statistics, optimizer state with the teacher).
+  images: jax.Array  # The batch's uint8 images (B, H, W, C), as the data set holds them.
+  normalization: Any  # data.Normalization: uint8 images to network inputs.
   x: jax.Array  # Normalised images (B, H, W, C), before augmentation.
   labels: jax.Array  # int32 (B,), -1 where unlabeled.
   labeled: jax.Array  # bool (B,).
@@ -93,7 +98,6 @@ class Method:
   label = ''  # Its name in tables and logs.
   uses_teacher = False  # An EMA teacher (Eq. 2) in the optimizer state, used by the loss.
   labeled_only = False  # Its batches hold labeled rows only (config.labeled_batch_size unused).
-  num_views = 1  # Augmented views of the batch per step.
   config_block = None  # The config section of its own settings (config.<block>), if any.
   needs_similarity = False  # The student's pass also computes ALC's S (alc.WithALC).
 
@@ -106,6 +110,14 @@ class Method:
     """The model whose accuracy the method's papers report: 'teacher' or 'student'."""
     del config
     return 'student'
+
+  def ema_decay(self, config) -> float:
+    """alpha of Eq. 2, the decay of the EMA teacher (when `has_teacher`)."""
+    return config.ema_decay
+
+  def student_view(self, step: Step) -> jax.Array:
+    """The augmented view of the batch the student's pass sees."""
+    return step.view('augment')
 
   def targets(self, step: Step, student: Student) -> Targets:
     """The passes beyond the student's; none by default."""
@@ -128,7 +140,6 @@ def supervised_cross_entropy(step, student, weights):
 
 class ConsistencyMethod(Method):
   """CE + w1 * ||f(x) - z||^2 on softmax outputs (Eq. 1 / Eq. 3), z from `targets`."""
-  num_views = 2
 
   def loss(self, step, student, targets, weights=SampleWeights()):
     sup = supervised_cross_entropy(step, student, weights)
@@ -158,11 +169,12 @@ def loss_fn(params, state, batch, rng, *, method: Method, model, config, normali
   """
   if 'diagnostic_label' in batch:
     raise ValueError('the loss must not see diagnostic_label (true labels of unlabeled rows).')
-  step = Step(params=params, state=state, x=normalization(batch['image']), labels=batch['label'],
-              labeled=batch['labeled'], keys=step_keys(rng), model=model, config=config,
+  step = Step(params=params, state=state, images=batch['image'], normalization=normalization,
+              x=normalization(batch['image']), labels=batch['label'], labeled=batch['labeled'],
+              keys=step_keys(rng), model=model, config=config,
               ramp=losses.sigmoid_rampup(state.step, rampup_steps))
   with_similarity = method.needs_similarity
-  inputs = step.view('augment')
+  inputs = method.student_view(step)
   (logits, features, similarity), updates = step.forward(
       params, state.batch_stats, inputs, step.keys['dropout'], with_similarity=with_similarity)
   student = Student(inputs, logits, features, similarity, updates['batch_stats'],

@@ -13,7 +13,6 @@ BASES = {'pi_model': pi_model.PiModel(), 'mean_teacher': mean_teacher.MeanTeache
 class SNTG(base.Method):
   name = 'sntg'
   label = 'SNTG'
-  num_views = 2
   config_block = 'sntg'
 
   def _base(self, config):

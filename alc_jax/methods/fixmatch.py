@@ -1,0 +1,85 @@
+"""FixMatch (Sohn et al., NeurIPS 2020): pseudo-labels from a weak view train a strong view.
+
+For every unlabeled image u, with a weak view alpha(u) (flip / translation) and a strong view
+A(u) (RandAugment + Cutout, alc_jax/data/randaugment.py):
+
+  l_u = 1/(mu B) sum_u 1[max q_u >= tau] H(argmax q_u, p(y | A(u))),   q_u = p(y | alpha(u)),
+
+  total = H(labels, p(y | alpha(x))) on the labeled rows + lambda_u * l_u   (FixMatch, Eq. 2-4).
+
+q_u is detached (the reference's stop_gradient). The mean is over all unlabeled rows, confident
+or not, as in the reference (`reduce_mean(loss * mask)`); mu is the batch's unlabeled share
+(batch 100 with 10 labeled: mu = 9). lambda_u is constant: FixMatch has no ramp-up, the threshold
+is its curriculum. Evaluation uses an EMA of the weights (FixMatch reports its EMA model); the EMA
+lives in the optimizer state like Mean Teacher's teacher (alc_jax/ema.py) but no loss term reads
+it. Its batch statistics are the student's (the reference's EMA also covers the moving averages,
+which follow the training passes); the strong pass's statistics are not kept, so the running
+statistics describe weak views, the closest to the un-augmented images evaluation sees.
+
+With ALC (`alc.WithALC`), the target of this method is q (the weak view's predictions, detached):
+Eq. 13 pulls the weak-view predictions of similar images together (labels where known), the
+predictions FixMatch turns into pseudo-labels, and Eq. 14 / 15 weigh l_u by 1 - r of the
+pseudo-label's class.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from alc_jax import losses
+from alc_jax.data import augment, randaugment
+from alc_jax.methods import base
+
+
+class FixMatch(base.Method):
+  name = 'fixmatch'
+  label = 'FixMatch'
+  config_block = 'fixmatch'
+
+  def has_teacher(self, config):
+    del config
+    return True  # The EMA model that evaluation reports (not used by the loss).
+
+  def reported_model(self, config):
+    del config
+    return 'teacher'  # The EMA of the weights, as FixMatch evaluates.
+
+  def ema_decay(self, config):
+    return config.fixmatch.ema_decay
+
+  def student_view(self, step):
+    # Weak: the data recipe's flip and translation, without the Mean Teacher input noise.
+    aug = step.config.augment
+    return augment.augment(step.keys['augment'], step.x, aug.translate, aug.flip, noise_std=0.0)
+
+  def targets(self, step, student):
+    geometry_key, randaugment_key = jax.random.split(step.keys['augment2'])
+    aug = step.config.augment
+    # Strong: its own flip / translation, then RandAugment and Cutout on the [0, 255] pixels
+    # (the domain of the PIL ops it reproduces), then the data's normalisation.
+    pixels = augment.augment(geometry_key, step.images.astype(jnp.float32), aug.translate,
+                             aug.flip, noise_std=0.0)
+    strong = step.normalization(randaugment.strong_augment(
+        randaugment_key, pixels, num_ops=step.config.fixmatch.num_ops))
+    (strong_logits, _, _), _ = step.forward(step.params, student.batch_stats, strong,
+                                            step.keys['dropout2'])
+    return base.Targets(logits=jax.lax.stop_gradient(student.logits),
+                        teacher_batch_stats=student.batch_stats, strong_logits=strong_logits)
+
+  def loss(self, step, student, targets, weights=base.SampleWeights()):
+    sup = base.supervised_cross_entropy(step, student, weights)
+    fixmatch = step.config.fixmatch
+    unlabeled = ~step.labeled
+    confident = pseudo_label_mask(targets.logits, fixmatch.threshold)
+    weight = confident.astype(jnp.float32)
+    if weights.consistency is not None:  # Eq. 14 / 15 under ALC.
+      weight = weight * weights.consistency
+    pseudo = losses.cross_entropy(targets.strong_logits, jnp.argmax(targets.logits, -1), weight,
+                                  unlabeled)
+    mask_rate = jnp.sum(confident & unlabeled) / jnp.maximum(jnp.sum(unlabeled), 1)
+    return sup + fixmatch.weight * pseudo, {'losses/supervised': sup, 'losses/fixmatch': pseudo,
+                                            'monitors/fixmatch_mask_rate': mask_rate}
+
+
+def pseudo_label_mask(weak_logits, threshold):
+  """1[max softmax(q) >= tau]: which unlabeled rows get a pseudo-label."""
+  return jnp.max(jax.nn.softmax(weak_logits.astype(jnp.float32), -1), -1) >= threshold

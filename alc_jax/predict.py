@@ -1,0 +1,87 @@
+"""Predicts classes of images: `python -m alc_jax.predict --workdir=W --input=PATH --out=FILE.csv`.
+
+W is the workdir of a run of alc_jax.main (finished, or interrupted after a checkpoint). PATH is a
+folder (its images, subfolders included), one image, or an .npz file with uint8 images `x`
+(N, H, W[, C]); images are converted to the run's image size and channel count as they are read
+(alc_jax/inference.py). FILE.csv holds one row per image:
+
+  path,class,confidence,p_<class name>,...
+
+`path` is the image file (`file.npz[i]` for the i-th image of an npz), `class` the predicted class
+by name (the run's class names, e.g. its class folders; without names, the label id),
+`confidence` its probability, and one `p_<class name>` column per class gives every probability.
+
+Pseudo-labelling: run it on the unlabeled pool and keep the rows whose confidence clears a
+threshold as labels for the next round of training (e.g. as class folders of a folder data set).
+
+The model is the one the run reports as its final one (the EMA teacher where the method has one,
+else the student); --weights=student forces the student, --run=K picks one of its
+config.num_runs runs. It runs on the CPU and prints a progress line (images/s, ETA) for large
+inputs.
+"""
+
+import csv
+import os
+import sys
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up lines (TFDS, clu).
+
+from absl import app, flags
+
+from alc_jax import inference
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  inference.define_model_flags('predicts')
+  flags.adopt_module_key_flags(inference)  # --workdir, --weights, --run in --help.
+  flags.DEFINE_string('input', None,
+                      'A folder of images (recursive), an image, or an .npz with x.')
+  flags.DEFINE_string('out', None, 'The CSV file to write.')
+  flags.DEFINE_integer('batch_size', 256, 'Images per call of the network.')
+  flags.mark_flags_as_required(['input', 'out'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
+  inference.cli_setup()
+  try:
+    predict(FLAGS.workdir, FLAGS.input, FLAGS.out, weights=FLAGS.weights, run=FLAGS.run,
+            batch_size=FLAGS.batch_size)
+  except inference.InferenceError as e:
+    sys.exit(f'Error: {e}')
+
+
+def predict(workdir, input_path, out, weights='reported', run=0, batch_size=256):
+  """Writes the predictions of the images of `input_path` to the CSV file `out` (see the module
+  docstring); returns the Model that predicted."""
+  model = inference.load(workdir, weights=weights, run=run, batch_size=batch_size)
+  images = inference.open_images(input_path, model.image_shape)
+  started = time.time()
+  probabilities = inference.predict_all(model, images)
+  rate = len(images) / max(time.time() - started, 1e-9)
+  write_csv(out, images.names, probabilities, model.labels)
+  print(f'Predicted {len(images)} images ({rate:.0f} images/s) with the {model.weights} of run '
+        f'{model.run} at step {model.step}: {out}', flush=True)
+  return model
+
+
+def write_csv(path, names, probabilities, labels):
+  """The CSV of the module docstring; written to a temporary file, then renamed into place."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(['path', 'class', 'confidence'] + [f'p_{label}' for label in labels])
+    for name, p in zip(names, probabilities):
+      best = int(p.argmax())
+      writer.writerow([name, labels[best], f'{p[best]:.6g}'] + [f'{v:.6g}' for v in p])
+  os.replace(tmp, path)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
