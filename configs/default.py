@@ -109,10 +109,12 @@ def get_config(row=None):
   config.sntg.margin = 1.0  # Contrastive margin for pairs of different teacher-predicted classes.
   config.vat = ml_collections.ConfigDict()
   config.vat.epsilon = 6.0  # Perturbation radius (Miyato et al.: 6.0 CIFAR-10, 2.5 SVHN).
-  config.vat.xi = 1e-6  # Finite-difference step of the power iteration.
-  # How the power iteration gets H d: 'finite_difference' (Miyato et al., with xi) or 'exact'
-  # (the Hessian-vector product). bench/vat_direction.py measures how far apart they are.
-  config.vat.power_iteration = 'finite_difference'
+  config.vat.xi = 1e-6  # Finite-difference step of the power iteration ('finite_difference').
+  # How the power iteration gets H d: 'exact' (the Hessian-vector product, jax.jvp of jax.grad) or
+  # 'finite_difference' (Miyato et al., with xi). At xi = 1e-6 float32 cannot resolve x + xi d for
+  # most pixels: the finite-difference direction's cosine to the exact one is 0.08-0.14
+  # (bench/vat_direction.py, docs/results.md), rounding noise; Table 2's VAT rows ran with it.
+  config.vat.power_iteration = 'exact'
   config.vat.weight = 1.0  # Weight of the LDS term (ramped up like w1).
   config.vat.entmin_weight = 1.0  # Entropy minimisation weight for 'vat_entmin'.
   # FixMatch (Sohn et al. 2020), alc_jax/methods/fixmatch.py; values of its paper and code.

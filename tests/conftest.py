@@ -93,6 +93,9 @@ LONGEST_FILES = (
     'test_train_end_to_end.py',  # 260 s.
     'test_train.py',  # 230 s.
     'test_alc_objectives.py',  # 200 s.
+    'test_fixmatch.py',  # 75 s (RandAugment's 14 branches compile).
+    'test_inference.py',  # 70 s, most of it the fixture's run.
+    'test_user_path.py',  # 55 s: four programs, as the README runs them.
     'test_launch.py',  # 70 s.
     'test_bench.py',  # 55 s.
 )
