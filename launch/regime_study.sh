@@ -6,12 +6,12 @@
 #   run, as in launch/alc_study.sh's selection phases; 250 labels at 4800 steps is alc_study.sh's
 #   phase E, which these phases extend) and are read on eval/validation_* only
 #   (`launch/aggregate.py --split validation`).
-#   bash launch/regime_study.sh PHASE        PHASE: R B W (see below); rerun to resume.
+#   bash launch/regime_study.sh PHASE        PHASE: R Q B W (see below); rerun to resume.
 #   DRY_RUN=1 bash launch/regime_study.sh PHASE   prints the jobs without running them.
 #   LABELS=40,100 ROWS=supervised,fixmatch bash launch/regime_study.sh R   picks cells.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PHASE="${1:?usage: regime_study.sh R|B|W}"
+PHASE="${1:?usage: regime_study.sh R|Q|B|W}"
 ROOT="${ROOT:-runs/regime_study}"
 source launch/_study_protocol.sh
 SELECT_SPLIT=(--override config.dataset.validation_size=5000 --override config.dataset.split_seed=100)
@@ -29,6 +29,10 @@ case "$PHASE" in
     if [ -z "${LABELS:-}" ]; then  # FixMatch at 250 labels, beside phase E's rows.
       run_labels R 250 fixmatch
     fi ;;
+  Q)  # The main job's budget (1200 steps = 2.2 epochs, ~5 min a row at 3 seeds): what
+      # launch/quickstart.sh could show. Labels and rows as phase R.
+    cpu_protocol 1200 0.5 300
+    run_labels Q "${LABELS:-40,100}" "${ROWS:-supervised,fixmatch,mean_teacher}" ;;
   B)  # The budget: 4x phase R's (32 epochs) for the label count and rows phase R points to.
     cpu_protocol $((4 * FINAL_STEPS)) $((4 * FINAL_RAMP)) $((4 * FINAL_EVERY))
     run_labels B "${LABELS:-40}" "${ROWS:-supervised,fixmatch,mean_teacher}" ;;
