@@ -17,7 +17,6 @@ alc_jax/predict.py). Runs on the CPU.
 
 import io
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up lines (TFDS, clu).
 
@@ -39,14 +38,8 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
-  inference.cli_setup()
-  try:
-    evaluate(FLAGS.workdir, FLAGS.data, FLAGS.out, weights=FLAGS.weights, run=FLAGS.run,
-             batch_size=FLAGS.batch_size)
-  except inference.InferenceError as e:
-    sys.exit(f'Error: {e}')
+  inference.run_tool(argv, evaluate, FLAGS.workdir, FLAGS.data, FLAGS.out, weights=FLAGS.weights,
+                     run=FLAGS.run, batch_size=FLAGS.batch_size)
 
 
 def evaluate(workdir, data, out, weights='reported', run=0, batch_size=256):

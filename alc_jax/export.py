@@ -31,7 +31,6 @@ shows how: PIL's convert('L' or 'RGB') and a bicubic resize, as the data sets re
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up lines (TFDS, clu).
 
@@ -88,14 +87,8 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
-  inference.cli_setup()
-  try:
-    export(FLAGS.workdir, FLAGS.out, weights=FLAGS.weights, run=FLAGS.run,
-           platforms=FLAGS.platforms)
-  except inference.InferenceError as e:
-    sys.exit(f'Error: {e}')
+  inference.run_tool(argv, export, FLAGS.workdir, FLAGS.out, weights=FLAGS.weights, run=FLAGS.run,
+                     platforms=FLAGS.platforms)
 
 
 def export(workdir, out, weights='reported', run=0, platforms=('cpu', 'cuda')):

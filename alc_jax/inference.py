@@ -27,6 +27,7 @@ alc_jax/evaluate.py and alc_jax/export.py.
 import dataclasses
 import functools
 import os
+import sys
 import time
 import zipfile
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import flags, logging
+from absl import app, flags, logging
 from etils import epath
 
 from alc_jax import checkpointing, cpu_setup, methods, models, reporting, train, workdir_io
@@ -425,3 +426,15 @@ def cli_setup():
   jax.config.update('jax_platforms', 'cpu')
   cpu_setup.configure()
   logging.set_verbosity(logging.WARNING)
+
+
+def run_tool(argv, tool, *args, **kwargs):
+  """The body of an inference tool's absl `main`: `tool(*args, **kwargs)` after `cli_setup`,
+  an InferenceError printed as one line, `Error: ...`, exit status 1."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
+  cli_setup()
+  try:
+    tool(*args, **kwargs)
+  except InferenceError as e:
+    sys.exit(f'Error: {e}')

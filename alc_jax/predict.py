@@ -22,7 +22,6 @@ inputs.
 
 import csv
 import os
-import sys
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up lines (TFDS, clu).
@@ -45,14 +44,8 @@ def define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
-  inference.cli_setup()
-  try:
-    predict(FLAGS.workdir, FLAGS.input, FLAGS.out, weights=FLAGS.weights, run=FLAGS.run,
-            batch_size=FLAGS.batch_size)
-  except inference.InferenceError as e:
-    sys.exit(f'Error: {e}')
+  inference.run_tool(argv, predict, FLAGS.workdir, FLAGS.input, FLAGS.out, weights=FLAGS.weights,
+                     run=FLAGS.run, batch_size=FLAGS.batch_size)
 
 
 def predict(workdir, input_path, out, weights='reported', run=0, batch_size=256):
