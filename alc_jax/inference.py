@@ -263,10 +263,7 @@ def _mode(image_shape):
 def fit_images(images, image_shape) -> np.ndarray:
   """uint8 images (N, H, W, C), or (N, H, W) for grayscale, as the network's (N, *image_shape):
   unchanged when they have that shape, else converted by PIL to its mode ('L' or 'RGB') and
-  resized with the data sets' filter (image_files.RESAMPLE).
-
-  TODO(data): move to alc_jax/data/image_files.py beside decode_image, which does the same for
-  files.
+  resized with the data sets' filter (image_files.conform, as files are decoded).
   """
   images = np.asarray(images)
   if images.dtype != np.uint8:
@@ -284,15 +281,8 @@ def fit_images(images, image_shape) -> np.ndarray:
                          f'network\'s {tuple(image_shape)}: give 1, 3 or 4 channels.')
   from PIL import Image  # pylint: disable=g-import-not-at-top
   mode, (height, width, _) = _mode(image_shape), image_shape
-  resample = getattr(Image.Resampling, image_files.RESAMPLE.upper())
-  out = np.empty((len(images), *image_shape), np.uint8)
-  for i, x in enumerate(images):
-    image = Image.fromarray(x[..., 0] if x.shape[-1] == 1 else x)
-    image = image if image.mode == mode else image.convert(mode)
-    if image.size != (width, height):
-      image = image.resize((width, height), resample)
-    out[i] = np.asarray(image, np.uint8).reshape(image_shape)
-  return out
+  return np.stack([image_files.conform(Image.fromarray(x[..., 0] if x.shape[-1] == 1 else x),
+                                       (width, height), mode) for x in images])
 
 
 def read_image(path, image_shape) -> np.ndarray:

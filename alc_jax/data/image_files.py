@@ -105,12 +105,18 @@ def decode_image(path: str, size: Tuple[int, int], mode: str) -> np.ndarray:
     if img.format == 'JPEG':
       side = max(size)  # Covers the target whatever the EXIF orientation does.
       img.draft(mode, (side, side))
-    img = ImageOps.exif_transpose(img)
-    img = _to_mode(img, mode)
-    if img.size != tuple(size):
-      img = img.resize(tuple(size), getattr(Image.Resampling, RESAMPLE.upper()))
-    array = np.asarray(img, np.uint8)
-  return array.reshape(size[1], size[0], CHANNELS[mode])
+    return conform(ImageOps.exif_transpose(img), size, mode)
+
+
+def conform(img, size: Tuple[int, int], mode: str) -> np.ndarray:
+  """A PIL image as uint8 (height, width, C): converted to `mode` ('L' or 'RGB') and resized to
+  `size` (width, height) with RESAMPLE. The one conversion of files (decode_image) and of arrays
+  given for inference (alc_jax/inference.py fit_images)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  img = _to_mode(img, mode)
+  if img.size != tuple(size):
+    img = img.resize(tuple(size), getattr(Image.Resampling, RESAMPLE.upper()))
+  return np.asarray(img, np.uint8).reshape(size[1], size[0], CHANNELS[mode])
 
 
 def _try_decode(path, size, mode):
