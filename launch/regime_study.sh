@@ -6,12 +6,14 @@
 #   run, as in launch/alc_study.sh's selection phases; 250 labels at 4800 steps is alc_study.sh's
 #   phase E, which these phases extend) and are read on eval/validation_* only
 #   (`launch/aggregate.py --split validation`).
-#   bash launch/regime_study.sh PHASE        PHASE: R Q B W (see below); rerun to resume.
+#   The test phase (T) trains the protocol chosen there, configs/fashion_mnist_100_cpu.py, on fresh
+#   label splits (split seed = seed) and reads the test set.
+#   bash launch/regime_study.sh PHASE        PHASE: R Q B W T (see below); rerun to resume.
 #   DRY_RUN=1 bash launch/regime_study.sh PHASE   prints the jobs without running them.
 #   LABELS=40,100 ROWS=supervised,fixmatch bash launch/regime_study.sh R   picks cells.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PHASE="${1:?usage: regime_study.sh R|Q|B|W}"
+PHASE="${1:?usage: regime_study.sh R|Q|B|W|T}"
 ROOT="${ROOT:-runs/regime_study}"
 source launch/_study_protocol.sh
 SELECT_SPLIT=(--override config.dataset.validation_size=5000 --override config.dataset.split_seed=100)
@@ -40,5 +42,14 @@ case "$PHASE" in
     cpu_protocol "$FINAL_STEPS" "$FINAL_RAMP" "$FINAL_EVERY"
     run_labels W "${LABELS:-40}" "${ROWS:-supervised,fixmatch,mean_teacher}" \
       --override config.model.width=0.125 ;;
+  T)  # Test: configs/fashion_mnist_100_cpu.py (phase Q at 100 labels, FixMatch's student), fresh
+      # splits, 5 seeds per job. Splits 0-4 of every row first, then 5-9 of the rows compared with
+      # ALC (>= 10 splits for those comparisons, 5 for supervised).
+    for seeds in 0,1,2,3,4 5,6,7,8,9; do
+      rows="${ROWS:-supervised,fixmatch,mean_teacher,mean_teacher_alc,fixmatch_alc}"
+      if [ "$seeds" != 0,1,2,3,4 ]; then rows="${rows/supervised,/}"; fi
+      $SWEEP --configs configs/fashion_mnist_100_cpu.py --num-runs-per-job 5 --seeds "$seeds" \
+        --root "$ROOT/T" --rows "$rows"
+    done ;;
   *) echo "unknown phase $PHASE" >&2; exit 2 ;;
 esac

@@ -140,6 +140,21 @@ def test_fixmatch_trains_and_reports_its_ema_model(tiny_npz, alc):
   assert 'teacher_accuracy' in result and 'student_accuracy' in result
 
 
+def test_fixmatch_without_ema_keeps_no_teacher_and_reports_the_student(tiny_npz):
+  # fixmatch.ema_decay = 0: no EMA model in the optimizer state, one evaluation, the student.
+  exp = train.create_experiment(tiny_config(tiny_npz, method='fixmatch', **{
+      'fixmatch.ema_decay': 0.0}))
+  assert exp.models == ('student',)
+  assert exp.method.reported_model(exp.config) == 'student'
+  state = exp.initial_state
+  with pytest.raises(ValueError):
+    ema.get_teacher(state.opt_state)
+  for _, batch in zip(range(2), exp.train_batches()):
+    state, _ = exp.train_step(state, batch)
+  result = exp.evaluate(state)
+  assert 'student_accuracy' in result and 'teacher_accuracy' not in result
+
+
 def test_fixmatch_alc_trains_on_rgb_images_with_the_cifar10_recipe(tmp_path):
   # CIFAR-10's recipe (configs/common.py): RGB, flips, ZCA whitening of the strong view too.
   from tests.conftest import make_tiny_images  # pylint: disable=g-import-not-at-top

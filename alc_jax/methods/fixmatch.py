@@ -12,8 +12,11 @@ or not, as in the reference (`reduce_mean(loss * mask)`); mu is the batch's unla
 (batch 100 with 10 labeled: mu = 9). lambda_u is constant: FixMatch has no ramp-up, the threshold
 is its curriculum. Evaluation uses an EMA of the weights (FixMatch reports its EMA model); the EMA
 lives in the optimizer state like Mean Teacher's teacher (alc_jax/ema.py) but no loss term reads
-it. Its batch statistics are the student's (the reference's EMA also covers the moving averages,
-which follow the training passes); the strong pass's statistics are not kept, so the running
+it. `fixmatch.ema_decay = 0` keeps no EMA and reports the student: at CPU budgets of ~1000 steps
+the reference's 0.999 averages over most of training and lags the student by 6-12 points on
+validation (docs/results.md, "FixMatch, and where semi-supervision pays"). The EMA's batch
+statistics are the student's (the reference's EMA also covers the moving averages, which follow
+the training passes); the strong pass's statistics are not kept, so the running
 statistics describe weak views, the closest to the un-augmented images evaluation sees.
 
 With ALC (`alc.WithALC`), the target of this method is q (the weak view's predictions, detached):
@@ -36,12 +39,12 @@ class FixMatch(base.Method):
   config_block = 'fixmatch'
 
   def has_teacher(self, config):
-    del config
-    return True  # The EMA model that evaluation reports (not used by the loss).
+    # The EMA model that evaluation reports (not used by the loss); none at ema_decay = 0.
+    return config.fixmatch.ema_decay > 0
 
   def reported_model(self, config):
-    del config
-    return 'teacher'  # The EMA of the weights, as FixMatch evaluates.
+    # The EMA of the weights, as FixMatch evaluates; the student when there is no EMA.
+    return 'teacher' if self.has_teacher(config) else 'student'
 
   def ema_decay(self, config):
     return config.fixmatch.ema_decay
