@@ -61,7 +61,14 @@ def validate(config, num_devices=1):
   if config.num_runs < 1:
     raise ConfigError(f'config.num_runs={config.num_runs} must be >= 1.')
   _choice(config.run_batching, ('auto', 'vmap', 'loop'), 'run_batching')
-  if not 0 < config.labeled_batch_size < config.batch_size:
+  if methods.get(config.method).labeled_only:
+    if config.labeled_batch_size not in (0, config.batch_size):
+      raise ConfigError(
+          f'config.method={config.method!r} trains on batches of labeled examples only, so '
+          f'config.labeled_batch_size={config.labeled_batch_size} would be ignored: set '
+          f'--config.labeled_batch_size=0 (every row labeled; the configs\' {config.method!r} '
+          f'rows do).')
+  elif not 0 < config.labeled_batch_size < config.batch_size:
     raise ConfigError(
         f'config.labeled_batch_size={config.labeled_batch_size} must be > 0 and below '
         f'config.batch_size={config.batch_size}: each batch holds labeled_batch_size labeled and '

@@ -183,9 +183,7 @@ def make_config(args, npz, model, method, num_runs=None, run_batching='auto'):
   config.num_runs = num_runs or args.num_runs
   config.run_batching = run_batching
   config.num_train_steps = 10000  # Only shapes the lr schedule; nothing trains that long here.
-  for key, value in METHODS[method].items():
-    common.set_path(config, key, value)
-  return config
+  return common.apply_row(config, method)
 
 
 class Runner:

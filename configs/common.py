@@ -102,6 +102,8 @@ def apply_row(config, row):
   config.alc.imbalance = 'none'
   for key, value in {**METHOD_ROWS[row], **ALC_VARIANTS.get(variant, {})}.items():
     set_path(config, key, value)
+  if methods.get(config.method).labeled_only:
+    config.labeled_batch_size = 0  # Every row of its batches is labeled (config_lib refuses more).
   return config
 
 

@@ -167,6 +167,7 @@ def get_config(row=None):
   # --- Batches and augmentation (Sec. 5; the Temporal Ensembling / Mean Teacher recipe) -------------
   config.batch_size = 100  # Global batch (all devices, all hosts).
   config.labeled_batch_size = 10  # Labeled examples in every global batch: 10 / 30 / 3 (Sec. 5.2-5.4).
+  # (0 for a method that trains on labels only, supervised: every row is labeled.)
   config.augment = ml_collections.ConfigDict()
   config.augment.translate = 2  # Random translation by up to this many pixels, reflect padding.
   config.augment.flip = False  # Horizontal flip (CIFAR-10 only).

@@ -9,7 +9,7 @@ set -uo pipefail
 STEPS="${STEPS:-3000}"; ROOT="${ROOT:-runs/gpu_fmnist}"; RUNS="${RUNS:-3}"
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.15  # Five processes share the GPU.
 declare -A ROWS=(
-  [supervised]="--config.method=supervised"
+  [supervised]="--config.method=supervised --config.labeled_batch_size=0"
   [pi_model]="--config.method=pi_model"
   [pi_model_alc]="--config.method=pi_model --config.alc.enabled=True"
   [mean_teacher]="--config.method=mean_teacher"

@@ -16,6 +16,9 @@ BAD_CONFIGS = [
     ({'labeled_batch_size': 16}, 1, ['config.labeled_batch_size=16', 'config.batch_size=16']),
     ({'labeled_batch_size': 20}, 1, ['config.labeled_batch_size=20', 'below']),
     ({'labeled_batch_size': 0}, 1, ['config.labeled_batch_size=0', '> 0']),
+    ({'method': 'supervised'}, 1,  # tiny_config's 4 labeled of 16: a split supervised ignores.
+     ["config.method='supervised'", 'labeled_batch_size=4 would be ignored',
+      '--config.labeled_batch_size=0']),
     ({'dataset.name': 'fashion_mnist', 'dataset.num_labels': 255}, 1,
      ['config.dataset.num_labels=255', 'multiple of 10', '250']),
     ({'dataset.imbalance_ratio': 0.5}, 1, ['config.dataset.imbalance_ratio=0.5', 'below 1']),
@@ -42,7 +45,9 @@ def test_validate_refuses_a_bad_config_saying_what_to_change(tiny_npz, overrides
     ({'dataset.name': 'fashion_mnist', 'dataset.num_labels': 250}, 1),
     ({'dataset.name': 'fashion_mnist', 'dataset.num_labels': 255, 'dataset.imbalance_ratio': 10.0},
      1),
-    ({'consistency_weight': 0.0, 'alc.weight': 0.0}, 1)])
+    ({'consistency_weight': 0.0, 'alc.weight': 0.0}, 1),
+    ({'method': 'supervised', 'labeled_batch_size': 0}, 1),
+    ({'method': 'supervised', 'labeled_batch_size': 16}, 1)])
 def test_validate_accepts_good_configs(tiny_npz, overrides, num_devices):
   config_lib.validate(tiny_config(tiny_npz, **overrides), num_devices)  # The checks can pass.
 

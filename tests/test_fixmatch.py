@@ -134,6 +134,7 @@ def test_fixmatch_trains_and_reports_its_ema_model(tiny_npz, alc):
     assert np.all((0 <= metrics['monitors/fixmatch_mask_rate'])
                   & (metrics['monitors/fixmatch_mask_rate'] <= 1))
   assert ('losses/alc' in metrics) == alc
+  assert 'weights/consistency' not in metrics  # lambda_u is constant; w1 is not FixMatch's.
   for got, want in zip(jax.tree.leaves(ema.get_teacher(state.opt_state).params), teacher):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   result = exp.evaluate(state)

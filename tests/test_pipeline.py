@@ -49,7 +49,7 @@ def test_batches_are_global_arrays_of_the_right_shapes(tiny_npz):
 
 
 def test_supervised_batches_hold_labeled_examples_only(tiny_npz):
-  data = _create(tiny_config(tiny_npz, method='supervised'))
+  data = _create(tiny_config(tiny_npz, method='supervised', labeled_batch_size=0))
   assert data.labeled_batch_size == 16
   assert bool(np.asarray(next(data.train_batches(0))['labeled']).all())
 

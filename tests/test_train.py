@@ -147,7 +147,7 @@ def _assert_counts_match_numpy(exp, state, result):
 
 
 @pytest.mark.parametrize('overrides', [
-    {'method': 'supervised'},
+    {'method': 'supervised', 'labeled_batch_size': 0},
     {'method': 'pseudo_label', 'pseudo_label_threshold': 0.5},
     {'method': 'pi_model', 'alc.enabled': True, 'alc.imbalance': 'hard'},
     {'method': 'mean_teacher', 'alc.enabled': True, 'alc.imbalance': 'soft',
@@ -162,6 +162,10 @@ def test_every_method_trains(tiny_npz, overrides):
   assert all(np.all(np.isfinite(v)) for v in metrics.values()), metrics
   if overrides.get('method') == 'supervised':
     assert 'losses/consistency' not in metrics
+  # w1 is logged by the methods whose loss it weighs, VAT's ramped weight by VAT only.
+  uses_w1 = overrides['method'] in ('pseudo_label', 'pi_model', 'mean_teacher', 'sntg')
+  assert ('weights/consistency' in metrics) == uses_w1, sorted(metrics)
+  assert ('weights/vat' in metrics) == overrides['method'].startswith('vat'), sorted(metrics)
 
 
 @pytest.mark.parametrize('row,hinted', [('mean_teacher_alc@paper', True),

@@ -145,7 +145,8 @@ class ConsistencyMethod(Method):
     sup = supervised_cross_entropy(step, student, weights)
     consistency = losses.softmax_mse(student.logits, targets.logits, weights.consistency)
     return sup + step.w1 * consistency, {'losses/supervised': sup,
-                                         'losses/consistency': consistency}
+                                         'losses/consistency': consistency,
+                                         'weights/consistency': step.w1}
 
 
 def loss_fn(params, state, batch, rng, *, method: Method, model, config, normalization,
@@ -182,7 +183,6 @@ def loss_fn(params, state, batch, rng, *, method: Method, model, config, normali
   targets = method.targets(step, student)
   total, metrics = method.loss(step, student, targets)
   metrics['losses/total'] = total
-  metrics['weights/consistency'] = step.w1
   correct = (jnp.argmax(logits, -1) == step.labels) & step.labeled
   metrics['train/accuracy'] = jnp.sum(correct) / jnp.maximum(jnp.sum(step.labeled), 1)
   return total, {'metrics': metrics, 'batch_stats': student.batch_stats,

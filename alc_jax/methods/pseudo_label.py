@@ -13,4 +13,5 @@ class PseudoLabel(base.Method):
     # Above config.pseudo_label_threshold only (0 = Lee's argmax, 0.95 = Oliver et al.'s).
     pseudo = losses.pseudo_label_loss(student.logits, step.config.pseudo_label_threshold,
                                       mask=~step.labeled)
-    return sup + step.w1 * pseudo, {'losses/supervised': sup, 'losses/pseudo_label': pseudo}
+    return sup + step.w1 * pseudo, {'losses/supervised': sup, 'losses/pseudo_label': pseudo,
+                                    'weights/consistency': step.w1}

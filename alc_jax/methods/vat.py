@@ -49,5 +49,5 @@ class VAT(base.Method):
     vat = vat_loss(forward, student.inputs, jax.lax.stop_gradient(student.logits),
                    step.keys['vat'], step.config.vat.xi, step.config.vat.epsilon,
                    step.config.vat.power_iteration)
-    return (sup + step.config.vat.weight * step.ramp * vat,
-            {'losses/supervised': sup, 'losses/vat': vat})
+    weight = step.config.vat.weight * step.ramp
+    return sup + weight * vat, {'losses/supervised': sup, 'losses/vat': vat, 'weights/vat': weight}
