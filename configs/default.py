@@ -121,7 +121,8 @@ def get_config(row=None):
   config.fixmatch = ml_collections.ConfigDict()
   config.fixmatch.threshold = 0.95  # tau: pseudo-labels only where the weak view is this sure.
   config.fixmatch.weight = 1.0  # lambda_u of the unlabeled term (constant: no ramp-up).
-  config.fixmatch.ema_decay = 0.999  # The EMA model evaluation reports (FixMatch's 0.999); 0: none, the student.
+  # The EMA model evaluation reports (FixMatch's 0.999); 0 keeps none and reports the student.
+  config.fixmatch.ema_decay = 0.999
   config.fixmatch.num_ops = 2  # RandAugment ops per strong view (FixMatch's N = 2).
 
   # --- Data ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ semi-supervision pays"); `launch/regime_study.sh T` trains every row of ROWS wit
 config on fresh label splits, which is where those lines come from.
 
 configs/fashion_mnist_cpu.py's CPU recipe (CNN-13 at 1/16 width, batch 100 with 10 labeled, 1200
-steps = 2.2 epochs, cosine lr, half-epoch ramp-up) with two choices made on validation (phase Q of
+steps = 2 epochs, cosine lr, half-epoch ramp-up) with two choices made on validation (phase Q of
 launch/regime_study.sh, split seed 100, never the test set):
   - 100 labels (10 per class), where FixMatch beat supervised by +6.54 [+1.14, +11.94] points
     (at 40 labels its interval still crossed 0);
