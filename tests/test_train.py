@@ -52,7 +52,8 @@ def test_teacher_is_the_ema_of_the_student(tiny_npz):
                                                 ('supervised', False)])
 def test_only_a_method_with_a_teacher_keeps_and_evaluates_one(tiny_npz, method, has_teacher):
   # The teacher is absent (not a copy) without one, and only the student is evaluated.
-  exp = train.create_experiment(tiny_config(tiny_npz, method=method))
+  labeled_only = {'labeled_batch_size': 0} if method == 'supervised' else {}
+  exp = train.create_experiment(tiny_config(tiny_npz, method=method, **labeled_only))
   state, _ = _steps(exp, 1)
   teacher = ema.find_teacher(state.opt_state)
   assert (teacher is not None) == has_teacher
