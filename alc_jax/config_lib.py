@@ -7,7 +7,7 @@ from alc_jax.data import imagenet, pipeline, splits, tfds_data
 # run_batching (vmap or loop over runs) changes float rounding only, like the device count.
 BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                'eval_batch_size', 'progress_every_seconds', 'run_batching',
-               'allow_schedule_change', 'dataset.cache_dir')
+               'allow_schedule_change', 'dataset.cache_dir', 'tensorboard')
 # Fields that set the length of the cosine learning-rate schedule: a resumption with other values
 # would join two schedules (the rate jumps at the resumed step), so check_workdir refuses them
 # unless config.allow_schedule_change. Not in BOOKKEEPING, and compared apart from the others.

@@ -17,13 +17,6 @@ from etils import epath
 
 from alc_jax import workdir_io
 
-try:
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  _WriterBase = metric_writers.MetricWriter
-except ImportError:  # clu's TensorBoard writer imports TensorFlow; without it: JSON lines only.
-  metric_writers = None
-  _WriterBase = object
-
 # The evaluation keys of per-class accuracies, (R, K): `<model>_class_accuracy`. Which values are
 # per class is read from their shape (`is_per_class`), never from their names.
 PER_CLASS = '_class'
@@ -37,8 +30,11 @@ PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-da
             'ml-collections', 'clu', 'numpy')
 
 
-class JsonlWriter(_WriterBase):
+class JsonlWriter:
   """One JSON object per write_scalars call, a line each: easy to read without TensorBoard.
+
+  clu's MetricWriter interface, by duck typing: subclassing it would import clu.metric_writers,
+  whose TensorBoard writer imports TensorFlow (see create_writer).
 
   A local file is appended to line by line, unbuffered (readable while the run goes on, complete
   up to a crash). Object stores cannot append, so a remote file (`gs://...`) is rewritten whole
@@ -110,11 +106,20 @@ def _row_step(line):
     return None
 
 
-def create_writer(workdir, resume_step=0):
+def create_writer(workdir, resume_step=0, tensorboard=True):
   """TensorBoard events + metrics.jsonl on the first process; logging only on the others.
-  metrics.jsonl keeps the rows up to `resume_step` (see JsonlWriter)."""
+  metrics.jsonl keeps the rows up to `resume_step` (see JsonlWriter).
+
+  clu.metric_writers is imported here, not with this module: its TensorBoard writer imports
+  TensorFlow (~4 s), which a run without TensorBoard (`tensorboard=False`, config.tensorboard),
+  a notebook and every script that does not train never need."""
+  metric_writers = None
+  if tensorboard:
+    try:
+      from clu import metric_writers  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      print('TensorFlow is not installed: writing metrics.jsonl only (no TensorBoard events).')
   if metric_writers is None:
-    print('TensorFlow is not installed: writing metrics.jsonl only (no TensorBoard events).')
     return JsonlWriter(f'{workdir}/metrics.jsonl' if jax.process_index() == 0
                        else f'{workdir}/metrics.{jax.process_index()}.jsonl',
                        resume_step=resume_step)

@@ -425,13 +425,16 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
     return map_runs(lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k), normalization),
                     runs, loop)(state, batch, step_keys)
 
-  def accumulating_step(state, totals, batch, normalization):
-    state, metrics = run_step(state, batch, normalization)
-    return state, accumulate_metrics(totals, metrics)
-
   shardings = (replicated, batch_sharding, replicated)
   compiled_train_step = jax.jit(run_step, in_shardings=shardings,
                                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+  def accumulating_step(state, totals, batch, normalization):
+    # The jitted step, nested: its trace (made once by Experiment.zero_totals' eval_shape) is
+    # reused from JAX's cache instead of traced again; XLA inlines the call.
+    state, metrics = compiled_train_step(state, batch, normalization)
+    return state, accumulate_metrics(totals, metrics)
+
   compiled_accumulating_step = jax.jit(
       accumulating_step, in_shardings=(replicated, replicated) + shardings[1:],
       out_shardings=(replicated, replicated), donate_argnums=(0, 1))
@@ -534,7 +537,8 @@ class _Log:
   def __init__(self, exp, workdir, start_step):
     config = exp.config
     self.exp, self.config = exp, config
-    self.writer = reporting.create_writer(workdir, resume_step=start_step)
+    self.writer = reporting.create_writer(workdir, resume_step=start_step,
+                                         tensorboard=config.tensorboard)
     if start_step == 0:
       self.writer.write_hparams({k: v for k, v in config_lib.flatten(config.to_dict()).items()
                                  if isinstance(v, (int, float, str, bool))})
@@ -606,7 +610,9 @@ def _save_similarity(state, exp, workdir, batch, size=100):
   rows = np.flatnonzero(batch['mask'])[:size]  # Skip the padding of the last eval batch.
   x = exp.data.normalization(batch['image'][rows])
   variables = {'params': first.params, 'batch_stats': first.batch_stats}
-  _, _, similarity = exp.model.clone(groups=1).apply(variables, x, train=False,
-                                                     with_similarity=True)
+  # One compiled program: applied op by op, the model would compile each of its ~100 ops apart.
+  apply = jax.jit(functools.partial(exp.model.clone(groups=1).apply, train=False,
+                                    with_similarity=True))
+  _, _, similarity = apply(variables, x)
   workdir_io.write_npz(os.path.join(workdir, 'similarity.npz'),
                        similarity=np.asarray(similarity)[0], labels=batch['label'][rows])

@@ -70,6 +70,9 @@ def tiny_config(npz_path, **overrides):
   config.labeled_batch_size = 4
   config.model.width = 0.0625
   config.eval_batch_size = 48
+  # No TensorBoard events (clu's writer imports TensorFlow, ~4 s a process); metrics.jsonl is
+  # written as always. tests/test_train_end_to_end.py runs the default and checks the events.
+  config.tensorboard = False
   for key, value in overrides.items():
     common.set_path(config, key, value)
   return config

@@ -24,7 +24,10 @@ cpu_setup.configure()  # As the entry points do, first thing.
 from alc_jax import train
 from tests.conftest import tiny_config
 exp = train.create_experiment(tiny_config({npz!r}))
-text = exp.compiled_train_step.lower(exp.initial_state, next(exp.train_batches()),
+# The state's shapes and shardings, not its values: computing them would compile the initialiser,
+# which with XLA's optimisations takes longer than the step itself (~110 s on a slow day).
+state = jax.eval_shape(exp.init_fn)
+text = exp.compiled_train_step.lower(state, next(exp.train_batches()),
                                      exp.data.normalization).compile().as_text()
 print(json.dumps({{'applied': cpu_setup.applied, 'devices': jax.device_count(),
                   'mesh': len(exp.devices), 'convs': text.count(' convolution('),
@@ -51,13 +54,14 @@ print(json.dumps({{'applied': alc_jax.cpu_setup.applied, 'xla_flags': os.environ
 # Imports the package and the modules a notebook uses, reports what that changed, then calls
 # configure() if asked and counts the devices (which starts the backend: so last).
 IMPORT_SCRIPT = r'''
-import json, os
+import json, os, sys
 import jax
 from jax._src import xla_bridge
 import alc_jax, alc_jax.losses, alc_jax.models, alc_jax.train
 got = {{'xla_flags': os.environ.get('XLA_FLAGS'), 'num_cpu_devices': jax.config.jax_num_cpu_devices,
         'applied': dict(alc_jax.cpu_setup.applied),
-        'backend_started': xla_bridge.backends_are_initialized()}}
+        'backend_started': xla_bridge.backends_are_initialized(),
+        'tensorflow': 'tensorflow' in sys.modules}}
 if {configure}:
   alc_jax.cpu_setup.configure()
 got.update(devices=jax.device_count(), xla_flags_after=os.environ.get('XLA_FLAGS'),
@@ -103,6 +107,8 @@ def test_importing_alc_jax_changes_nothing_until_configure_is_called():
   for got in (imported, configured):  # Whatever follows, the imports themselves set nothing.
     assert got['xla_flags'] is None and got['num_cpu_devices'] == -1, got
     assert got['applied'] == {} and not got['backend_started'], got
+    # Nor do they import TensorFlow (~4 s): clu's TensorBoard writer loads it when a run starts.
+    assert not got['tensorflow'], got
   # Without configure(): JAX's defaults, one CPU device and no flags.
   assert imported['devices'] == 1 and imported['xla_flags_after'] is None, imported
   assert imported['applied_after'] == {}, imported

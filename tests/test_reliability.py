@@ -49,7 +49,10 @@ def _cli(workdir, npz, *extra):
           '--config.labeled_batch_size=4', '--config.model.width=0.0625',
           '--config.eval_batch_size=48', f'--config.num_train_steps={STEPS}',
           '--config.checkpoint_every_steps=10', '--config.eval_every_steps=60',
-          '--config.log_every_steps=10', *extra]
+          '--config.log_every_steps=10',
+          # No TensorBoard events: clu's writer would import TensorFlow, ~4 s of CPU in each of the
+          # fixture's 13 processes (tests/test_train_end_to_end.py checks the events).
+          '--config.tensorboard=False', *extra]
 
 
 def _env(cache_dir, devices=None):

@@ -74,3 +74,14 @@ def test_results_record_keeps_per_class_accuracies_out_of_final_best_and_summary
   assert set(record['summary']) == {'teacher_accuracy_mean', 'teacher_accuracy_std'}
   assert record['summary']['teacher_accuracy_mean'] == pytest.approx(60.0)
   assert record['epochs'] == 2.0
+
+
+def test_without_tensorboard_the_writer_is_metrics_jsonl_alone(tmp_path):
+  """config.tensorboard=False: no event files, and clu's writer (TensorFlow) is not created."""
+  writer = reporting.create_writer(str(tmp_path), tensorboard=False)
+  assert isinstance(writer, reporting.JsonlWriter)
+  writer.write_hparams({'lr': 0.1})
+  writer.write_scalars(3, {'loss': 1.5})
+  writer.close()
+  assert _lines(tmp_path / 'metrics.jsonl') == [{'step': 3, 'loss': 1.5}]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.jsonl']
