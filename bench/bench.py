@@ -65,6 +65,7 @@ import numpy as np  # pylint: disable=wrong-import-position
 from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=wrong-import-position
 
 from alc_jax import cpu_setup, losses, methods, train  # pylint: disable=wrong-import-position
+from alc_jax import models as models_lib  # pylint: disable=wrong-import-position
 from configs import common, default  # pylint: disable=wrong-import-position
 
 # The rows --methods may name: every row of configs/common.py (every method of the registry,
@@ -72,7 +73,9 @@ from configs import common, default  # pylint: disable=wrong-import-position
 METHODS = common.METHOD_ROWS
 DEFAULT_METHODS = ('supervised', 'pi_model', 'pi_model_alc', 'mean_teacher', 'mean_teacher_alc',
                    'mean_teacher_alc_soft', 'fixmatch', 'fixmatch_alc')
-MODELS = ('cnn13', 'wrn28_2')
+# --models may name any backbone of the registry; the table's default rows are these.
+MODELS = models_lib.MODEL_NAMES
+DEFAULT_MODELS = ('cnn13', 'wrn28_2')
 
 
 def method_label(row):
@@ -395,7 +398,7 @@ def parse_args():
   parser.add_argument('--quick', action='store_true',
                       help=f'CPU-sized: width {QUICK_WIDTH} and {QUICK_STEPS} timed steps '
                            '(unless given)')
-  parser.add_argument('--models', default=','.join(MODELS))
+  parser.add_argument('--models', default=','.join(DEFAULT_MODELS))
   parser.add_argument('--methods', default=','.join(DEFAULT_METHODS))
   parser.add_argument('--width', type=float, default=None, help='channel multiplier (1.0 = paper)')
   parser.add_argument('--batch-size', type=int, default=100)

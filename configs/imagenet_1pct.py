@@ -12,6 +12,7 @@ translation plus input noise so that student and teacher see different views. On
 pass over the 1,281,167 training images (5,338 steps of 240). num_runs must stay 1 (streamed data).
 """
 
+from alc_jax.data import imagenet
 from configs import common
 
 ROWS = ('supervised', 'pseudo_label', 'pi_model', 'mean_teacher', 'pi_model_alc',
@@ -23,6 +24,8 @@ def get_config(row='mean_teacher_alc'):
   config = common.experiment('imagenet', NUM_LABELS, row)
   config.num_runs = 1
   config.dataset.image_size = 224  # The crops (configs/default.py's 0 is for image folders).
+  # Encoded images in each train stream's shuffle buffer (~110 kB each: ~1 GB per stream).
+  config.dataset.shuffle_buffer = imagenet.DEFAULT_SHUFFLE_BUFFER
   config.eval_every_steps = 5000  # About once per epoch: evaluating 50k images is not free.
   config.checkpoint_every_steps = 5000
   return config

@@ -28,6 +28,25 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 if os.environ.get('ALC_TEST_OPTIMIZE') != '1':
   os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
+# XLA:CPU's older loop emitters for fusions instead of its MLIR fusion emitters: the same programs
+# in 0.5-0.6x the compile time (docs/development.md). Set where this jaxlib knows the flag (XLA
+# aborts on an unknown one) and the user has not chosen; subprocesses inherit it, and tests that
+# clear XLA_FLAGS for a clean interpreter put TEST_XLA_FLAGS back where they compile.
+_FUSION_EMITTERS = 'xla_cpu_use_fusion_emitters'
+
+
+def _test_xla_flags():
+  from alc_jax import cpu_setup as setup  # pylint: disable=g-import-not-at-top
+  if (os.environ.get('ALC_TEST_OPTIMIZE') == '1' or _FUSION_EMITTERS in os.environ.get('XLA_FLAGS', '')
+      or not setup.xla_knows(_FUSION_EMITTERS.encode())):
+    return ''
+  return f'--{_FUSION_EMITTERS}=false'
+
+
+TEST_XLA_FLAGS = _test_xla_flags()
+if TEST_XLA_FLAGS:
+  os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {TEST_XLA_FLAGS}'.strip()
+
 # First, before any test touches JAX: the tests run under the CPU set-up the entry points apply
 # (alc_jax/cpu_setup.py: Eigen convolutions, one device per core; tiny_config's batch of 16 splits
 # over them). Importing alc_jax does not apply it. Tests that need a particular device count set it
@@ -60,7 +79,8 @@ def tiny_npz(tmp_path_factory):
 
 
 def tiny_config(npz_path, **overrides):
-  """configs/smoke.py on the tiny data set, with `overrides` ('alc.enabled': True, ...)."""
+  """configs/smoke.py on the tiny data set with TinyCNN, with `overrides` ('alc.enabled': True,
+  ...)."""
   from configs import common, smoke  # pylint: disable=g-import-not-at-top
   config = smoke.get_config()
   config.dataset.name = 'npz'
@@ -68,6 +88,9 @@ def tiny_config(npz_path, **overrides):
   config.dataset.num_labels = 40
   config.batch_size = 16
   config.labeled_batch_size = 4
+  # CNN-13's layer types in two convolutions (alc_jax/models/tiny_cnn.py): half the compile time
+  # of CNN-13, which tests/test_models.py and the end-to-end smoke run cover.
+  config.model.name = 'tiny_cnn'
   config.model.width = 0.0625
   config.eval_batch_size = 48
   # No TensorBoard events (clu's writer imports TensorFlow, ~4 s a process); metrics.jsonl is
@@ -86,21 +109,25 @@ def pytest_configure(config):
   jax.config.update('jax_default_matmul_precision', 'highest')
 
 
-# The test files that take longest, longest first, with their one-process times on the 2-core CPU
-# (summed from `--durations` of a run on 2026-11-30). launch/run_tests.sh hands whole files to its
-# workers in collection order (`--dist loadfile --no-loadscope-reorder`), so these start first and
-# a long file never starts last and runs alone (longest-processing-time-first scheduling). Every
-# other file follows.
+# The test files that take longest, longest first, with their CPU time (their processes and the
+# subprocesses they start; a run on 2026-12-03 on the 2-core CPU). launch/run_tests.sh hands whole
+# files to its workers in collection order (`--dist loadfile --no-loadscope-reorder`), so these
+# start first and a long file never starts last and runs alone (longest-processing-time-first
+# scheduling). Every other file follows.
 LONGEST_FILES = (
-    'test_reliability.py',  # 320 s, most of it the fixture that starts the CLI scenarios.
-    'test_train_end_to_end.py',  # 260 s.
-    'test_train.py',  # 230 s.
-    'test_alc_objectives.py',  # 200 s.
-    'test_fixmatch.py',  # 75 s (RandAugment's 14 branches compile).
-    'test_inference.py',  # 70 s, most of it the fixture's run.
-    'test_user_path.py',  # 55 s: four programs, as the README runs them.
-    'test_launch.py',  # 70 s.
-    'test_bench.py',  # 55 s.
+    'test_reliability.py',  # 205 s, most of it the CLI scenarios its fixture starts.
+    'test_train_end_to_end.py',  # 125 s.
+    'test_launch.py',  # 105 s, a third of it the stability probe's runs.
+    'test_train.py',  # 75 s.
+    'test_fixmatch.py',  # 50 s (RandAugment's 14 branches compile).
+    'test_alc_objectives.py',  # 45 s.
+    'test_user_path.py',  # 35 s: four programs, as the README runs them.
+    'test_cpu_setup.py',  # 30 s, most of it two optimised compiles.
+    'test_randaugment.py',  # 30 s.
+    'test_inference.py',  # 25 s, most of it the fixture's run.
+    'test_attention.py',  # 25 s.
+    'test_models.py',  # 20 s.
+    'test_bench.py',  # 15 s.
 )
 
 

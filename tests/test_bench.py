@@ -16,7 +16,7 @@ def test_bench_tiny(tmp_path):
   out = tmp_path / 'bench.json'
   # One subprocess for both the table and --pairwise: each new process pays JAX's start-up again.
   cmd = [sys.executable, os.path.join(ROOT, 'bench', 'bench.py'), '--steps', '2', '--width',
-         '0.0625', '--models', 'cnn13', '--methods', 'mean_teacher,mean_teacher_alc',
+         '0.0625', '--models', 'tiny_cnn', '--methods', 'mean_teacher,mean_teacher_alc',
          '--batch-size', '16', '--pairwise', '--pairwise-sizes', '8,32', '--json', str(out)]
   env = dict(os.environ, ALC_TFDS_DOWNLOAD='0')
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
@@ -30,8 +30,8 @@ def test_bench_tiny(tmp_path):
     assert col in lines[header]
   table = lines[header + 1:header + 3]
   # The registry's labels (alc_jax/methods/), padded to one column.
-  assert [[l[:8].strip(), l[9:33].strip()] for l in table] == [['cnn13', 'MeanTeacher'],
-                                                                ['cnn13', 'MeanTeacher + ALC']]
+  assert [[l[:8].strip(), l[9:33].strip()] for l in table] == [['tiny_cnn', 'MeanTeacher'],
+                                                                ['tiny_cnn', 'MeanTeacher + ALC']]
   assert any(re.match(r'^\s+32\s+True\s', l) for l in lines), 'pairwise row for B=32 missing'
 
   results = json.loads(out.read_text())

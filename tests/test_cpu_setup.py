@@ -23,7 +23,11 @@ from alc_jax import cpu_setup
 cpu_setup.configure()  # As the entry points do, first thing.
 from alc_jax import train
 from tests.conftest import tiny_config
-exp = train.create_experiment(tiny_config({npz!r}))
+# TinyCNN at 32 channels (YNNPACK leaves 8-channel convolutions to Eigen either way), trained
+# supervised: the cheapest step whose convolutions YNNPACK takes without the flag (compiled
+# optimised, twice: Mean Teacher + ALC on CNN-13 took 4x the CPU time).
+exp = train.create_experiment(tiny_config({npz!r}, method='supervised', labeled_batch_size=0,
+                                          **{{'alc.enabled': False, 'model.width': 0.25}}))
 # The state's shapes and shardings, not its values: computing them would compile the initialiser,
 # which with XLA's optimisations takes longer than the step itself (~110 s on a slow day).
 state = jax.eval_shape(exp.init_fn)
@@ -121,7 +125,7 @@ def test_importing_alc_jax_changes_nothing_until_configure_is_called():
 
 def test_compiled_train_step_runs_convolutions_by_eigen_on_every_core(tiny_npz):
   code = COMPILE_SCRIPT.format(npz=tiny_npz)
-  # Both at once (each compiles for ~10 s): the default, and all levers off as the control.
+  # Both at once (each compiles for a few seconds): the default, and all levers off as the control.
   # Compiled as users compile (the suite's unoptimised mode skips the YNNPACK fusion pass).
   optimized = {'JAX_DISABLE_MOST_OPTIMIZATIONS': '0'}
   procs = [subprocess.Popen([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,

@@ -142,7 +142,8 @@ def test_a_class_folder_without_images_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize('name,size,smallest', [('cnn13', 8, 12), ('cnn13', 11, 12),
-                                                ('wrn28_2', 1, 1), ('resnet18', 1, 1)])
+                                                ('wrn28_2', 1, 1), ('resnet18', 1, 1),
+                                                ('tiny_cnn', 1, 2)])
 def test_the_smallest_input_each_backbone_takes(name, size, smallest):
   backbone = models.create_model({'name': name, 'width': 0.0625}, 4)
   assert models.smallest_input_size(backbone, 1) == smallest
@@ -155,7 +156,7 @@ def test_images_too_small_for_the_backbone_fail_before_compiling(tmp_path):
   path = tmp_path / 'digits.npz'
   np.savez(path, x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
   with pytest.raises(DataError) as e:
-    train.create_experiment(tiny_config(str(path)))
+    train.create_experiment(tiny_config(str(path), **{'model.name': 'cnn13'}))
   message = str(e.value)
   assert '8x8 pixels, too small for' in message and "'cnn13'" in message
   assert 'at least 12x12' in message and 'wrn28_2' in message

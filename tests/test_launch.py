@@ -485,6 +485,7 @@ def test_stability_probe_reports_spread_and_catches_a_diverging_row(tiny_npz, tm
   """Two tiny cases: a stable one, and one made to diverge (lr 1e6): exit 1 names the latter."""
   probe = os.path.join(LAUNCH, 'alc_stability_probe.py')
   common = ['--widths', '0.0625', '--steps', '20', '--root', str(tmp_path),
+            '--override', 'config.model.name=tiny_cnn', '--override', 'config.tensorboard=False',
             '--override', 'config.dataset.name=npz',
             '--override', f'config.dataset.path={tiny_npz}',
             '--override', 'config.dataset.num_labels=40', '--override', 'config.batch_size=16',

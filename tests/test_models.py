@@ -59,6 +59,12 @@ def test_resnet18_param_count_matches_torchvision():
   assert _num_params(_model('resnet18', num_classes=1000), (1, 224, 224, 3)) == 11_689_512
 
 
+def test_tiny_cnn_param_count():
+  # Two bias-free 3x3 convolutions of 128 channels, a BatchNorm (scale + bias) after each, the head.
+  convs = 3 * 3 * 3 * 128 + 3 * 3 * 128 * 128
+  assert _num_params(_model('tiny_cnn'), (1, 32, 32, 3)) == convs + 2 * 2 * 128 + 128 * 10 + 10
+
+
 # ---------------------------------------------------------------------------------------------
 # Shapes and semantics at small width (real compute).
 
@@ -88,6 +94,7 @@ def _apply_fns(model, x):
     ('cnn13', (2, 12, 12, 3), 0.125, (2, 1, 1, 16)),
     ('wrn28_2', (2, 32, 32, 3), 0.125, (2, 8, 8, 16)),
     ('resnet18', (2, 64, 64, 3), 0.125, (2, 2, 2, 64)),
+    ('tiny_cnn', (2, 16, 16, 1), 0.0625, (2, 8, 8, 8)),
 ])
 def test_shapes_and_train_eval_semantics(name, input_shape, width, feature_shape):
   model = _model(name, num_classes=7, width=width)
@@ -107,7 +114,7 @@ def test_shapes_and_train_eval_semantics(name, input_shape, width, feature_shape
   np.testing.assert_allclose(features.mean(axis=(1, 2)) @ head['kernel'] + head['bias'],
                              logits, rtol=1e-4, atol=1e-4)
 
-  # Train: batch statistics are updated; dropout (CNN-13 only) depends on the rng.
+  # Train: batch statistics are updated; dropout (CNN-13, TinyCNN) depends on the rng.
   (train_logits, train_features), new_vars = train(variables, jax.random.key(2))
   assert train_logits.shape == (2, 7) and train_features.shape == feature_shape
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), variables['batch_stats'],
@@ -115,7 +122,7 @@ def test_shapes_and_train_eval_semantics(name, input_shape, width, feature_shape
   assert all(jax.tree.leaves(changed))
   np.testing.assert_array_equal(train_logits, train(variables, jax.random.key(2))[0][0])
   other_logits = train(variables, jax.random.key(3))[0][0]
-  if name == 'cnn13':
+  if name in ('cnn13', 'tiny_cnn'):
     assert not np.allclose(train_logits, other_logits)
   else:  # No dropout in the residual networks: the output does not depend on the rng.
     np.testing.assert_array_equal(train_logits, other_logits)

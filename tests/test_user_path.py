@@ -17,10 +17,12 @@ from PIL import Image
 from tests.conftest import ROOT, make_tiny_images
 
 CLASSES = ('ant', 'bee', 'cat', 'dog')
-# Appended to the README's training command: a budget for a test (later flags win).
+# Appended to the README's training command: a budget for a test (later flags win). TinyCNN and
+# no TensorBoard events (TensorFlow's import, ~4 s): tests/test_train_end_to_end.py covers both.
 TINY = ('--config.num_train_steps=12', '--config.batch_size=16', '--config.labeled_batch_size=4',
         '--config.eval_every_steps=12', '--config.checkpoint_every_steps=12',
-        '--config.log_every_steps=6', '--config.eval_batch_size=32')
+        '--config.log_every_steps=6', '--config.eval_batch_size=32',
+        '--config.model.name=tiny_cnn', '--config.tensorboard=False')
 
 
 def _readme_commands():

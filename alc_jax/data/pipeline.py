@@ -278,7 +278,9 @@ class StreamedPipeline(Pipeline):
     proc, nproc = self._process()
     stream = imagenet.imagenet_train_iterator(
         self.config.dataset, self.config.batch_size, self.labeled_batch_size,
-        seed=self.seeds[0] * 1_000_003 + start_step, process_index=proc, process_count=nproc)
+        seed=self.seeds[0] * 1_000_003 + start_step, process_index=proc, process_count=nproc,
+        shuffle_buffer_size=self.config.dataset.get('shuffle_buffer',
+                                                    imagenet.DEFAULT_SHUFFLE_BUFFER))
     return ({k: v[None] for k, v in b.items()} for b in stream)  # The run axis (R = 1).
 
   def local_eval_batches(self, name):

@@ -1,4 +1,5 @@
-"""Backbones: CNN-13 (Table 1), WRN-28-2 (Oliver et al. 2018), ResNet-18 (He et al. 2016).
+"""Backbones: CNN-13 (Table 1), WRN-28-2 (Oliver et al. 2018), ResNet-18 (He et al. 2016), and
+TinyCNN (CNN-13's layer types in two convolutions: smoke runs and the test suite, not the paper).
 
 Every model is called as `model.apply(variables, x, train=...)` on normalised float images
 (B, H, W, C) and returns `(logits, features)`: float32 logits (B, num_classes) and the last
@@ -15,9 +16,10 @@ import jax.numpy as jnp
 
 from alc_jax.models.cnn13 import CNN13
 from alc_jax.models.resnet import ResNet
+from alc_jax.models.tiny_cnn import TinyCNN
 from alc_jax.models.wrn import WideResNet
 
-MODEL_NAMES = ('cnn13', 'wrn28_2', 'resnet18')
+MODEL_NAMES = ('cnn13', 'wrn28_2', 'resnet18', 'tiny_cnn')
 
 
 def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn.Module:
@@ -25,7 +27,7 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
 
   Args:
     model_config: ConfigDict (or dict) with `name` (one of MODEL_NAMES), `width` (channel
-      multiplier, 1.0 = published network), `dropout` (CNN-13 only; the residual networks
+      multiplier, 1.0 = published network), `dropout` (CNN-13 and TinyCNN; the residual networks
       have no dropout, as in their references) and `bn_momentum` (every backbone; the ImageNet
       recipe sets torchvision's 0.9 for ResNet-18).
     num_classes: number of output logits.
@@ -43,6 +45,9 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
   if name == 'cnn13':
     return CNN13(num_classes, width=width, dropout=float(model_config.get('dropout', 0.5)),
                  bn_momentum=bn_momentum, dtype=dtype)
+  if name == 'tiny_cnn':
+    return TinyCNN(num_classes, width=width, dropout=float(model_config.get('dropout', 0.5)),
+                   bn_momentum=bn_momentum, dtype=dtype)
   if name == 'wrn28_2':
     return WideResNet(num_classes, bn_momentum=bn_momentum, depth=28, widen_factor=2, width=width,
                       dtype=dtype)
