@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from alc_jax import train
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, TEST_XLA_FLAGS, tiny_config
 
 
 def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
@@ -70,8 +70,8 @@ def test_eight_devices_equal_one_device(tiny_npz, tmp_path):
   outputs = []
   for devices in (1, 8):
     out = tmp_path / f'{devices}.npz'
-    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-               JAX_PLATFORMS='cpu')
+    env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
+        f'--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}').strip())
     code = MULTI_DEVICE_SCRIPT.format(root=ROOT, npz=tiny_npz, devices=devices, out=str(out))
     proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
