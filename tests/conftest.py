@@ -29,7 +29,7 @@ if os.environ.get('ALC_TEST_OPTIMIZE') != '1':
   os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
 # XLA:CPU's older loop emitters for fusions instead of its MLIR fusion emitters: the same programs
-# in 0.5-0.6x the compile time (docs/development.md). Set where this jaxlib knows the flag (XLA
+# in 0.5-0.6x the compile time (docs/performance.md). Set where this jaxlib knows the flag (XLA
 # aborts on an unknown one) and the user has not chosen; subprocesses inherit it, and tests that
 # clear XLA_FLAGS for a clean interpreter put TEST_XLA_FLAGS back where they compile.
 _FUSION_EMITTERS = 'xla_cpu_use_fusion_emitters'
@@ -37,7 +37,8 @@ _FUSION_EMITTERS = 'xla_cpu_use_fusion_emitters'
 
 def _test_xla_flags():
   from alc_jax import cpu_setup as setup  # pylint: disable=g-import-not-at-top
-  if (os.environ.get('ALC_TEST_OPTIMIZE') == '1' or _FUSION_EMITTERS in os.environ.get('XLA_FLAGS', '')
+  if (os.environ.get('ALC_TEST_OPTIMIZE') == '1'
+      or _FUSION_EMITTERS in os.environ.get('XLA_FLAGS', '')
       or not setup.xla_knows(_FUSION_EMITTERS.encode())):
     return ''
   return f'--{_FUSION_EMITTERS}=false'
