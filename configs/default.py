@@ -176,7 +176,7 @@ def get_config(row=None):
 
   # --- Model --------------------------------------------------------------------------------
   config.model = ml_collections.ConfigDict()
-  config.model.name = 'cnn13'  # cnn13, wrn28_2, resnet18, tiny_cnn (tests and smoke runs).
+  config.model.name = 'cnn13'  # cnn13, wrn28_2, resnet18, tiny_cnn (quick checks, the tests).
   # Channel multiplier for CPU-sized runs (1.0 = the published network, Table 1).
   config.model.width = 1.0
   config.model.dropout = 0.5  # Dropout after each pooling of CNN-13 (reference) and TinyCNN.

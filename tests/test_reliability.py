@@ -4,10 +4,10 @@ Subprocess scenarios only: the in-process checks of configs and checkpoints are 
 tests/test_config_lib.py and tests/test_checkpointing.py.
 
 The command-line scenarios run as subprocesses of `python -m alc_jax.main` on configs/smoke.py
-narrowed to the tiny data set of conftest.py. To fit a 2-core CPU they share one module-scoped
-fixture (`runs`) that starts them concurrently, and one persistent JAX compilation cache: the
-reference run compiles the train/eval programs once, every other run of the same command loads
-them (the cache stores XLA's output; it does not change what the programs compute).
+narrowed to the tiny data set of conftest.py and TinyCNN. To fit a 2-core CPU they share one
+module-scoped fixture (`runs`) that starts them concurrently, and one persistent JAX compilation
+cache: the reference run compiles the train/eval programs once, every other run of the same
+command loads them (the cache stores XLA's output; it does not change what the programs compute).
 
 The CLI runs and test 7's processes all start from the first test (fixtures `runs` and
 `two_process_jobs`) so that they overlap; the runs off the critical path are niced. The CLI runs
@@ -34,7 +34,7 @@ import pytest
 
 from tests.conftest import ROOT, TEST_XLA_FLAGS, corrupt_checkpoint, make_tiny_images
 
-STEPS = 120  # Of the CLI runs; ~4 s of training: a wide window to kill a run mid-way.
+STEPS = 120  # Of the CLI runs; ~3 s of training: a wide window to kill a run mid-way.
 KILL_AT = 40  # SIGKILL once a checkpoint of at least this step exists.
 TERM_AT = 10  # SIGTERM once a checkpoint of at least this step exists.
 CHECKPOINT_EVERY = 20  # Six checkpoints a run: each save costs its process ~0.2 s of CPU.

@@ -1,5 +1,5 @@
 """Backbones: CNN-13 (Table 1), WRN-28-2 (Oliver et al. 2018), ResNet-18 (He et al. 2016), and
-TinyCNN (CNN-13's layer types in two convolutions: smoke runs and the test suite, not the paper).
+TinyCNN (CNN-13's layer types in two convolutions: quick checks and the tests, not the paper).
 
 Every model is called as `model.apply(variables, x, train=...)` on normalised float images
 (B, H, W, C) and returns `(logits, features)`: float32 logits (B, num_classes) and the last

@@ -1,4 +1,4 @@
-"""TinyCNN: CNN-13's layer types in two convolutions, for smoke runs and the test suite.
+"""TinyCNN: CNN-13's layer types in two convolutions, for quick checks and the test suite.
 
 Not a model of the paper. It has every kind of layer CNN-13 has (bias-free convolution ->
 BatchNorm -> LeakyReLU(0.1), max-pool, dropout, global average pooling, a dense classifier) and
