@@ -30,6 +30,16 @@ def scale_channels(channels: int, width: float) -> int:
   return max(1, int(round(channels * width)))
 
 
+def conv_bn_lrelu(module, x, channels, kernel, name, train, padding='SAME'):
+  """CNN-13's unit, conv -> BN -> LeakyReLU(0.1), as submodules `conv{name}`, `bn{name}` of
+  `module` (a CNN13; call it inside the module's compact method)."""
+  x = nn.Conv(scale_channels(channels, module.width), kernel, padding=padding, use_bias=False,
+              kernel_init=conv_init, dtype=module.dtype, name=f'conv{name}')(x)
+  x = nn.BatchNorm(use_running_average=not train, momentum=module.bn_momentum, epsilon=1e-3,
+                   dtype=module.dtype, name=f'bn{name}')(x)
+  return nn.leaky_relu(x, negative_slope=0.1)
+
+
 class CNN13(nn.Module):
   """CNN-13 of Table 1 (Laine & Aila 2017 reference network).
 
@@ -52,27 +62,18 @@ class CNN13(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     """Returns (logits, features): float32 (B, classes) and (B, h, w, 128 * width)."""
-
-    def conv_bn_act(x, channels, kernel, name, padding='SAME'):
-      x = nn.Conv(scale_channels(channels, self.width), kernel, padding=padding,
-                  use_bias=False, kernel_init=conv_init, dtype=self.dtype,
-                  name=f'conv{name}')(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
-                       dtype=self.dtype, name=f'bn{name}')(x)
-      return nn.leaky_relu(x, negative_slope=0.1)
-
     x = jnp.asarray(x, self.dtype)
     for name in ('1a', '1b', '1c'):
-      x = conv_bn_act(x, 128, (3, 3), name)
+      x = conv_bn_lrelu(self, x, 128, (3, 3), name, train)
     x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     for name in ('2a', '2b', '2c'):
-      x = conv_bn_act(x, 256, (3, 3), name)
+      x = conv_bn_lrelu(self, x, 256, (3, 3), name, train)
     x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    x = conv_bn_act(x, 512, (3, 3), '3a', padding='VALID')
-    x = conv_bn_act(x, 256, (1, 1), '3b')
-    features = conv_bn_act(x, 128, (1, 1), '3c').astype(jnp.float32)
+    x = conv_bn_lrelu(self, x, 512, (3, 3), '3a', train, padding='VALID')
+    x = conv_bn_lrelu(self, x, 256, (1, 1), '3b', train)
+    features = conv_bn_lrelu(self, x, 128, (1, 1), '3c', train).astype(jnp.float32)
     x = jnp.mean(features, axis=(1, 2))
     # LeCun normal = Lasagne HeNormal(gain=1.0) of the reference's dense layer.
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(x)
