@@ -110,24 +110,25 @@ def pytest_configure(config):
   jax.config.update('jax_default_matmul_precision', 'highest')
 
 
-# The test files that take longest, longest first, with their CPU time (their processes and the
-# subprocesses they start; a run on 2026-12-03 on the 2-core CPU). launch/run_tests.sh hands whole
-# files to its workers in collection order (`--dist loadfile --no-loadscope-reorder`), so these
-# start first and a long file never starts last and runs alone (longest-processing-time-first
-# scheduling). Every other file follows.
+# The test files that take longest, about longest first, with their CPU time (their processes and
+# the subprocesses they start; a run on 2026-12-03 on the 2-core CPU). launch/run_tests.sh hands
+# whole files to its workers in collection order (`--dist loadfile --no-loadscope-reorder`), so
+# these start first and a long file never starts last and runs alone (longest-processing-time-first
+# scheduling). Every other file follows. This order gave the fresh-clone runs of 6 min 52 s and 7
+# min 21 s; one in strict order of these times took 7 min 53 s (noise or not: one run).
 LONGEST_FILES = (
     'test_reliability.py',  # 190 s, most of it the CLI scenarios its fixture starts.
     'test_train_end_to_end.py',  # 115 s, most of it CNN-13's smoke run and the ImageNet mock.
-    'test_train.py',  # 85 s.
     'test_launch.py',  # 75 s, a third of it the stability probe's runs.
+    'test_train.py',  # 85 s.
     'test_fixmatch.py',  # 45 s (RandAugment's 14 branches compile).
     'test_alc_objectives.py',  # 45 s.
-    'test_randaugment.py',  # 40 s.
-    'test_cpu_setup.py',  # 40 s, most of it two optimised compiles.
-    'test_attention.py',  # 30 s.
-    'test_inference.py',  # 30 s, most of it the fixture's run.
-    'test_models.py',  # 25 s.
     'test_user_path.py',  # 20 s: four programs, as the README runs them.
+    'test_cpu_setup.py',  # 40 s, most of it two optimised compiles.
+    'test_randaugment.py',  # 40 s.
+    'test_inference.py',  # 30 s, most of it the fixture's run.
+    'test_attention.py',  # 30 s.
+    'test_models.py',  # 25 s.
     'test_bench.py',  # 15 s.
 )
 
