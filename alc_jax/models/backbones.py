@@ -42,12 +42,10 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
   name = model_config.get('name')
   width = float(model_config.get('width', 1.0))
   bn_momentum = float(model_config.get('bn_momentum', 0.999))
-  if name == 'cnn13':
-    return CNN13(num_classes, width=width, dropout=float(model_config.get('dropout', 0.5)),
-                 bn_momentum=bn_momentum, dtype=dtype)
-  if name == 'tiny_cnn':
-    return TinyCNN(num_classes, width=width, dropout=float(model_config.get('dropout', 0.5)),
-                   bn_momentum=bn_momentum, dtype=dtype)
+  if name in ('cnn13', 'tiny_cnn'):
+    cnn = CNN13 if name == 'cnn13' else TinyCNN
+    return cnn(num_classes, width=width, dropout=float(model_config.get('dropout', 0.5)),
+               bn_momentum=bn_momentum, dtype=dtype)
   if name == 'wrn28_2':
     return WideResNet(num_classes, bn_momentum=bn_momentum, depth=28, widen_factor=2, width=width,
                       dtype=dtype)
