@@ -92,7 +92,8 @@ QUICK_WIDTH, QUICK_STEPS = 0.25, 3
 OVERHEAD_STEPS = 8  # At least this many alternated steps each for alc_overhead (3 gave +-10%).
 # --levers: (row label, ALC_JAX_CPU_DEFAULTS of its subprocess).
 LEVER_ROWS = (('all levers off', '0'), ('+ Eigen convolutions', 'convs'),
-              ('+ all cores as devices', 'devices'), ('all on (the default)', '1'))
+              ('+ all cores as devices', 'devices'), ('+ unrolled threefry', 'threefry'),
+              ('all on (the default)', '1'))
 
 
 def on_accelerator():
@@ -127,7 +128,8 @@ def cpu_set_up():
   applied = cpu_setup.applied
   return (f'convolutions by {"Eigen" if "XLA_FLAGS" in applied else "XLA default"}, '
           f'{jax.device_count()} device(s)'
-          f'{" (one per core)" if "jax_num_cpu_devices" in applied else ""}; '
+          f'{" (one per core)" if "jax_num_cpu_devices" in applied else ""}, '
+          f'random bits {"unrolled" if "threefry" in applied else "by JAX default"}; '
           f'{cpu_setup.ENV}={os.environ.get(cpu_setup.ENV, "unset")}, '
           f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
 

@@ -63,17 +63,19 @@ def test_bench_cpu_levers_runs_and_peer_tiny(tmp_path):
   text = proc.stdout
   assert text.count('load average') >= 3 and 'uptime before:' in text and 'uptime after:' in text
   header = text.index('CPU set-up               devices')
-  table = text[header:].splitlines()[1:5]
+  table = text[header:].splitlines()[1:6]
   assert [l[:24].strip() for l in table] == ['all levers off', '+ Eigen convolutions',
-                                             '+ all cores as devices', 'all on (the default)']
+                                             '+ all cores as devices', '+ unrolled threefry',
+                                             'all on (the default)']
   assert re.search(r'^2 runs in one program, loop\*\s+\d', text, re.M), text[-2000:]
   assert re.search(r'^2 runs in one program, vmap\s+\d', text, re.M)
   assert re.search(r'^2 runs one after another\s+\d', text, re.M)
 
   results = json.loads(out.read_text())
   levers = {r['levers']: r for r in results['levers']}
-  assert sorted(levers) == ['0', '1', 'convs', 'devices']
-  assert levers['0']['mesh_devices'] == 1 and levers['convs']['mesh_devices'] == 1
+  assert sorted(levers) == ['0', '1', 'convs', 'devices', 'threefry']
+  assert levers['0']['mesh_devices'] == levers['convs']['mesh_devices'] == 1
+  assert levers['threefry']['mesh_devices'] == 1
   cores = len(os.sched_getaffinity(0))
   mesh = max(n for n in range(1, cores + 1) if 16 % n == 0)  # Devices that divide the batch.
   assert levers['1']['mesh_devices'] == levers['devices']['mesh_devices'] == mesh

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 import jax
+import numpy as np
 import pytest
 
 from alc_jax import config_lib, cpu_setup, train
@@ -35,7 +36,7 @@ text = exp.compiled_train_step.lower(state, next(exp.train_batches()),
                                      exp.data.normalization).compile().as_text()
 print(json.dumps({{'applied': cpu_setup.applied, 'devices': jax.device_count(),
                   'mesh': len(exp.devices), 'convs': text.count(' convolution('),
-                  'ynn_convs': cpu_setup.ynn_convolutions(text)}}))
+                  'ynn_convs': cpu_setup.ynn_convolutions(text), 'loops': text.count(' while(')}}))
 '''
 
 # Runs `before`, then configure() as a notebook's first cell does, and again (which must change
@@ -90,12 +91,13 @@ def _last_json(proc):
 
 
 def _expected_set_up():
-  """What configure() sets in a fresh process of _env(): (applied, devices)."""
+  """What each lever of configure() sets in a fresh process of _env(): (convs, devices, threefry)."""
   cores = cpu_setup.num_cores()
   knows = cpu_setup.xla_knows(*cpu_setup._EIGEN_CONVS_NEEDS)  # pylint: disable=protected-access
   convs = {'XLA_FLAGS': cpu_setup.EIGEN_CONVS} if knows else {}
   devices = {'jax_num_cpu_devices': cores} if cores > 1 else {}
-  return convs, devices
+  threefry = {'threefry': 'unrolled'} if cpu_setup.threefry_lowerings() else {}
+  return convs, devices, threefry
 
 
 def test_importing_alc_jax_changes_nothing_until_configure_is_called():
@@ -117,8 +119,8 @@ def test_importing_alc_jax_changes_nothing_until_configure_is_called():
   assert imported['devices'] == 1 and imported['xla_flags_after'] is None, imported
   assert imported['applied_after'] == {}, imported
   # configure() then applies the set-up.
-  convs, devices = _expected_set_up()
-  assert configured['applied_after'] == convs | devices, configured
+  convs, devices, threefry = _expected_set_up()
+  assert configured['applied_after'] == convs | devices | threefry, configured
   assert configured['devices'] == cpu_setup.num_cores(), configured
   assert configured['xla_flags_after'] == convs.get('XLA_FLAGS'), configured
 
@@ -138,6 +140,9 @@ def test_compiled_train_step_runs_convolutions_by_eigen_on_every_core(tiny_npz):
   assert default['mesh'] == max(n for n in range(1, cores + 1) if 16 % n == 0)  # Batch 16.
   assert off['devices'] == off['mesh'] == 1 and off['applied'] == {}
   assert default['convs'] > 0 and off['convs'] > 0, (default, off)
+  if cpu_setup.threefry_lowerings():  # Dropout's random bits: a rolled loop unless unrolled (the
+    # loss's scatter-add is a loop either way).
+    assert default['loops'] < off['loops'], (default, off)
   if cpu_setup.xla_knows(*cpu_setup._EIGEN_CONVS_NEEDS):  # pylint: disable=protected-access
     assert default['applied']['XLA_FLAGS'] == cpu_setup.EIGEN_CONVS
     assert default['ynn_convs'] == 0, default
@@ -167,18 +172,19 @@ def test_the_set_up_never_overrides_the_user(case, before, env, count):
                         cwd=ROOT, env=_env(**env), capture_output=True, text=True, timeout=120)
   got = _last_json(proc)
   cores = cpu_setup.num_cores()
-  convs, devices = _expected_set_up()
+  convs, devices, threefry = _expected_set_up()
   user_flags = env.get('XLA_FLAGS')
   want = {
-      'default': (convs | devices, cores),
+      'default': (convs | devices | threefry, cores),
       'opt_out': ({}, 1),
       'convs_only': (convs, 1),
       'devices_only': (devices, cores),
-      'user_device_count_env': (convs, 1),
-      'user_device_count_flag': (convs, 3),
-      'user_device_count_config': (convs, 1),
-      'user_ynn_flag': (devices, None),
-      'backend_already_started': ({}, 1),
+      'user_device_count_env': (convs | threefry, 1),
+      'user_device_count_flag': (convs | threefry, 3),
+      'user_device_count_config': (convs | threefry, 1),
+      'user_ynn_flag': (devices | threefry, None),
+      # Too late for the backend's settings; the lowering still applies to what compiles next.
+      'backend_already_started': (threefry, 1),
       'accelerator_platform': ({}, None),
   }[case]
   assert (got['applied'], got['devices']) == want, got
@@ -232,8 +238,34 @@ def test_a_call_after_jax_started_warns_once_and_sets_nothing(monkeypatch):
     assert cpu_setup.configure() == {}
 
 
+def test_unrolled_threefry_gives_the_same_bits_without_a_loop():
+  if cpu_setup.threefry_lowerings() is None:
+    pytest.skip('this JAX moved the private threefry names: the lever sets nothing')
+
+  def program():  # A new function each time, so that JAX's caches do not reuse a lowering.
+    def draw(key):
+      return (jax.random.normal(key, (3, 50, 7)),
+              jax.random.bernoulli(jax.random.fold_in(key, 1), 0.5, (1000,)),
+              jax.random.key_data(jax.random.split(key, 5)))
+    return draw
+
+  key = jax.random.key(3)
+  compiled = {}
+  try:
+    for unrolled in (False, True):
+      cpu_setup.lower_threefry(unrolled)
+      compiled[unrolled] = jax.jit(program()).lower(key).compile()
+  finally:  # Back to what this process' configure() set.
+    cpu_setup.lower_threefry('threefry' in cpu_setup.applied)
+  assert ' while(' in compiled[False].as_text()  # JAX's CPU lowering: the rolled loop.
+  assert ' while(' not in compiled[True].as_text()
+  for rolled, unrolled in zip(compiled[False](key), compiled[True](key)):
+    assert np.asarray(rolled).tobytes() == np.asarray(unrolled).tobytes()
+
+
 def test_levers_from_the_environment():
-  assert cpu_setup.wanted_levers('1') == cpu_setup.wanted_levers('') == {'convs', 'devices'}
+  assert cpu_setup.wanted_levers('1') == cpu_setup.wanted_levers('') == set(cpu_setup.LEVERS)
+  assert cpu_setup.LEVERS == ('convs', 'devices', 'threefry')
   assert cpu_setup.wanted_levers('0') == set()
   assert cpu_setup.wanted_levers(' devices ') == {'devices'}
   with pytest.raises(ValueError, match='convs, devices'):

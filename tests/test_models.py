@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from alc_jax.models import MODEL_NAMES, create_model
-from alc_jax.models.cnn13 import scale_channels
+from alc_jax.models.cnn13 import max_pool_2x2, scale_channels
 
 
 def _model(name, num_classes=10, width=1.0, dropout=0.5, dtype=jnp.float32):
@@ -126,6 +126,32 @@ def test_shapes_and_train_eval_semantics(name, input_shape, width, feature_shape
     assert not np.allclose(train_logits, other_logits)
   else:  # No dropout in the residual networks: the output does not depend on the rng.
     np.testing.assert_array_equal(train_logits, other_logits)
+
+
+@pytest.mark.parametrize('shape', [(3, 8, 8, 5), (2, 7, 9, 3), (1, 2, 6, 10, 4)])
+def test_max_pool_2x2_equals_flax_max_pool_bit_for_bit(shape):
+  # CNN-13's pool (a max over reshaped windows, for XLA:CPU's speed) against nn.max_pool: values,
+  # gradients and a forward-over-reverse product (VAT's exact power iteration), on continuous
+  # inputs and on inputs full of ties (where the gradient must go to each window's first maximum,
+  # as select-and-scatter sends it); odd sizes drop the last row/column; extra batch dimensions.
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  rng = np.random.default_rng(0)
+  for x in (rng.normal(size=shape), rng.integers(-1, 2, size=shape)):
+    x = jnp.asarray(x, jnp.float32)
+    g = jnp.asarray(rng.normal(size=reference(x).shape), jnp.float32)
+    v = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    results = []
+    for pool in (reference, max_pool_2x2):
+      grad = jax.jit(jax.grad(lambda x, pool=pool: jnp.sum(pool(x) * g)))
+      hvp = jax.jvp(jax.grad(lambda x, pool=pool: jnp.sum(pool(x) ** 3)), (x,), (v,))[1]
+      results.append([pool(x), grad(x), hvp])
+    for i, (ours, theirs) in enumerate(zip(results[1], results[0])):
+      assert ours.shape == theirs.shape
+      if i < 2:  # Values and gradients: the same bytes.
+        assert np.asarray(ours).tobytes() == np.asarray(theirs).tobytes()
+      else:  # The product: equal values; a zero's sign may differ (select-and-scatter adds to +0).
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_cnn13_without_dropout_is_deterministic_in_train_mode():

@@ -19,6 +19,7 @@ Where the paper is silent we follow the reference CNN-13 of Temporal Ensembling 
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 # He-normal, fan_out, untruncated, like torchvision's kaiming_normal_(mode='fan_out') in MT.
@@ -38,6 +39,43 @@ def conv_bn_lrelu(module, x, channels, kernel, name, train, padding='SAME'):
   x = nn.BatchNorm(use_running_average=not train, momentum=module.bn_momentum, epsilon=1e-3,
                    dtype=module.dtype, name=f'bn{name}')(x)
   return nn.leaky_relu(x, negative_slope=0.1)
+
+
+def _pool_windows(x):
+  """(..., H, W, C) -> (..., H//2, W//2, C, 4): each 2x2 window's pixels in row-major order (the
+  order in which select-and-scatter visits them); a trailing odd row or column is dropped, as
+  VALID pooling drops it."""
+  *lead, h, w, c = x.shape
+  x = x[..., :h // 2 * 2, :w // 2 * 2, :].reshape(*lead, h // 2, 2, w // 2, 2, c)
+  n = len(lead)
+  x = jnp.moveaxis(x, (n + 1, n + 3), (n + 3, n + 4))  # (..., H/2, W/2, C, 2, 2)
+  return x.reshape(*lead, h // 2, w // 2, c, 4)
+
+
+@jax.custom_jvp
+def max_pool_2x2(x):
+  """2x2 max-pool, stride 2, VALID: `nn.max_pool(x, (2, 2), strides=(2, 2))` with the same values
+  and gradients, bit for bit (forward-over-reverse products: equal, a zero's sign may differ).
+
+  Why not nn.max_pool: XLA:CPU turns max-pool's gradient (select-and-scatter) into a reduce-window
+  over five int32 index arrays, about a quarter of CNN-13's step at width 1/16 (docs/
+  performance.md). Here the forward is a max over each window and the derivative follows the
+  first maximum of its window, as select-and-scatter's `>=` selection does (ties are common:
+  constant backgrounds give equal activations). A JVP rule (not a VJP) so that forward-over-
+  reverse products (VAT's exact power iteration) still work; reverse mode is its transpose, a
+  masked broadcast."""
+  return _pool_windows(x).max(axis=-1)
+
+
+@max_pool_2x2.defjvp
+def _max_pool_2x2_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  windows = _pool_windows(x)
+  first_max = jnp.argmax(windows, axis=-1)[..., None] == jnp.arange(4)
+  dy = jnp.sum(jnp.where(first_max, _pool_windows(dx), jnp.zeros((), dx.dtype)), axis=-1)
+  # The output through the function itself, not `windows.max()`: differentiated again (forward
+  # over reverse), max's own rule would split the tangent over tied maxima.
+  return max_pool_2x2(x), dy
 
 
 class CNN13(nn.Module):
@@ -65,11 +103,11 @@ class CNN13(nn.Module):
     x = jnp.asarray(x, self.dtype)
     for name in ('1a', '1b', '1c'):
       x = conv_bn_lrelu(self, x, 128, (3, 3), name, train)
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = max_pool_2x2(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     for name in ('2a', '2b', '2c'):
       x = conv_bn_lrelu(self, x, 256, (3, 3), name, train)
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = max_pool_2x2(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     x = conv_bn_lrelu(self, x, 512, (3, 3), '3a', train, padding='VALID')
     x = conv_bn_lrelu(self, x, 256, (1, 1), '3b', train)

@@ -10,7 +10,7 @@ suite compiles hundreds of train steps, and CNN-13's nine layers were most of th
 import flax.linen as nn
 import jax.numpy as jnp
 
-from alc_jax.models.cnn13 import CNN13, conv_bn_lrelu
+from alc_jax.models.cnn13 import CNN13, conv_bn_lrelu, max_pool_2x2
 
 
 class TinyCNN(CNN13):
@@ -23,7 +23,7 @@ class TinyCNN(CNN13):
   def __call__(self, x, train: bool = True):
     """Returns (logits, features): float32 (B, classes) and (B, H/2, W/2, 128 * width)."""
     x = conv_bn_lrelu(self, jnp.asarray(x, self.dtype), 128, (3, 3), '1', train)
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = max_pool_2x2(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     features = conv_bn_lrelu(self, x, 128, (3, 3), '2', train).astype(jnp.float32)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(jnp.mean(features, (1, 2)))
