@@ -54,6 +54,11 @@ if TEST_XLA_FLAGS:
 # in a subprocess.
 from alc_jax import cpu_setup  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# Except the unrolled random-bits lowering ('threefry'): compiled unoptimised, as here, it made the
+# tiny Mean Teacher step's compile slower (2.1-2.3 s against 1.4-1.7 s); as users compile, faster.
+# tests/test_cpu_setup.py checks the whole set-up in fresh processes, and the lowering's bits.
+if os.environ.get('ALC_TEST_OPTIMIZE') != '1':
+  os.environ.setdefault(cpu_setup.ENV, ','.join(l for l in cpu_setup.LEVERS if l != 'threefry'))
 cpu_setup.configure()
 
 
