@@ -8,7 +8,8 @@ the library directly does too, before anything starts JAX (jax.devices(), a firs
   alc_jax.cpu_setup.configure()
 
 On a machine where JAX runs on the CPU, `configure()` sets three things, the first two only where
-the user has not set them already (measured with jaxlib 0.10.2 on a 2-core AMD EPYC, CNN-13 train steps):
+the user has not set them already (measured with jaxlib 0.10.2 on a 2-core AMD EPYC, CNN-13 train
+steps):
 
 1. 'convs': convolutions by Eigen, not YNNPACK. XLA:CPU hands every convolution to YNNPACK
    (`ynn_fusion` in the compiled HLO); `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=
@@ -27,10 +28,11 @@ the user has not set them already (measured with jaxlib 0.10.2 on a 2-core AMD E
 3. 'threefry': JAX's random bits (the threefry2x32 hash) compiled unrolled, as JAX compiles them
    for GPU/TPU, instead of the rolled 5-iteration loop JAX lowers to on the CPU: the same bits, but
    the loop's iterations are separate passes over memory that nothing fuses. CNN-13's Mean Teacher
-   step at width 1/16 (input noise and dropout masks for 100 images) ran 1.06x faster and compiled
-   in 9.0 s instead of 14.4 s (docs/performance.md). It registers JAX's own unrolled lowering rule
-   for the CPU (private names of jax._src; if a later JAX moves them, nothing is set). Unlike the
-   other two it also works after JAX has started, for programs compiled from then on.
+   step at width 1/16 (input noise and dropout masks for 100 images) ran 0-7 % faster and compiled
+   in 7.8-9.2 s instead of 13.9-15.3 s (docs/performance.md). It registers JAX's own unrolled
+   lowering rule for the CPU (private names of jax._src; if a later JAX moves them, nothing is
+   set). Unlike the other two it also works after JAX has started, for programs lowered from then
+   on.
 
 The fourth CPU default is in the trainer: `num_runs > 1` runs its runs by a loop inside the one
 jitted step on the CPU, by vmap elsewhere (config.run_batching, alc_jax/train.py).
@@ -143,9 +145,10 @@ def threefry_lowerings():
   """(primitive, unrolled rule, JAX's CPU rule) of threefry2x32 in this JAX, or None where its
   private names moved."""
   try:
-    from jax._src.random import threefry2x32 as threefry  # pylint: disable=g-import-not-at-top
-    return (threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule,  # pylint: disable=protected-access
-            threefry._threefry2x32_cpu_lowering_rule)  # pylint: disable=protected-access
+    # pylint: disable=g-import-not-at-top,protected-access
+    from jax._src.random import threefry2x32 as threefry
+    return (threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule,
+            threefry._threefry2x32_cpu_lowering_rule)
   except (ImportError, AttributeError):
     return None
 

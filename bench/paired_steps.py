@@ -26,7 +26,8 @@ import flax.linen as nn  # pylint: disable=g-import-not-at-top
 
 from alc_jax import train  # pylint: disable=g-import-not-at-top
 from alc_jax.models import cnn13  # pylint: disable=g-import-not-at-top
-import bench  # pylint: disable=g-import-not-at-top  # bench/bench.py: this script's folder is on sys.path.
+# bench/bench.py (this script's folder is first on sys.path).
+import bench  # pylint: disable=g-import-not-at-top
 
 POOLS = {'nn.max_pool': lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)),
          'max_pool_2x2': cnn13.max_pool_2x2}

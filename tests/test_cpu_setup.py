@@ -91,7 +91,7 @@ def _last_json(proc):
 
 
 def _expected_set_up():
-  """What each lever of configure() sets in a fresh process of _env(): (convs, devices, threefry)."""
+  """What each lever of configure() sets in a fresh process of _env(): convs, devices, threefry."""
   cores = cpu_setup.num_cores()
   knows = cpu_setup.xla_knows(*cpu_setup._EIGEN_CONVS_NEEDS)  # pylint: disable=protected-access
   convs = {'XLA_FLAGS': cpu_setup.EIGEN_CONVS} if knows else {}
