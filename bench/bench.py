@@ -191,6 +191,15 @@ def make_config(args, npz, model, method, num_runs=None, run_batching='auto'):
   return common.apply_row(config, method)
 
 
+def synthetic_step_config(folder, model, method, width, batch_size=100):
+  """make_config for one float32 run of `model` / `method` at `width` on synthetic data written
+  into `folder`: the step that bench/paired_steps.py and bench/profile_step.py time."""
+  npz = os.path.join(folder, 'synthetic.npz')
+  write_synthetic_npz(npz, batch_size)
+  args = argparse.Namespace(batch_size=batch_size, width=width, dtype='float32', num_runs=1)
+  return make_config(args, npz, model, method)
+
+
 class Runner:
   """One experiment's train step, compiled, with its state and a few batches fetched up front."""
 

@@ -58,15 +58,12 @@ def main():
   if cpu_setup.threefry_lowerings() is None:
     sys.exit('this JAX moved the private threefry names: nothing to compare')
   print(bench.machine(), '\nuptime before:', bench.uptime(), flush=True)
-  options = argparse.Namespace(batch_size=100, width=args.width, dtype='float32', num_runs=1)
   variants = [('nn.max_pool', False, False), ('max_pool_2x2', False, False),
               ('max_pool_2x2', True, False)]
   if args.one_device:
     variants += [('nn.max_pool', False, True), ('max_pool_2x2', True, True)]
   with tempfile.TemporaryDirectory() as tmp:
-    npz = os.path.join(tmp, 'synthetic.npz')
-    bench.write_synthetic_npz(npz, options.batch_size)
-    config = bench.make_config(options, npz, 'cnn13', args.method)
+    config = bench.synthetic_step_config(tmp, 'cnn13', args.method, args.width)
     runners = {}
     for variant in variants:
       runners[variant] = runner(config, *variant)
@@ -77,12 +74,13 @@ def main():
       for v, r in runners.items():
         times[v].append(r.step())
   base = statistics.median(times[variants[0]])
-  print(f'\n{args.method}, CNN-13 width {args.width}, batch 100, median of {args.steps} '
-        f'interleaved steps:')
+  print(f'\n{args.method}, CNN-13 width {args.width}, batch {config.batch_size}, median of '
+        f'{args.steps} interleaved steps:')
   for (pool, unrolled, one), t in times.items():
     m = statistics.median(t)
     label = f'{pool}, threefry {"unrolled" if unrolled else "rolled"}{", 1 device" if one else ""}'
-    print(f'  {label:<42} {1e3 * m:7.1f} ms/step {100 / m:7.1f} img/s  x{base / m:.3f}')
+    print(f'  {label:<42} {1e3 * m:7.1f} ms/step {config.batch_size / m:7.1f} img/s  '
+          f'x{base / m:.3f}')
   print('uptime after:', bench.uptime())
 
 

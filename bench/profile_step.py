@@ -69,12 +69,9 @@ def main():
   parser.add_argument('--top', type=int, default=6, help='instructions listed per category')
   parser.add_argument('--hlo', help='also write the compiled step as HLO text to this file')
   args = parser.parse_args()
-  options = argparse.Namespace(batch_size=100, width=args.width, dtype='float32', num_runs=1)
   print(bench.machine(), f'\nCPU set-up: {bench.cpu_set_up()}', flush=True)
   with tempfile.TemporaryDirectory() as tmp:
-    npz = os.path.join(tmp, 'synthetic.npz')
-    bench.write_synthetic_npz(npz, options.batch_size)
-    runner = bench.Runner(bench.make_config(options, npz, args.model, args.method))
+    runner = bench.Runner(bench.synthetic_step_config(tmp, args.model, args.method, args.width))
     hlo = runner.compiled.as_text()
     if args.hlo:
       with open(args.hlo, 'w', encoding='utf-8') as f:
@@ -82,8 +79,9 @@ def main():
     names = op_names(hlo)
     times = [runner.step() for _ in range(5 + 20)][5:]
     step = statistics.median(times)
-    print(f'{args.method}, {args.model} width {args.width}, batch 100: median step '
-          f'{1e3 * step:.1f} ms ({100 / step:.0f} img/s) over 20 untraced steps', flush=True)
+    batch = runner.config.batch_size
+    print(f'{args.method}, {args.model} width {args.width}, batch {batch}: median step '
+          f'{1e3 * step:.1f} ms ({batch / step:.0f} img/s) over 20 untraced steps', flush=True)
     trace_dir = os.path.join(tmp, 'trace')
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(args.steps):
