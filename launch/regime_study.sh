@@ -8,12 +8,12 @@
 #   (`launch/aggregate.py --split validation`).
 #   The test phase (T) trains the protocol chosen there, configs/fashion_mnist_100_cpu.py, on fresh
 #   label splits (split seed = seed) and reads the test set.
-#   bash launch/regime_study.sh PHASE        PHASE: R Q B W T (see below); rerun to resume.
+#   bash launch/regime_study.sh PHASE        PHASE: R Q B W QW T (see below); rerun to resume.
 #   DRY_RUN=1 bash launch/regime_study.sh PHASE   prints the jobs without running them.
 #   LABELS=40,100 ROWS=supervised,fixmatch bash launch/regime_study.sh R   picks cells.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PHASE="${1:?usage: regime_study.sh R|Q|B|W|T}"
+PHASE="${1:?usage: regime_study.sh R|Q|B|W|QW|T}"
 ROOT="${ROOT:-runs/regime_study}"
 source launch/_study_protocol.sh
 SELECT_SPLIT=(--override config.dataset.validation_size=5000 --override config.dataset.split_seed=100)
@@ -41,6 +41,11 @@ case "$PHASE" in
   W)  # The width: 1/8 instead of 1/16 at phase R's budget.
     cpu_protocol "$FINAL_STEPS" "$FINAL_RAMP" "$FINAL_EVERY"
     run_labels W "${LABELS:-40}" "${ROWS:-supervised,fixmatch,mean_teacher}" \
+      --override config.model.width=0.125 ;;
+  QW)  # The width at the main job's budget: 1/8 instead of 1/16 at phase Q's 1200 steps, at the
+       # label count the test phase chose (100).
+    cpu_protocol 1200 0.5 300
+    run_labels QW "${LABELS:-100}" "${ROWS:-supervised,fixmatch,mean_teacher}" \
       --override config.model.width=0.125 ;;
   T)  # Test: configs/fashion_mnist_100_cpu.py (phase Q at 100 labels, FixMatch's student), fresh
       # splits, 5 seeds per job: splits 0-4 of every row first, then 5-9 (10 splits per row).

@@ -438,6 +438,22 @@ def test_regime_study_test_phase_trains_the_main_job_on_fresh_splits(tmp_path):
   assert 'validation_size' not in out.stdout and '--config.num_runs=5' in out.stdout
 
 
+def test_regime_study_width_phase_runs_the_main_jobs_budget_at_width_one_eighth(tmp_path):
+  """Phase QW: phase Q's cell (100 labels, 1200 steps, validation) with CNN-13 at 1/8 width; the
+  width override comes after the protocol's 1/16, so it is the one that applies."""
+  env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path))
+  out = subprocess.run(['bash', os.path.join(LAUNCH, 'regime_study.sh'), 'QW'], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  commands = [line for line in out.stdout.splitlines() if 'alc_jax.main' in line]
+  rows = re.findall(r'QW/labels100/fashion_mnist_250/(\S+)/seed0-2 ', out.stdout)
+  assert sorted(rows) == ['fixmatch', 'mean_teacher', 'supervised'], out.stdout
+  for command in commands:
+    assert '--config.num_train_steps=1200 ' in command, command
+    assert command.rstrip().endswith('--config.model.width=0.125'), command
+    assert '--config.dataset.validation_size=5000 --config.dataset.split_seed=100' in command
+
+
 # --- paper_tables_study.sh -----------------------------------------------------------------------
 
 def _paper_tables_dry_run(tmp_path, phase, **env):
