@@ -11,6 +11,7 @@
 #   bash launch/regime_study.sh PHASE        PHASE: R Q B W QW T (see below); rerun to resume.
 #   DRY_RUN=1 bash launch/regime_study.sh PHASE   prints the jobs without running them.
 #   LABELS=40,100 ROWS=supervised,fixmatch bash launch/regime_study.sh R   picks cells.
+#   GRID=config.KEY=V1,V2 runs each row at those values (sweep.py --grid; ROW--KEY=V workdirs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHASE="${1:?usage: regime_study.sh R|Q|B|W|QW|T}"
@@ -21,7 +22,8 @@ run_labels() {  # run_labels PHASE_DIR LABELS ROWS EXTRA...: one job set per lab
   local dir="$1" labels="$2" rows="$3"; shift 3
   for n in ${labels//,/ }; do
     $SWEEP --configs configs/fashion_mnist_250.py "${CPU[@]}" --seeds 0,1,2 "${SELECT_SPLIT[@]}" \
-      --override config.dataset.num_labels="$n" --root "$ROOT/$dir/labels$n" --rows "$rows" "$@"
+      --override config.dataset.num_labels="$n" --root "$ROOT/$dir/labels$n" --rows "$rows" \
+      ${GRID:+--grid "$GRID"} "$@"
   done
 }
 case "$PHASE" in

@@ -438,9 +438,9 @@ def test_regime_study_test_phase_trains_the_main_job_on_fresh_splits(tmp_path):
   assert 'validation_size' not in out.stdout and '--config.num_runs=5' in out.stdout
 
 
-def test_regime_study_width_phase_runs_the_main_jobs_budget_at_width_one_eighth(tmp_path):
-  """Phase QW: phase Q's cell (100 labels, 1200 steps, validation) with CNN-13 at 1/8 width; the
-  width override comes after the protocol's 1/16, so it is the one that applies."""
+def test_regime_study_width_phase_and_grid_values(tmp_path):
+  """Phase QW: phase Q's cell (100 labels, 1200 steps, validation) with CNN-13 at 1/8 width (the
+  width override comes after the protocol's 1/16, so it is the one that applies); GRID values."""
   env = dict(os.environ, DRY_RUN='1', PYTHON=sys.executable, ROOT=str(tmp_path))
   out = subprocess.run(['bash', os.path.join(LAUNCH, 'regime_study.sh'), 'QW'], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
@@ -452,6 +452,15 @@ def test_regime_study_width_phase_runs_the_main_jobs_budget_at_width_one_eighth(
     assert '--config.num_train_steps=1200 ' in command, command
     assert command.rstrip().endswith('--config.model.width=0.125'), command
     assert '--config.dataset.validation_size=5000 --config.dataset.split_seed=100' in command
+  # GRID runs a row at each value, in its own workdir (FixMatch's EMA decays of phase Q).
+  env.update(GRID='config.fixmatch.ema_decay=0.99,0.97', ROWS='fixmatch', LABELS='100')
+  out = subprocess.run(['bash', os.path.join(LAUNCH, 'regime_study.sh'), 'Q'], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  for decay in ('0.99', '0.97'):
+    assert (f'Q/labels100/fashion_mnist_250/fixmatch--fixmatch.ema_decay={decay}/seed0-2 '
+            f'--config.seed=0') in out.stdout, out.stdout
+    assert f'--config.fixmatch.ema_decay={decay}' in out.stdout
 
 
 # --- paper_tables_study.sh -----------------------------------------------------------------------
