@@ -191,12 +191,13 @@ def make_config(args, npz, model, method, num_runs=None, run_batching='auto'):
   return common.apply_row(config, method)
 
 
-def synthetic_step_config(folder, model, method, width, batch_size=100):
-  """make_config for one float32 run of `model` / `method` at `width` on synthetic data written
-  into `folder`: the step that bench/paired_steps.py and bench/profile_step.py time."""
+def synthetic_step_config(folder, model, method, width, batch_size=100, dtype='float32',
+                          num_runs=1):
+  """make_config for `model` / `method` at `width` on synthetic data written into `folder`: the
+  step that a --levers row, bench/paired_steps.py and bench/profile_step.py time."""
   npz = os.path.join(folder, 'synthetic.npz')
   write_synthetic_npz(npz, batch_size)
-  args = argparse.Namespace(batch_size=batch_size, width=width, dtype='float32', num_runs=1)
+  args = argparse.Namespace(batch_size=batch_size, width=width, dtype=dtype, num_runs=num_runs)
   return make_config(args, npz, model, method)
 
 
@@ -332,10 +333,9 @@ def lever_child(args):
   """One --levers row, in a subprocess started by run_levers: the MT step under this process'
   CPU set-up (ALC_JAX_CPU_DEFAULTS). Writes its measurement to --json."""
   with tempfile.TemporaryDirectory() as tmp:
-    npz = os.path.join(tmp, 'synthetic.npz')
-    write_synthetic_npz(npz, args.batch_size)
-    r = time_steps(make_config(args, npz, args.models.split(',')[0], 'mean_teacher'), args.steps,
-                   keep=True)
+    config = synthetic_step_config(tmp, args.models.split(',')[0], 'mean_teacher', args.width,
+                                   args.batch_size, args.dtype, args.num_runs)
+    r = time_steps(config, args.steps, keep=True)
     text = r.pop('_runner').compiled.as_text()
   r.update(devices=jax.device_count(), applied=cpu_setup.applied,
            convs=text.count(' convolution('), ynn_convs=cpu_setup.ynn_convolutions(text))

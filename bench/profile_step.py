@@ -20,7 +20,6 @@ import gzip
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
 
@@ -71,17 +70,17 @@ def main():
   args = parser.parse_args()
   print(bench.machine(), f'\nCPU set-up: {bench.cpu_set_up()}', flush=True)
   with tempfile.TemporaryDirectory() as tmp:
-    runner = bench.Runner(bench.synthetic_step_config(tmp, args.model, args.method, args.width))
+    config = bench.synthetic_step_config(tmp, args.model, args.method, args.width)
+    timed = bench.time_steps(config, 20, warmup=5, keep=True)
+    runner = timed['_runner']
     hlo = runner.compiled.as_text()
     if args.hlo:
       with open(args.hlo, 'w', encoding='utf-8') as f:
         f.write(hlo)
     names = op_names(hlo)
-    times = [runner.step() for _ in range(5 + 20)][5:]
-    step = statistics.median(times)
-    batch = runner.config.batch_size
-    print(f'{args.method}, {args.model} width {args.width}, batch {batch}: median step '
-          f'{1e3 * step:.1f} ms ({batch / step:.0f} img/s) over 20 untraced steps', flush=True)
+    print(f'{args.method}, {args.model} width {args.width}, batch {config.batch_size}: median step '
+          f'{timed["ms_per_step"]:.1f} ms ({timed["images_per_second"]:.0f} img/s) over 20 '
+          'untraced steps', flush=True)
     trace_dir = os.path.join(tmp, 'trace')
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(args.steps):
