@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from alc_jax import workdir_io
+from alc_jax import host, workdir_io
 
 # The evaluation keys of per-class accuracies, (R, K): `<model>_class_accuracy`. Which values are
 # per class is read from their shape (`is_per_class`), never from their names.
@@ -168,7 +168,7 @@ def format_seconds(seconds):
 
 
 def environment():
-  """Device kind, package versions and git commit, for results.json."""
+  """Device kind, CPU, package versions and git commit, for results.json."""
   versions = {}
   for name in PACKAGES:
     try:
@@ -181,10 +181,12 @@ def environment():
                             text=True, timeout=10).stdout.strip() or None
   except (OSError, subprocess.SubprocessError):
     commit = None
+  cpu, cpu_isa = host.cpu()
   return {
       'device_kind': jax.devices()[0].device_kind, 'platform': jax.default_backend(),
       'num_devices': jax.device_count(), 'num_processes': jax.process_count(),
-      'python': sys.version.split()[0], 'machine': platform.machine(), 'versions': versions,
+      'python': sys.version.split()[0], 'machine': platform.machine(), 'cpu': cpu,
+      'cpu_isa': cpu_isa, 'versions': versions,
       'git_commit': commit,
   }
 
@@ -207,12 +209,14 @@ def final_accuracy_line(summary, eval_names):
 
 def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_per_epoch,
                    labeled_batch_size, mesh_devices, wall_time_s, resumed_from_step,
-                   images_per_second, models, reported_model, num_labels):
+                   images_per_second, models, reported_model, num_labels, hosts=()):
   """results.json of a finished run: what ran, the final and best evaluation (per run, from the
   `evaluation_row`s in `history`), their mean/std over runs in %, the final per-class accuracies,
   each run's labeled class shares (`priors`, r of Eq. 14) and the environment.
   `models`: the models evaluated ('student', 'teacher'); `reported_model`: the one whose accuracy
-  the method reports; `num_labels`: labeled images per run (config.dataset.num_labels resolved)."""
+  the method reports; `num_labels`: labeled images per run (config.dataset.num_labels resolved);
+  `hosts`: which steps ran on which host (alc_jax/host.py: a run reproduces to the digit only on
+  the same kind of host)."""
   last = {k: v for k, v in history[-1].items() if k != 'step'}
   final = {k: v for k, v in last.items() if not is_per_class(v)}
   best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}
@@ -240,5 +244,5 @@ def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_
       'final_per_class': {k: v for k, v in last.items() if is_per_class(v)},
       'summary': {f'{k}_{stat}': float(fn(100 * np.asarray(v))) for k, v in final.items()
                   for stat, fn in (('mean', np.mean), ('std', np.std))},
-      'config': config.to_dict(), **environment(),
+      'config': config.to_dict(), **environment(), 'hosts': list(hosts),
   }

@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from alc_jax import attention, checkpointing, config_lib, ema, methods, models, reporting
-from alc_jax import inference, workdir_io, workdir_lock
+from alc_jax import host, inference, workdir_io, workdir_lock
 from alc_jax.data import DataError, pipeline
 from alc_jax.reporting import PER_CLASS
 
@@ -484,9 +484,12 @@ def _train_in_workdir(config, devices, workdir, interruption):
     inference.write_metadata(workdir, exp)
   manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
   state, start_step = manager.restore_latest(exp.initial_state)
+  hosts, changed = host.record(workdir, start_step)
   log = _Log(exp, workdir, start_step)
   batches = exp.train_batches(start_step)
   print(_start_line(exp, start_step), flush=True)
+  if changed:  # Not an error: the resume is right, only not bitwise the uninterrupted run.
+    print(host.resume_note(hosts, changed, start_step), flush=True)
   step, totals, stop = start_step, None, False
   try:
     while step < exp.total_steps and not stop:
@@ -519,7 +522,7 @@ def _train_in_workdir(config, devices, workdir, interruption):
     print(f'Preempted ({name}): saved the checkpoint of step {step}; rerun the same command '
           'to resume.', flush=True)
     return {'preempted_at_step': step, 'signal': name}
-  return _finish(exp, state, log, step, start_step, workdir)
+  return _finish(exp, state, log, step, start_step, workdir, hosts)
 
 
 def _start_line(exp, start_step):
@@ -579,8 +582,9 @@ class _Log:
       self.progress.last_accuracy = f'{name} acc {100 * np.mean(result[key]):.2f}%'
 
 
-def _finish(exp, state, log, step, start_step, workdir):
-  """results.json (and similarity.npz with ALC) of a finished run; returns the results."""
+def _finish(exp, state, log, step, start_step, workdir, hosts):
+  """results.json (and similarity.npz with ALC) of a finished run; returns the results. `hosts`:
+  host.record's list of the hosts the run's steps ran on."""
   config = exp.config
   if step == start_step:  # Resumed a finished run: evaluate the restored state (on every process).
     log.history = [row for row in log.history if row['step'] < step]
@@ -590,7 +594,7 @@ def _finish(exp, state, log, step, start_step, workdir):
       priors=exp.data.priors, steps=step, steps_per_epoch=exp.steps_per_epoch,
       labeled_batch_size=exp.data.labeled_batch_size, mesh_devices=len(exp.devices),
       wall_time_s=time.time() - log.started, resumed_from_step=start_step,
-      models=exp.models, reported_model=log.reported, num_labels=exp.data.num_labeled,
+      models=exp.models, reported_model=log.reported, num_labels=exp.data.num_labeled, hosts=hosts,
       # Training throughput after compilation (evaluation and checkpoint time included).
       images_per_second=(log.progress.steps_per_second(step) * config.batch_size
                          * config.num_runs))

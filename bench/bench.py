@@ -46,7 +46,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -64,7 +63,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=wrong-import-position
 
-from alc_jax import cpu_setup, losses, methods, train  # pylint: disable=wrong-import-position
+from alc_jax import cpu_setup, host, losses, methods, train  # pylint: disable=wrong-import-position
 from alc_jax import models as models_lib  # pylint: disable=wrong-import-position
 from configs import common, default  # pylint: disable=wrong-import-position
 
@@ -102,12 +101,8 @@ def on_accelerator():
 
 def machine():
   d = jax.devices()[0]
-  cpu = platform.processor() or platform.machine()
-  try:  # platform.processor() is often empty or just 'x86_64' on Linux.
-    with open('/proc/cpuinfo', encoding='utf-8') as f:
-      cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
-  except (OSError, StopIteration):
-    pass
+  cpu, isa = host.cpu()
+  cpu += f', {isa}' if isa else ''
   # The load average says whether other processes shared the CPU while this ran.
   load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
   return (f'{cpu}, {os.cpu_count()} CPUs (load average {load}); JAX {jax.__version__} on '

@@ -197,6 +197,23 @@ def table(rows):
   return '\n'.join(lines)
 
 
+def hosts_line(rows):
+  """Which kinds of CPU host the rows' jobs ran on (results.json `cpu`, `cpu_isa`), in one line.
+  A run reproduces to the digit only on the same kind of host (alc_jax/host.py), so a pair from
+  two hosts also differs by float rounding: seed-like noise that widens an interval, no bias."""
+  by_host = {}
+  for name, runs in rows.items():
+    for run in runs:
+      cpu, isa = run.results.get('cpu'), run.results.get('cpu_isa')
+      host = f'{cpu}, {isa or "ISA unknown"}' if cpu else 'not recorded (before 2026-12-03)'
+      by_host.setdefault(host, []).append(name)
+  if len(by_host) == 1:
+    return f'Host: {next(iter(by_host))}, every job.'
+  return ('Hosts (jobs on different hosts are not bitwise comparable): ' + '; '.join(
+      f'{host}: {", ".join(dict.fromkeys(names))}' for host, names in sorted(by_host.items()))
+      + '.')
+
+
 # Columns of the attention-diagnostics table: (metrics.jsonl key, header).
 DIAGNOSTICS = (('monitors/similarity_same_class', 'same-class share'),
                ('monitors/same_class_chance', 'chance'),
@@ -532,7 +549,7 @@ def aggregate(root, out, metric='auto', which='final', split='test',
     stem = next(iter(rows.values()))[0].stem
     sources = sorted({r.source for (s, _), r in paper_numbers.PAPER.items() if s == stem})
     title = experiment + (f" (paper: {', '.join(sources)})" if sources else '')
-    text += [f'## {title}', '', table(rows), '']
+    text += [f'## {title}', '', table(rows), '', hosts_line(rows), '']
     diagnostics = diagnostics_table(rows)
     if diagnostics:
       text += ['Attention diagnostics, last logged value (mean over runs):', '', diagnostics, '']

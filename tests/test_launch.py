@@ -222,6 +222,7 @@ def test_aggregate_tables_and_plots(tmp_path):
   assert '| — | — |' in row
   assert '35.00 ± 0.00 | 34.77 |' in markdown  # ImageNet top-5 beside the paper's.
   assert '## cifar10_4000' in markdown and '| VAT |' in markdown  # Filed by data set + labels.
+  assert 'Host: not recorded (before 2026-12-03), every job.' in markdown  # fake_run has no cpu.
   # The attention diagnostics of the ALC rows: the last logged values (fake_run logs 0.3, 3, 0.1).
   section = markdown[markdown.index('## fashion_mnist_250'):]
   section = section[:section.index('\n## ')]
@@ -301,6 +302,24 @@ def test_aggregate_pairs_rows_by_seed_against_the_reference_rows(tmp_path):
           cell(d) for d in [want_all] + want_halves) + ' |')
   assert '| supervised |' not in section.split('\n\n')[1]
   assert 'minus supervised' not in markdown and 'minus pi_model' not in markdown
+
+
+def test_aggregate_names_the_hosts_the_jobs_ran_on(tmp_path):
+  exp = tmp_path / 'runs' / 'fashion_mnist_250'
+  hosts = {'supervised': ('AMD EPYC (family 25 model 17)', 'avx512f'),
+           'mean_teacher': ('AMD EPYC (family 25 model 1)', 'avx2'), 'pi_model': (None, None)}
+  for row, (cpu, isa) in hosts.items():
+    workdir = exp / row / 'seed0'
+    fake_run(str(workdir), method=row, student=(0.7,))
+    results = json.loads((workdir / 'results.json').read_text())
+    if cpu:
+      results.update(cpu=cpu, cpu_isa=isa)
+    (workdir / 'results.json').write_text(json.dumps(results))
+  markdown = _module('aggregate').aggregate(str(tmp_path / 'runs'), str(tmp_path / 'out'))
+  assert ('Hosts (jobs on different hosts are not bitwise comparable): '
+          'AMD EPYC (family 25 model 1), avx2: mean_teacher; '
+          'AMD EPYC (family 25 model 17), avx512f: supervised; '
+          'not recorded (before 2026-12-03): pi_model.') in markdown
 
 
 def test_paired_cells_give_the_95_percent_t_interval_of_the_mean_difference():

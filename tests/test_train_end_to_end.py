@@ -29,6 +29,7 @@ def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
               'git_commit', 'num_labels'):
     assert key in results
   assert 0.0 <= results['final']['teacher_accuracy'][0] <= 1.0
+  assert 'cpu_isa' in results and [h['from_step'] for h in results['hosts']] == [0]
   assert len(results['final_per_class']['teacher_class_accuracy'][0]) == 4  # [run][class]
   rows = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
   train_rows = [r for r in rows if 'losses/total' in r]
@@ -47,6 +48,7 @@ def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
   assert 'Resuming from the checkpoint at step 30' in again.stdout
   rerun = json.loads((workdir / 'results.json').read_text())
   assert rerun['final'] == results['final']
+  assert rerun['hosts'] == results['hosts'] and 'another host' not in again.stdout  # Same host.
 
 
 MULTI_DEVICE_SCRIPT = r'''
@@ -106,7 +108,8 @@ def test_imagenet_config_trains_under_mock_data(tmp_path):
   assert np.load(tmp_path / 'similarity.npz')['similarity'].shape == (8, 8)
 
 
-def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_npz, tmp_path):
+def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_npz, tmp_path,
+                                                                          capsys):
   workdir = str(tmp_path / 'run')
   config = tiny_config(tiny_npz, num_train_steps=4, eval_every_steps=2, checkpoint_every_steps=2)
   train.train_and_evaluate(config, workdir)
@@ -120,7 +123,15 @@ def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_n
   record.write_text(json.dumps(rows))
   config.num_train_steps = 6
   config.allow_schedule_change = True  # A longer schedule: refused unless asked for.
+  # As if steps 0-4 had run on an AVX-512 host: the resume here says the host changed.
+  hosts_file = tmp_path / 'run' / 'hosts.json'
+  hosts = json.loads(hosts_file.read_text())
+  hosts[0]['cpu_isa'] = 'avx512f-of-another-host'
+  hosts_file.write_text(json.dumps(hosts))
+  capsys.readouterr()
   results = train.train_and_evaluate(config, workdir)
+  assert "cpu_isa: 'avx512f-of-another-host' -> " in capsys.readouterr().out
+  assert [h['from_step'] for h in results['hosts']] == [0, 4]
   assert results['resumed_from_step'] == 4
   assert results['best']['student_accuracy'] == [1.5]
   assert results['best']['teacher_accuracy'][0] <= 1.0
