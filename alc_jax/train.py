@@ -484,7 +484,7 @@ def _train_in_workdir(config, devices, workdir, interruption):
     inference.write_metadata(workdir, exp)
   manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
   state, start_step = manager.restore_latest(exp.initial_state)
-  hosts, changed = host.record(workdir, start_step)
+  hosts, changed = host.record(workdir, start_step, host.current(len(exp.devices)))
   log = _Log(exp, workdir, start_step)
   batches = exp.train_batches(start_step)
   print(_start_line(exp, start_step), flush=True)

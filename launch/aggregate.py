@@ -197,15 +197,26 @@ def table(rows):
   return '\n'.join(lines)
 
 
+def describe_host(entry):
+  """A host in words from a results.json (or one of its `hosts` entries): the CPU and its vector
+  ISA on the CPU backend, the device kind on an accelerator."""
+  if entry.get('platform', 'cpu') != 'cpu':
+    return f"{entry['platform']} {entry.get('device_kind')}"
+  if entry.get('cpu'):
+    return f"{entry['cpu']}, {entry.get('cpu_isa') or 'ISA unknown'}"
+  return 'not recorded (before 2026-12-03)'
+
+
 def hosts_line(rows):
-  """Which kinds of CPU host the rows' jobs ran on (results.json `cpu`, `cpu_isa`), in one line.
-  A run reproduces to the digit only on the same kind of host (alc_jax/host.py), so a pair from
-  two hosts also differs by float rounding: seed-like noise that widens an interval, no bias."""
+  """Which hosts the rows' jobs ran on (results.json `hosts`, else its `cpu` / `cpu_isa`), in one
+  line. A run reproduces to the digit only on the same kind of host (alc_jax/host.py), so a pair
+  from two hosts also differs by float rounding: seed-like noise that widens an interval, no bias.
+  A job resumed on another host is listed as 'A then B'."""
   by_host = {}
   for name, runs in rows.items():
     for run in runs:
-      cpu, isa = run.results.get('cpu'), run.results.get('cpu_isa')
-      host = f'{cpu}, {isa or "ISA unknown"}' if cpu else 'not recorded (before 2026-12-03)'
+      entries = run.results.get('hosts') or [run.results]
+      host = ' then '.join(dict.fromkeys(describe_host(e) for e in entries))
       by_host.setdefault(host, []).append(name)
   if len(by_host) == 1:
     return f'Host: {next(iter(by_host))}, every job.'

@@ -306,19 +306,24 @@ def test_aggregate_pairs_rows_by_seed_against_the_reference_rows(tmp_path):
 
 def test_aggregate_names_the_hosts_the_jobs_ran_on(tmp_path):
   exp = tmp_path / 'runs' / 'fashion_mnist_250'
-  hosts = {'supervised': ('AMD EPYC (family 25 model 17)', 'avx512f'),
-           'mean_teacher': ('AMD EPYC (family 25 model 1)', 'avx2'), 'pi_model': (None, None)}
-  for row, (cpu, isa) in hosts.items():
+  zen4 = {'platform': 'cpu', 'cpu': 'AMD EPYC (family 25 model 17)', 'cpu_isa': 'avx512f'}
+  zen3 = {'platform': 'cpu', 'cpu': 'AMD EPYC (family 25 model 1)', 'cpu_isa': 'avx2'}
+  fields = {'supervised': zen4,  # Top-level fields only (no hosts list).
+            'mean_teacher': {**zen3, 'hosts': [{'from_step': 0, **zen3}]},
+            'vat': {**zen3, 'hosts': [{'from_step': 0, **zen4}, {'from_step': 600, **zen3}]},
+            'fixmatch': {**zen3, 'platform': 'gpu', 'device_kind': 'NVIDIA H100'},
+            'pi_model': {}}  # Before hosts were recorded.
+  for row, extra in fields.items():
     workdir = exp / row / 'seed0'
     fake_run(str(workdir), method=row, student=(0.7,))
     results = json.loads((workdir / 'results.json').read_text())
-    if cpu:
-      results.update(cpu=cpu, cpu_isa=isa)
-    (workdir / 'results.json').write_text(json.dumps(results))
+    (workdir / 'results.json').write_text(json.dumps({**results, **extra}))
   markdown = _module('aggregate').aggregate(str(tmp_path / 'runs'), str(tmp_path / 'out'))
   assert ('Hosts (jobs on different hosts are not bitwise comparable): '
           'AMD EPYC (family 25 model 1), avx2: mean_teacher; '
           'AMD EPYC (family 25 model 17), avx512f: supervised; '
+          'AMD EPYC (family 25 model 17), avx512f then AMD EPYC (family 25 model 1), avx2: vat; '
+          'gpu NVIDIA H100: fixmatch; '
           'not recorded (before 2026-12-03): pi_model.') in markdown
 
 

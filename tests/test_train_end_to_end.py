@@ -123,14 +123,14 @@ def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_n
   record.write_text(json.dumps(rows))
   config.num_train_steps = 6
   config.allow_schedule_change = True  # A longer schedule: refused unless asked for.
-  # As if steps 0-4 had run on an AVX-512 host: the resume here says the host changed.
+  # As if steps 0-4 had run under another jaxlib: the resume here says the set-up changed.
   hosts_file = tmp_path / 'run' / 'hosts.json'
   hosts = json.loads(hosts_file.read_text())
-  hosts[0]['cpu_isa'] = 'avx512f-of-another-host'
+  hosts[0]['jaxlib'] = '0.0.1-of-another-host'
   hosts_file.write_text(json.dumps(hosts))
   capsys.readouterr()
   results = train.train_and_evaluate(config, workdir)
-  assert "cpu_isa: 'avx512f-of-another-host' -> " in capsys.readouterr().out
+  assert "jaxlib: '0.0.1-of-another-host' -> " in capsys.readouterr().out
   assert [h['from_step'] for h in results['hosts']] == [0, 4]
   assert results['resumed_from_step'] == 4
   assert results['best']['student_accuracy'] == [1.5]
