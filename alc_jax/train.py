@@ -582,9 +582,9 @@ class _Log:
       self.progress.last_accuracy = f'{name} acc {100 * np.mean(result[key]):.2f}%'
 
 
-def _finish(exp, state, log, step, start_step, workdir, hosts):
+def _finish(exp, state, log, step, start_step, workdir, hosts=()):
   """results.json (and similarity.npz with ALC) of a finished run; returns the results. `hosts`:
-  host.record's list of the hosts the run's steps ran on."""
+  host.record's list of the hosts the run's steps ran on (none recorded by default)."""
   config = exp.config
   if step == start_step:  # Resumed a finished run: evaluate the restored state (on every process).
     log.history = [row for row in log.history if row['step'] < step]
