@@ -29,8 +29,10 @@ HOSTS_FILE = 'hosts.json'
 # Vector ISAs, widest first, as /proc/cpuinfo's flags name them (x86; 'asimd' is Arm's NEON).
 VECTOR_ISAS = ('avx512f', 'avx2', 'avx', 'sse4_2', 'asimd')
 # JAX settings (jax.config) that change what XLA compiles, so a run's digits.
+# (The PRNG settings change every random number: augmentation, noise, dropout, initialisation.)
 JAX_NUMERICS_SETTINGS = ('jax_default_matmul_precision', 'jax_disable_most_optimizations',
-                         'jax_optimization_level')
+                         'jax_optimization_level', 'jax_default_prng_impl',
+                         'jax_threefry_partitionable')
 
 
 def parse_cpuinfo(text):
@@ -59,6 +61,11 @@ def cpu():
   return name or platform.processor() or platform.machine(), isa
 
 
+def cpu_in_words(name, isa):
+  """'<cpu>, <vector ISA>': how bench/ and launch/aggregate.py name a CPU host."""
+  return f'{name}, {isa or "ISA unknown"}'
+
+
 def _xla_flags():
   """XLA_FLAGS as a sorted list, without the flags that only write files (--xla_dump_*): the same
   flags in another order or with a dump directory compile the same programs."""
@@ -70,7 +77,7 @@ def current(num_devices=None):
   """What this process's float rounding depends on besides the code, the config and the packages
   results.json lists: the backend and its device kind, the number of devices the batch is sharded
   over (`num_devices`, the trainer's mesh; default all), jaxlib, XLA_FLAGS, JAX's settings that
-  change compiled numerics and, on the CPU backend, the CPU and its vector ISA."""
+  change compiled numerics or random numbers and, on the CPU backend, the CPU and its vector ISA."""
   device = jax.devices()[0]
   try:
     jaxlib = metadata.version('jaxlib')
@@ -109,12 +116,19 @@ def record(workdir, start_step, host):
   path = os.path.join(workdir, HOSTS_FILE)
   hosts = [h for h in _read(path) if h['from_step'] < start_step] if start_step else []
   last = hosts[-1] if hosts else None
-  changed = [] if last is None else [k for k in host if k in last and last[k] != host[k]]
+  changed = [] if last is None else [k for k in host if k in last and _differs(last[k], host[k])]
   if last is None or changed:
     hosts.append({'from_step': start_step, **host})
   if jax.process_index() == 0:
     workdir_io.write_json(path, hosts)
   return hosts, changed
+
+
+def _differs(before, now):
+  """Whether a recorded value changed; of a dict (jax_settings), only the keys both record."""
+  if isinstance(before, dict) and isinstance(now, dict):
+    return any(before[k] != now[k] for k in before.keys() & now.keys())
+  return before != now
 
 
 def resume_note(hosts, changed, start_step):

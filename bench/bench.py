@@ -101,8 +101,7 @@ def on_accelerator():
 
 def machine():
   d = jax.devices()[0]
-  cpu, isa = host.cpu()
-  cpu += f', {isa}' if isa else ''
+  cpu = host.cpu_in_words(*host.cpu())
   # The load average says whether other processes shared the CPU while this ran.
   load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
   return (f'{cpu}, {os.cpu_count()} CPUs (load average {load}); JAX {jax.__version__} on '

@@ -41,7 +41,7 @@ for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     sys.path.insert(0, path)
 
 import paper_numbers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from alc_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax import host, methods  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The methods' names in tables: the registry's labels (alc_jax/methods/).
 NAMES = {name: method.label for name, method in methods.REGISTRY.items()}
@@ -203,7 +203,7 @@ def describe_host(entry):
   if entry.get('platform', 'cpu') != 'cpu':
     return f"{entry['platform']} {entry.get('device_kind')}"
   if entry.get('cpu'):
-    return f"{entry['cpu']}, {entry.get('cpu_isa') or 'ISA unknown'}"
+    return host.cpu_in_words(entry['cpu'], entry.get('cpu_isa'))
   return 'not recorded (before 2026-12-03)'
 
 

@@ -29,6 +29,8 @@ def test_parse_cpuinfo_names_the_cpu_and_its_widest_vector_isa():
   assert host.parse_cpuinfo(zen3) == ('AMD EPYC (family 25 model 1)', 'avx2')
   assert host.parse_cpuinfo(ARM) == (None, 'asimd')
   assert host.parse_cpuinfo('') == (None, None)
+  assert host.cpu_in_words(*host.parse_cpuinfo(ZEN4)) == 'AMD EPYC (family 25 model 17), avx512f'
+  assert host.cpu_in_words('Apple M2', None) == 'Apple M2, ISA unknown'
 
 
 def test_this_machine_is_described():
@@ -65,6 +67,15 @@ def test_hosts_json_has_one_entry_per_stretch_of_steps_on_one_host(tmp_path):
   assert host.record(workdir, 0, B) == ([{'from_step': 0, **B}], [])
   # A key that an older entry lacks (a later version records more) is not a change.
   assert host.record(workdir, 900, {**B, 'new_key': 1}) == ([{'from_step': 0, **B}], [])
+  # So is a setting that an older entry's jax_settings lacks; a recorded one that differs is.
+  settings = {'jax_default_matmul_precision': 'None'}
+  host.record(workdir, 0, {**B, 'jax_settings': settings})
+  newer = {**B, 'jax_settings': {**settings, 'jax_default_prng_impl': 'threefry2x32'}}
+  assert host.record(workdir, 300, newer)[1] == []
+  rbg = {**B, 'jax_settings': {**settings, 'jax_default_prng_impl': 'rbg'}}
+  assert host.record(workdir, 300, rbg)[1] == []  # Step 0's entry lacks it: unknown, no change.
+  assert host.record(workdir, 300, {**rbg, 'jax_settings': {
+      'jax_default_matmul_precision': 'highest'}})[1] == ['jax_settings']
 
 
 def test_a_run_begun_before_hosts_were_recorded_starts_its_list_at_the_resume(tmp_path):
