@@ -25,6 +25,8 @@ for line in open('docs/results.md', encoding='utf-8'):
   if m:
     print(f'  {m.group(1):<18} {m.group(2)}')
 # A run's digits follow the host's CPU (alc_jax/host.py): say which one this was.
+from alc_jax import host
 print(f"Splits 0-2 match to the digit only on the study's kind of CPU (AMD EPYC family 25 model "
-      f"17, a Zen 4 with avx512f); this one: {results.get('cpu')}, {results.get('cpu_isa')}.")
+      f"17, a Zen 4 with avx512f); this one: "
+      f"{host.cpu_in_words(results.get('cpu'), results.get('cpu_isa'))}.")
 PY
