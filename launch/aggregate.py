@@ -548,7 +548,9 @@ def aggregate(root, out, metric='auto', which='final', split='test',
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   os.makedirs(out, exist_ok=True)
   runs = load_runs(root, metric, which, split)
-  eval_model = {'auto': 'teacher for MeanTeacher, student otherwise'}.get(metric, metric)
+  eval_model = {'auto': "the one each run's method reports (results.json's reported_model, the "
+                        "`eval` column: 'teacher' is Mean Teacher's teacher or FixMatch's EMA)"
+                }.get(metric, metric)
   text = [f'# Results under `{root}`', '',
           f'{split.capitalize()} accuracy at the {which} evaluation, mean ± std (ddof 0) over '
           f'seeds; model: {eval_model}. `paper` is the paper\'s number '
