@@ -246,14 +246,21 @@ def time_steps(config, steps, warmup=1, keep=False):
   return out
 
 
-def interleaved_ratio(a, b, steps):
-  """median step time of b / that of a, alternating their steps so that both see the same
-  background load (on a shared machine, separately timed rows can see different loads)."""
-  ta, tb = [], []
+def interleaved_steps(runners, steps):
+  """{name: its `steps` step times} of a dict of Runners, their steps taken in turn so that all
+  see the same background load (on a shared machine, separately timed rows can see different
+  loads)."""
+  times = {name: [] for name in runners}
   for _ in range(steps):
-    ta.append(a.step())
-    tb.append(b.step())
-  return statistics.median(tb) / statistics.median(ta), ta, tb
+    for name, runner in runners.items():
+      times[name].append(runner.step())
+  return times
+
+
+def interleaved_ratio(a, b, steps):
+  """median step time of b / that of a, their steps interleaved (interleaved_steps)."""
+  times = interleaved_steps({'a': a, 'b': b}, steps)
+  return statistics.median(times['b']) / statistics.median(times['a']), times['a'], times['b']
 
 
 def matmul_peak(dtype, n):

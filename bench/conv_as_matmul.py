@@ -154,10 +154,7 @@ def main():
       runners[variant] = runner(config, variant)
       print(f'compiled {variant}: {runners[variant].compile_s:.1f} s; output and gradients '
             f'within {diff:.1e} of XLA\'s convolution\'s', flush=True)
-    times = {v: [] for v in VARIANTS}
-    for _ in range(args.steps):
-      for v, r in runners.items():
-        times[v].append(r.step())
+    times = bench.interleaved_steps(runners, args.steps)
   base = statistics.median(times['lax'])
   print(f'\n{args.method}, CNN-13 width {args.width}, batch {config.batch_size}, median of '
         f'{args.steps} interleaved steps:')

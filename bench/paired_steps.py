@@ -69,10 +69,7 @@ def main():
       runners[variant] = runner(config, *variant)
       print(f'compiled {variant}: {runners[variant].compile_s:.1f} s, '
             f'{runners[variant].devices} device(s)', flush=True)
-    times = {v: [] for v in variants}
-    for _ in range(args.steps):
-      for v, r in runners.items():
-        times[v].append(r.step())
+    times = bench.interleaved_steps(runners, args.steps)
   base = statistics.median(times[variants[0]])
   print(f'\n{args.method}, CNN-13 width {args.width}, batch {config.batch_size}, median of '
         f'{args.steps} interleaved steps:')
