@@ -40,12 +40,20 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import bench  # pylint: disable=g-import-not-at-top
 
 
+DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')  # CNN-13's (flax's nn.Conv) layouts.
+
+
+def _explicit_pads(x, kernel_shape, padding):
+  """((top, bottom), (left, right)) for 'SAME' / 'VALID' or explicit pads (stride 1)."""
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(x.shape[1:3], kernel_shape, (1, 1), padding)
+  return tuple(tuple(p) for p in padding)
+
+
 def _padded_taps(x, kernel_shape, padding):
   """x padded as the convolution pads it, and the (H, W) of the output (stride 1)."""
-  kh, kw = kernel_shape
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(x.shape[1:3], (kh, kw), (1, 1), padding)
-  xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  (kh, kw), padding = kernel_shape, _explicit_pads(x, kernel_shape, padding)
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   return xp, (xp.shape[1] - kh + 1, xp.shape[2] - kw + 1)
 
 
@@ -76,7 +84,7 @@ def shifted_sum(lhs, rhs, window_strides, padding, feature_group_count=1, **_):
 
 
 def _xla_conv(x, w, padding):
-  return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=DIMENSIONS)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -101,9 +109,8 @@ _conv_dw_matmul.defvjp(_conv_dw_matmul_fwd, _conv_dw_matmul_bwd)
 
 def lax_dw_matmul(lhs, rhs, window_strides, padding, feature_group_count=1, **_):
   _check(window_strides, feature_group_count)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
-  return _conv_dw_matmul(lhs, rhs, tuple(tuple(p) for p in padding))
+  # Explicit pads: the custom VJP's padding argument is static, so it must be hashable.
+  return _conv_dw_matmul(lhs, rhs, _explicit_pads(lhs, rhs.shape[:2], padding))
 
 
 VARIANTS = {'lax': lax.conv_general_dilated, 'im2col': im2col, 'shifted_sum': shifted_sum,
@@ -115,12 +122,11 @@ def check(variant):
   rng, worst = np.random.default_rng(0), 0.0
   for kernel, padding in (((3, 3), 'SAME'), ((3, 3), 'VALID'), ((1, 1), 'SAME')):
     x, w = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((4, 9, 9, 5), (*kernel, 5, 6)))
-    probe = jnp.asarray(rng.normal(size=lax.conv_general_dilated(
-        x, w, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')).shape), jnp.float32)
+    probe = jnp.asarray(rng.normal(size=_xla_conv(x, w, padding).shape), jnp.float32)
     outputs = []
     for conv in (lax.conv_general_dilated, VARIANTS[variant]):
       f = lambda x, w, conv=conv: jnp.sum(probe * conv(
-          x, w, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+          x, w, (1, 1), padding, dimension_numbers=DIMENSIONS))
       outputs.append((f(x, w), *jax.grad(f, argnums=(0, 1))(x, w)))
     for got, want in zip(*outputs):
       worst = max(worst, float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want))))
