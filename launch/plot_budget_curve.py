@@ -7,8 +7,10 @@
 Each root holds runs of one budget (the sweep's layout, read by launch/aggregate.py's load_runs;
 every run trains with its own cosine schedule over its budget, so this is not one run's curve over
 training). Rows are matched by their directory name; 'a|b' joins names that one row has in
-different roots (the first found in a root is used). Prints the table it plots: mean ± std over
-seeds of the final accuracy (the metric aggregate.py's 'auto' picks: the teacher for Mean Teacher).
+different roots (the first found in a root is used); 'row:student' or 'row:teacher' reads that
+model, otherwise the model the run reports (aggregate.py's 'auto': the teacher for Mean Teacher,
+FixMatch's EMA where it keeps one). Prints the table it plots: mean ± std over seeds of the final
+accuracy.
 """
 
 import argparse
@@ -21,21 +23,37 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aggregate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+def parse_rows(spec):
+  """'a|b:student,c' -> [(['a', 'b'], 'student'), (['c'], 'auto')]."""
+  rows = []
+  for item in spec.split(','):
+    names, _, metric = item.partition(':')
+    if metric not in ('', 'student', 'teacher'):
+      raise ValueError(f"row {item!r}: the model after ':' is 'student' or 'teacher', not {metric!r}")
+    rows.append((names.split('|'), metric or 'auto'))
+  return rows
+
+
 def budget_points(roots, rows, split):
-  """{row label: [(epochs, mean, std, n)]} for the runs whose row name is in `rows`; runs of one
-  row and one budget found under several roots are pooled (more seeds of the same point)."""
+  """{row label: [(epochs, mean, std, n)]} for the runs whose row name is in `rows` (parse_rows's
+  pairs); runs of one row and one budget found under several roots are pooled (more seeds of the
+  same point)."""
   pooled = {}
   for root in roots:
-    by_name = {}
-    for run in aggregate.load_runs(root, split=split):
-      by_name.setdefault(run.name, []).append(run)
-    for names in rows:  # Each entry: alternative names of one row.
+    by_metric = {}  # {metric: {row name: runs}}, each root read once per model asked for.
+    for names, metric in rows:  # Each entry: alternative names of one row, the model read.
+      if metric not in by_metric:
+        by_metric[metric] = {}
+        for run in aggregate.load_runs(root, metric=metric, split=split):
+          by_metric[metric].setdefault(run.name, []).append(run)
+      by_name = by_metric[metric]
       found = [n for n in names if n in by_name]
       if not found:
         continue
       runs = by_name[found[0]]
       label = aggregate.method_label(runs[0].results) + (
-          '' if '@' not in found[0] else f" @{found[0].split('@')[1].split('--')[0]}")
+          '' if '@' not in found[0] else f" @{found[0].split('@')[1].split('--')[0]}") + (
+              '' if metric == 'auto' else f' ({metric})')
       for run in runs:
         key = (label, round(float(run.results['epochs']), 1))
         pooled.setdefault(key, []).append(run.accuracy)
@@ -50,11 +68,15 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--roots', required=True, help='comma list, one run root per budget')
   p.add_argument('--rows', required=True,
-                 help="comma list of row names; 'a|b' joins two names of one row")
+                 help="comma list of row names; 'a|b' joins two names of one row, "
+                      "'a:student' or 'a:teacher' reads that model")
   p.add_argument('--out', required=True, help='the PNG to write')
   p.add_argument('--split', default='test', choices=('test', 'validation'))
   args = p.parse_args(argv)
-  rows = [item.split('|') for item in args.rows.split(',')]
+  try:
+    rows = parse_rows(args.rows)
+  except ValueError as e:
+    p.error(str(e))
   points = budget_points(args.roots.split(','), rows, args.split)
   if not points:
     p.error('no run of those rows under those roots')

@@ -406,18 +406,24 @@ def test_budget_curve_joins_rows_across_roots_and_plots(tmp_path, capsys):
   path = long_ / 'mean_teacher' / 'seed0-1' / 'results.json'  # 4x the budget.
   results = json.loads(path.read_text())
   results['epochs'] = 160.0
+  results['final']['validation_student_accuracy'] = [0.70, 0.68]  # The teacher's stays 80, 76.
   path.write_text(json.dumps(results))
   out = tmp_path / 'curve.png'
-  _module('plot_budget_curve').main([
+  plot = _module('plot_budget_curve')
+  plot.main([
       '--roots', f'{tmp_path / "short"},{tmp_path / "long"}', '--split', 'validation',
-      '--rows', 'supervised,mean_teacher--supervised_normalization=labeled|mean_teacher',
-      '--out', str(out)])
+      '--rows', 'supervised,mean_teacher--supervised_normalization=labeled|mean_teacher,'
+                'mean_teacher:student', '--out', str(out)])
   table = capsys.readouterr().out
   assert '| Row (validation accuracy, %) | 40.0 epochs | 160.0 epochs |' in table
   # Supervised's 'long' run also trained 40 epochs: pooled with the short one, 4 seeds.
   assert '| Supervised | 72.50 ± 1.66 (n=4) | not run |' in table
-  assert '| MeanTeacher | 61.00 ± 1.00 (n=2) | 78.00 ± 2.00 (n=2) |' in table
+  assert '| MeanTeacher | 61.00 ± 1.00 (n=2) | 78.00 ± 2.00 (n=2) |' in table  # Its teacher.
+  assert '| MeanTeacher (student) | not run | 69.00 ± 1.00 (n=2) |' in table
   assert out.stat().st_size > 1000
+  with pytest.raises(SystemExit):
+    plot.main(['--roots', str(tmp_path / 'long'), '--rows', 'mean_teacher:ema', '--out', str(out)])
+  assert "the model after ':' is 'student' or 'teacher', not 'ema'" in capsys.readouterr().err
 
 
 # --- alc_study.sh -------------------------------------------------------------------------------
