@@ -29,7 +29,8 @@ def parse_rows(spec):
   for item in spec.split(','):
     names, _, metric = item.partition(':')
     if metric not in ('', 'student', 'teacher'):
-      raise ValueError(f"row {item!r}: the model after ':' is 'student' or 'teacher', not {metric!r}")
+      raise ValueError(
+          f"row {item!r}: the model after ':' is 'student' or 'teacher', not {metric!r}")
     rows.append((names.split('|'), metric or 'auto'))
   return rows
 
@@ -94,6 +95,8 @@ def main(argv=None):
     e, m, s, _ = (np.asarray(v) for v in zip(*sorted(values)))
     ax.errorbar(e, m, yerr=s, marker='o', capsize=3, label=label)
   ax.set_xscale('log')
+  ax.set_xticks(budgets, [f'{e:g}' for e in budgets])  # The budgets run, not 10^k.
+  ax.minorticks_off()
   ax.set_xlabel('training budget (epochs; each point its own cosine schedule)')
   ax.set_ylabel(f'{args.split} accuracy (%), mean ± std over seeds')
   ax.legend(fontsize=8)
