@@ -257,6 +257,19 @@ def interleaved_steps(runners, steps):
   return times
 
 
+def print_interleaved(times, batch_size, title, label=str):
+  """Prints `title`, then each variant's median ms/step, img/s and speed against the first
+  variant's (times: interleaved_steps's; label: a variant's name in words)."""
+  base = statistics.median(next(iter(times.values())))
+  labels = {name: label(name) for name in times}
+  width = max(map(len, labels.values())) + 1
+  print(f'\n{title}')
+  for name, t in times.items():
+    m = statistics.median(t)
+    print(f'  {labels[name]:<{width}} {1e3 * m:7.1f} ms/step {batch_size / m:7.1f} img/s  '
+          f'x{base / m:.3f}')
+
+
 def interleaved_ratio(a, b, steps):
   """median step time of b / that of a, their steps interleaved (interleaved_steps)."""
   times = interleaved_steps({'a': a, 'b': b}, steps)

@@ -20,7 +20,6 @@ each variant's output and both gradients against XLA's on random inputs, SAME an
 import argparse
 import functools
 import os
-import statistics
 import sys
 import tempfile
 
@@ -161,13 +160,9 @@ def main():
       print(f'compiled {variant}: {runners[variant].compile_s:.1f} s; output and gradients '
             f'within {diff:.1e} of XLA\'s convolution\'s', flush=True)
     times = bench.interleaved_steps(runners, args.steps)
-  base = statistics.median(times['lax'])
-  print(f'\n{args.method}, CNN-13 width {args.width}, batch {config.batch_size}, median of '
-        f'{args.steps} interleaved steps:')
-  for variant, t in times.items():
-    m = statistics.median(t)
-    print(f'  {variant:<14} {1e3 * m:7.1f} ms/step {config.batch_size / m:7.1f} img/s  '
-          f'x{base / m:.3f}')
+  bench.print_interleaved(
+      times, config.batch_size, f'{args.method}, CNN-13 width {args.width}, batch '
+      f'{config.batch_size}, median of {args.steps} interleaved steps:')
   print('uptime after:', bench.uptime())
 
 

@@ -12,7 +12,6 @@ each, and its speed relative to the first (the code before issue 28's profile).
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 
@@ -70,14 +69,13 @@ def main():
       print(f'compiled {variant}: {runners[variant].compile_s:.1f} s, '
             f'{runners[variant].devices} device(s)', flush=True)
     times = bench.interleaved_steps(runners, args.steps)
-  base = statistics.median(times[variants[0]])
-  print(f'\n{args.method}, CNN-13 width {args.width}, batch {config.batch_size}, median of '
-        f'{args.steps} interleaved steps:')
-  for (pool, unrolled, one), t in times.items():
-    m = statistics.median(t)
-    label = f'{pool}, threefry {"unrolled" if unrolled else "rolled"}{", 1 device" if one else ""}'
-    print(f'  {label:<42} {1e3 * m:7.1f} ms/step {config.batch_size / m:7.1f} img/s  '
-          f'x{base / m:.3f}')
+  def label(variant):
+    pool, unrolled, one = variant
+    return f'{pool}, threefry {"unrolled" if unrolled else "rolled"}{", 1 device" if one else ""}'
+
+  bench.print_interleaved(
+      times, config.batch_size, f'{args.method}, CNN-13 width {args.width}, batch '
+      f'{config.batch_size}, median of {args.steps} interleaved steps:', label)
   print('uptime after:', bench.uptime())
 
 
