@@ -12,6 +12,7 @@ and every process of a multi-host run computes the same global batch and takes i
 """
 
 import queue
+import sys
 import threading
 from typing import Callable, Dict, Iterator, Sequence, Tuple
 
@@ -184,10 +185,13 @@ class _Prefetcher:
       raise value
     return value
 
-  def close(self):
+  def close(self, _finalizing=sys.is_finalizing):
     """Stops the producer thread; later next() calls raise StopIteration."""
     self._stop.set()
-    if self._thread is not None:
+    # At interpreter exit (a generator that holds this iterator finalised late) the modules'
+    # globals, threading's and ours, may be gone already (hence `_finalizing` bound here): no
+    # join then, the daemon thread dies with the process.
+    if self._thread is not None and not _finalizing():
       self._thread.join(timeout=1.0)
 
   def __enter__(self):
