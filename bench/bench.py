@@ -198,7 +198,9 @@ def synthetic_step_config(folder, model, method, width, batch_size=100, dtype='f
 class Runner:
   """One experiment's train step, compiled, with its state and a few batches fetched up front."""
 
-  def __init__(self, config):
+  def __init__(self, config, compiler_options=None):
+    """compiler_options: XLA debug options for this step's compilation only ({name: value}, as
+    `jax.stages.Lowered.compile` takes them), so that variants can share one process."""
     self.config = config
     exp = train.create_experiment(config)
     self.devices = len(exp.devices)  # Of the mesh.
@@ -210,7 +212,7 @@ class Runner:
     # and its cost and memory analyses come for free.
     self.normalization = exp.data.normalization  # An argument of the step, like the state.
     self.lowered = exp.compiled_train_step.lower(self.state, self.batches[0], self.normalization)
-    self.compiled = self.lowered.compile()
+    self.compiled = self.lowered.compile(compiler_options)
     self.count = 0
     self.step()
     self.compile_s = time.perf_counter() - start  # First step: lowering + compilation + one run.

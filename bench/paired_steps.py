@@ -1,13 +1,17 @@
-"""CNN-13's max-pool and JAX's threefry lowering, old and new, compiled in one process and their
-train steps interleaved, so that every variant sees the same machine (this 2-core VM's speed moves
-by up to 1.4x within minutes; separately timed rows cannot resolve 10-25 %).
+"""CNN-13's max-pool and JAX's threefry lowering, old and new, and XLA compiler options, compiled
+in one process and their train steps interleaved, so that every variant sees the same machine
+(this 2-core VM's speed moves by up to 1.4x within minutes; separately timed rows cannot resolve
+10-25 %).
 
   python bench/paired_steps.py --width 0.0625 --steps 50 [--method mean_teacher] [--one-device]
+  python bench/paired_steps.py --only-options --xla-option xla_cpu_prefer_vector_width=512 ...
 
 Variants: flax's nn.max_pool (its gradient is select-and-scatter) or alc_jax's max_pool_2x2; JAX's
 rolled threefry loop on the CPU or the unrolled lowering (alc_jax/cpu_setup.py, 'threefry');
-with --one-device, also each on a one-device mesh. Prints compile seconds and the median step of
-each, and its speed relative to the first (the code before issue 28's profile).
+with --one-device, also each on a one-device mesh; with --xla-option NAME=VALUE (repeatable), the
+default step compiled with that XLA debug option (one variant per option; --only-options: the
+default step and those variants alone). Prints compile seconds and the median step of each, and
+its speed relative to the first (the code before issue 28's profile, or the default step).
 """
 
 import argparse
@@ -32,7 +36,19 @@ POOLS = {'nn.max_pool': lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)),
          'max_pool_2x2': cnn13.max_pool_2x2}
 
 
-def runner(config, pool, unrolled, one_device):
+def xla_option(text):
+  """'name=value' -> (name, value), the value as a bool, int or string."""
+  name, sep, value = text.partition('=')
+  if not sep or not name.startswith('xla_'):
+    raise argparse.ArgumentTypeError(f'{text!r}: expected NAME=VALUE, e.g. '
+                                     'xla_cpu_prefer_vector_width=512')
+  lowered = value.lower()
+  if lowered in ('true', 'false'):
+    return name, lowered == 'true'
+  return name, int(value) if value.lstrip('-').isdigit() else value
+
+
+def runner(config, pool, unrolled, one_device, option=None):
   """The step compiled under this variant (CNN13 looks its pool up by name at trace time)."""
   cnn13.max_pool_2x2 = POOLS[pool]
   cpu_setup.lower_threefry(unrolled)
@@ -40,11 +56,19 @@ def runner(config, pool, unrolled, one_device):
   if one_device:
     train.mesh_devices = lambda batch: mesh_devices(batch)[:1]
   try:
-    return bench.Runner(config)
+    return bench.Runner(config, dict([option]) if option else None)
   finally:
     train.mesh_devices = mesh_devices
     cnn13.max_pool_2x2 = POOLS['max_pool_2x2']
     cpu_setup.lower_threefry('threefry' in cpu_setup.applied)
+
+
+def label(variant):
+  """A variant (pool, unrolled, one_device[, (option, value)]) in words."""
+  pool, unrolled, one, *option = variant
+  option = f', {option[0][0]}={option[0][1]}' if option else ''
+  return (f'{pool}, threefry {"unrolled" if unrolled else "rolled"}'
+          f'{", 1 device" if one else ""}{option}')
 
 
 def main():
@@ -53,6 +77,10 @@ def main():
   parser.add_argument('--steps', type=int, default=50, help='timed steps of each variant')
   parser.add_argument('--method', default='mean_teacher')
   parser.add_argument('--one-device', action='store_true', help='add one-device variants')
+  parser.add_argument('--xla-option', type=xla_option, action='append', default=[],
+                      metavar='NAME=VALUE', help='add the default step compiled with this option')
+  parser.add_argument('--only-options', action='store_true',
+                      help='the default step and its --xla-option variants only')
   args = parser.parse_args()
   if cpu_setup.threefry_lowerings() is None:
     sys.exit('this JAX moved the private threefry names: nothing to compare')
@@ -61,18 +89,18 @@ def main():
               ('max_pool_2x2', True, False)]
   if args.one_device:
     variants += [('nn.max_pool', False, True), ('max_pool_2x2', True, True)]
+  default = ('max_pool_2x2', True, False)
+  if args.only_options:
+    variants = [default]
+  variants += [default + (option,) for option in args.xla_option]
   with tempfile.TemporaryDirectory() as tmp:
     config = bench.synthetic_step_config(tmp, 'cnn13', args.method, args.width)
     runners = {}
     for variant in variants:
       runners[variant] = runner(config, *variant)
-      print(f'compiled {variant}: {runners[variant].compile_s:.1f} s, '
+      print(f'compiled {label(variant)}: {runners[variant].compile_s:.1f} s, '
             f'{runners[variant].devices} device(s)', flush=True)
     times = bench.interleaved_steps(runners, args.steps)
-  def label(variant):
-    pool, unrolled, one = variant
-    return f'{pool}, threefry {"unrolled" if unrolled else "rolled"}{", 1 device" if one else ""}'
-
   bench.print_interleaved(
       times, config.batch_size, f'{args.method}, CNN-13 width {args.width}, batch '
       f'{config.batch_size}, median of {args.steps} interleaved steps:', label)

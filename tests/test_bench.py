@@ -89,3 +89,32 @@ def test_bench_cpu_levers_runs_and_peer_tiny(tmp_path):
     assert results['peer']['images_per_second'] > 0
     assert 'levers: all on (the default)' in text
 
+
+
+def test_paired_steps_compiles_a_variant_with_the_xla_option_it_names(tmp_path):
+  """bench/paired_steps.py --xla-option NAME=VALUE: parsed to a typed option, refused when it is
+  not NAME=VALUE, and handed to XLA by bench.Runner (an option XLA lacks fails the compile, so
+  the option reaches it; a real one compiles and steps)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(ROOT, 'bench'))
+  try:
+    import bench  # pylint: disable=g-import-not-at-top
+    import paired_steps  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.remove(os.path.join(ROOT, 'bench'))
+  assert paired_steps.xla_option('xla_cpu_prefer_vector_width=512') == (
+      'xla_cpu_prefer_vector_width', 512)
+  assert paired_steps.xla_option('xla_cpu_use_xnnpack=False') == ('xla_cpu_use_xnnpack', False)
+  for bad in ('xla_cpu_use_xnnpack', 'use_xnnpack=true'):
+    with pytest.raises(argparse.ArgumentTypeError, match='expected NAME=VALUE'):
+      paired_steps.xla_option(bad)
+  assert paired_steps.label(('max_pool_2x2', True, False, ('xla_cpu_use_xnnpack', True))) == (
+      'max_pool_2x2, threefry unrolled, xla_cpu_use_xnnpack=True')
+  if jax.default_backend() != 'cpu':
+    return  # The options below are XLA:CPU's.
+  config = bench.synthetic_step_config(str(tmp_path), 'tiny_cnn', 'supervised', 0.0625,
+                                       batch_size=16)
+  with pytest.raises(Exception, match='xla_cpu_not_an_option'):
+    bench.Runner(config, {'xla_cpu_not_an_option': True})
+  assert bench.Runner(config, {'xla_cpu_enable_fast_min_max': True}).step() > 0
