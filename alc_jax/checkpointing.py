@@ -89,6 +89,11 @@ class _Corrupt(Exception):
   """Internal: the checkpoint is provably incomplete or corrupt (see Manager.restore_latest)."""
 
 
+def _errno(error):
+  """The errno of the first OSError in `error`'s chain that has one, else None."""
+  return next((e.errno for e in _chain(error) if isinstance(e, OSError) and e.errno), None)
+
+
 def _describe(error):
   return f'{type(error).__name__}: {" ".join(str(error).split())[:200]}'
 
@@ -137,12 +142,20 @@ class Manager:
     self._manager = self._create()
 
   def _create(self):
-    return ocp.CheckpointManager(
-        self._directory,
-        # cleanup_tmp_directories: a save cut short (a crash, a full disk) leaves a temporary
-        # directory; the resumed run deletes it instead of leaving it to fill the disk.
-        options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True,
-                                             cleanup_tmp_directories=True))
+    """orbax's manager of the directory; it creates the directory and lists its steps, so a
+    storage that fails there is a CheckpointUnavailable (one line), not a traceback."""
+    try:
+      return ocp.CheckpointManager(
+          self._directory,
+          # cleanup_tmp_directories: a save cut short (a crash, a full disk) leaves a temporary
+          # directory; the resumed run deletes it instead of leaving it to fill the disk.
+          options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True,
+                                               cleanup_tmp_directories=True))
+    except OSError as e:
+      raise CheckpointUnavailable(
+          _errno(e), f'the checkpoint directory {self._directory} could not be created or listed '
+          f'({_describe(e)}). Nothing was read or moved: check its permissions, mount or network '
+          f'and rerun the same command.') from e
 
   def save(self, step, state):
     """Saves `state` (asynchronously); refuses with DiskFullError when a local disk has no room
@@ -219,9 +232,8 @@ class Manager:
 
   def _unavailable(self, path, error):
     """The CheckpointUnavailable for a failed read of the checkpoint at `path`."""
-    errno_ = next((e.errno for e in _chain(error) if isinstance(e, OSError) and e.errno), None)
     return CheckpointUnavailable(
-        errno_, f'the checkpoint {path} could not be read ({_describe(error)}). It may well be '
+        _errno(error), f'the checkpoint {path} could not be read ({_describe(error)}). It may well be '
         f'intact, so nothing was skipped or moved: rerun the same command once the storage '
         f'answers again (check its permissions, mount or network).')
 

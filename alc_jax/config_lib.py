@@ -2,7 +2,7 @@
 
 from alc_jax import attention, losses, methods, models, workdir_io
 from alc_jax.methods import alc as alc_method, sntg, vat
-from alc_jax.data import imagenet, pipeline, splits, tfds_data
+from alc_jax.data import datasets, imagenet, pipeline, splits, tfds_data
 # Fields that may differ between a run and its resumption (they change no result).
 # run_batching (vmap or loop over runs) changes float rounding only, like the device count.
 BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
@@ -31,6 +31,12 @@ def validate(config, num_devices=1):
   _choice(config.vat.power_iteration, vat.POWER_ITERATIONS, 'vat.power_iteration')
   _choice(config.dataset.name, pipeline.DATASET_NAMES, 'dataset.name')
   _choice(config.model.name, models.MODEL_NAMES, 'model.name')
+  if (config.model.name not in models.WITH_DROPOUT
+      and config.model.dropout != models.DEFAULT_DROPOUT):
+    raise ConfigError(
+        f'config.model.dropout={config.model.dropout} would be ignored: {config.model.name} has '
+        f'no dropout (as in its reference; only {" and ".join(models.WITH_DROPOUT)} have). Leave '
+        f'config.model.dropout at {models.DEFAULT_DROPOUT} for it.')
   _choice(config.alc.imbalance, alc_method.IMBALANCE_WEIGHTINGS, 'alc.imbalance')
   _choice(config.alc.similarity, attention.SIMILARITIES, 'alc.similarity')
   _choice(config.alc.pooling, attention.POOLINGS, 'alc.pooling')
@@ -55,8 +61,8 @@ def validate(config, num_devices=1):
     raise ConfigError('config.alc.entropy_weight acts on S through Eq. 13, which the decoupled '
                       'graph detaches: set config.alc.entropy_weight=0 or '
                       'config.alc.head_training=eq13.')
-  _choice(config.compute_dtype, ('float32', 'bfloat16'), 'compute_dtype')
-  if config.dataset.name in ('npz', 'folder') and not config.dataset.path:
+  _choice(config.compute_dtype, tuple(models.COMPUTE_DTYPES), 'compute_dtype')
+  if config.dataset.name in datasets.PATH_NAMES and not config.dataset.path:
     raise ConfigError(f'dataset {config.dataset.name!r} needs --config.dataset.path=...')
   if config.num_runs < 1:
     raise ConfigError(f'config.num_runs={config.num_runs} must be >= 1.')

@@ -404,6 +404,10 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
   total_steps = (config.num_train_steps if config.num_train_steps > 0
                  else int(config.num_epochs * steps_per_epoch))
 
+  if config.eval_top5 and data.num_classes <= 5:
+    raise config_lib.ConfigError(
+        f'config.eval_top5 reports top-5 accuracy, which is 100 % by construction on '
+        f'{data.num_classes} classes: set --config.eval_top5=False.')
   model = models.create_classifier(config, data.num_classes, num_devices)
   _check_image_size(model.backbone, data.image_shape, config)
   method = methods.create(config)

@@ -429,7 +429,7 @@ def parse_args():
   parser.add_argument('--methods', default=','.join(DEFAULT_METHODS))
   parser.add_argument('--width', type=float, default=None, help='channel multiplier (1.0 = paper)')
   parser.add_argument('--batch-size', type=int, default=100)
-  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  parser.add_argument('--dtype', default='float32', choices=tuple(models_lib.COMPUTE_DTYPES))
   parser.add_argument('--num-runs', type=int, default=1, help='seed-vectorised runs per program')
   parser.add_argument('--steps', type=int, default=None, help='timed steps per row (default 20)')
   parser.add_argument('--json', default='', help='write every measurement to this file')

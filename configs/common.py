@@ -6,6 +6,7 @@ config file are chosen with its argument: `--config=configs/svhn_250.py:pi_model
 """
 
 from alc_jax import methods
+from alc_jax.methods import alc as alc_method
 from configs import default
 
 # Short row name -> config overrides (dotted keys), for every method of the registry
@@ -16,7 +17,7 @@ METHOD_ROWS = {}
 for _name in methods.NAMES:
   METHOD_ROWS[_name] = {'method': _name}
   METHOD_ROWS[f'{_name}_alc'] = {'method': _name, 'alc.enabled': True}
-  for _imbalance in ('hard', 'soft'):
+  for _imbalance in [w for w in alc_method.IMBALANCE_WEIGHTINGS if w != 'none']:  # Eq. 14, 15.
     METHOD_ROWS[f'{_name}_alc_{_imbalance}'] = {'method': _name, 'alc.enabled': True,
                                                 'alc.imbalance': _imbalance}
 

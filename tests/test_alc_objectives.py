@@ -83,6 +83,19 @@ def test_supervised_batch_normalization_scales_the_term(tiny_npz):
   np.testing.assert_allclose(values['batch'], values['labeled'] * 4 / 16, rtol=1e-5)
 
 
+def test_method_wrappers_forward_every_hook():
+  """ALC (alc.WithALC) and SNTG wrap another method: each overrides every hook of
+  base.Method, so that a hook added later is not silently the default under a wrapper."""
+  from alc_jax.methods import alc, base, sntg  # pylint: disable=g-import-not-at-top
+  hooks = {n for n, v in vars(base.Method).items() if callable(v) and not n.startswith('_')}
+  assert {'targets', 'loss', 'student_view', 'ema_decay', 'has_teacher'} <= hooks
+  for wrapper in (alc.WithALC, sntg.SNTG):
+    assert hooks <= set(vars(wrapper)), (wrapper.__name__, sorted(hooks - set(vars(wrapper))))
+  wrapped = alc.WithALC(methods.get('fixmatch'))
+  for attribute in ('name', 'uses_teacher', 'labeled_only', 'config_block'):
+    assert getattr(wrapped, attribute) == getattr(methods.get('fixmatch'), attribute)
+
+
 def test_diagnostic_labels_never_reach_the_loss(tiny_npz):
   paper = {'alc.enabled': True, **common.PAPER_ALC}
   exp = train.create_experiment(tiny_config(tiny_npz, **paper))

@@ -19,6 +19,8 @@ BAD_CONFIGS = [
     ({'method': 'supervised'}, 1,  # tiny_config's 4 labeled of 16: a split supervised ignores.
      ["config.method='supervised'", 'labeled_batch_size=4 would be ignored',
       '--config.labeled_batch_size=0']),
+    ({'model.name': 'wrn28_2', 'model.dropout': 0.3}, 1,
+     ['config.model.dropout=0.3 would be ignored', 'wrn28_2 has no dropout', 'at 0.5']),
     ({'dataset.name': 'fashion_mnist', 'dataset.num_labels': 255}, 1,
      ['config.dataset.num_labels=255', 'multiple of 10', '250']),
     ({'dataset.imbalance_ratio': 0.5}, 1, ['config.dataset.imbalance_ratio=0.5', 'below 1']),
@@ -47,7 +49,8 @@ def test_validate_refuses_a_bad_config_saying_what_to_change(tiny_npz, overrides
      1),
     ({'consistency_weight': 0.0, 'alc.weight': 0.0}, 1),
     ({'method': 'supervised', 'labeled_batch_size': 0}, 1),
-    ({'method': 'supervised', 'labeled_batch_size': 16}, 1)])
+    ({'method': 'supervised', 'labeled_batch_size': 16}, 1),
+    ({'model.name': 'cnn13', 'model.dropout': 0.3}, 1), ({'model.name': 'resnet18'}, 1)])
 def test_validate_accepts_good_configs(tiny_npz, overrides, num_devices):
   config_lib.validate(tiny_config(tiny_npz, **overrides), num_devices)  # The checks can pass.
 

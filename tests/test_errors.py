@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alc_jax import checkpointing, main, models, train, workdir_lock
+from alc_jax import checkpointing, config_lib, main, models, train, workdir_lock
 from alc_jax.data import datasets
 from alc_jax.data import DataError, DataFileNotFoundError
 from tests.conftest import make_tiny_images, tiny_config
@@ -160,3 +160,9 @@ def test_images_too_small_for_the_backbone_fail_before_compiling(tmp_path):
   message = str(e.value)
   assert '8x8 pixels, too small for' in message and "'cnn13'" in message
   assert 'at least 12x12' in message and 'wrn28_2' in message
+
+
+def test_top5_on_five_classes_or_fewer_is_refused_before_compiling(tiny_npz):
+  """Top-5 of <= 5 classes is 100 % by construction (fewer than 5: top_k fails while tracing)."""
+  with pytest.raises(config_lib.ConfigError, match=r'eval_top5.*on 4 classes.*eval_top5=False'):
+    train.create_experiment(tiny_config(tiny_npz, eval_top5=True))

@@ -148,3 +148,20 @@ def test_corrupt_arrays_behind_intact_metadata_are_skipped(tmp_path, monkeypatch
   out = capsys.readouterr().out
   assert 'Checkpoint at step 2 is unreadable (its arrays do not decode' in out, out
   assert _listing(tmp_path) == ['1', '2.unreadable']
+
+
+def test_a_checkpoint_directory_the_storage_cannot_list_is_a_one_line_error(tmp_path,
+                                                                           monkeypatch):
+  """orbax creates and lists the directory when the manager starts: a storage error there (here
+  EIO) is a CheckpointUnavailable naming the directory, not a traceback; nothing is moved."""
+  _save(tmp_path, {1: _state(1)})
+
+  def unavailable(*args, **kwargs):
+    del args, kwargs
+    raise OSError(errno.EIO, 'Input/output error')
+  monkeypatch.setattr(ocp, 'CheckpointManager', unavailable)
+  with pytest.raises(checkpointing.CheckpointUnavailable) as error:
+    checkpointing.Manager(str(tmp_path), max_to_keep=5)
+  assert error.value.errno == errno.EIO
+  assert f'the checkpoint directory {tmp_path} could not be created or listed' in str(error.value)
+  assert 'Input/output error' in str(error.value) and _listing(tmp_path) == ['1']

@@ -38,6 +38,8 @@ from alc_jax.data.user_files import load_folder
 
 # The data sets `load_dataset` holds in memory (config.dataset.name).
 IN_MEMORY_NAMES = ('fashion_mnist', 'cifar10', 'svhn_cropped', 'npz', 'folder')
+# Those read from the user's files at config.dataset.path (an .npz file, a folder of images).
+PATH_NAMES = ('npz', 'folder')
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -112,7 +114,7 @@ def load_dataset(dataset_config: Any) -> ArrayDataset:
     raise DataError(f'Unknown config.dataset.name={name!r}; the data sets held in memory are: '
                     f'{", ".join(IN_MEMORY_NAMES)} (imagenet_1pct is streamed).')
 
-  if name in ('npz', 'folder'):
+  if name in PATH_NAMES:
     shown_name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or name
   else:
     shown_name = name

@@ -24,6 +24,12 @@ class SNTG(base.Method):
   def reported_model(self, config):
     return self._base(config).reported_model(config)
 
+  def ema_decay(self, config):
+    return self._base(config).ema_decay(config)
+
+  def student_view(self, step):
+    return self._base(step.config).student_view(step)
+
   def targets(self, step, student):
     return self._base(step.config).targets(step, student)
 

@@ -20,6 +20,10 @@ from alc_jax.models.tiny_cnn import TinyCNN
 from alc_jax.models.wrn import WideResNet
 
 MODEL_NAMES = ('cnn13', 'wrn28_2', 'resnet18', 'tiny_cnn')
+# The backbones with dropout (`model.dropout`); the residual networks have none, as in their
+# references, so config_lib refuses a dropout set for them instead of ignoring it.
+WITH_DROPOUT = ('cnn13', 'tiny_cnn')
+DEFAULT_DROPOUT = CNN13.dropout  # CNN-13's reference rate, configs/default.py's model.dropout.
 
 
 def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn.Module:
@@ -42,9 +46,10 @@ def create_model(model_config, num_classes: int, dtype: Any = jnp.float32) -> nn
   name = model_config.get('name')
   width = float(model_config.get('width', 1.0))
   bn_momentum = float(model_config.get('bn_momentum', 0.999))
-  if name in ('cnn13', 'tiny_cnn'):
+  if name in WITH_DROPOUT:
     cnn = CNN13 if name == 'cnn13' else TinyCNN
-    return cnn(num_classes, width=width, dropout=float(model_config.get('dropout', 0.5)),
+    return cnn(num_classes, width=width,
+               dropout=float(model_config.get('dropout', DEFAULT_DROPOUT)),
                bn_momentum=bn_momentum, dtype=dtype)
   if name == 'wrn28_2':
     return WideResNet(num_classes, bn_momentum=bn_momentum, depth=28, widen_factor=2, width=width,

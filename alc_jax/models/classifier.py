@@ -28,11 +28,15 @@ class Classifier(nn.Module):
     return logits, features, similarity
 
 
+# config.compute_dtype -> the dtype the backbone computes in (its parameters stay float32).
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
 def create_classifier(config, num_classes: int, num_devices: int = 1) -> Classifier:
   """The `Classifier` of an experiment config: its backbone (config.model, in the compute dtype)
   and, with config.alc.enabled, the attention head (config.alc; one S per device with
   config.alc.scope='per_device')."""
-  dtype = jnp.bfloat16 if config.compute_dtype == 'bfloat16' else jnp.float32
+  dtype = COMPUTE_DTYPES[config.compute_dtype]
   backbone = backbones.create_model(config.model, num_classes, dtype=dtype)
   head = attention.create_head(config.alc) if config.alc.enabled else None
   groups = num_devices if config.alc.scope == 'per_device' else 1
