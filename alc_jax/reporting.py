@@ -17,9 +17,19 @@ from etils import epath
 
 from alc_jax import host, workdir_io
 
-# The evaluation keys of per-class accuracies, (R, K): `<model>_class_accuracy`. Which values are
-# per class is read from their shape (`is_per_class`), never from their names.
-PER_CLASS = '_class'
+# What an evaluation measures of a model, by its key's infix (accuracy_key): the accuracy (R,),
+# the top-5 accuracy (R,) with config.eval_top5, the accuracy of each class (R, K). Which values
+# are per class is read from their shape (`is_per_class`), never from their names.
+ACCURACY_KINDS = {'accuracy': '', 'top5': '_top5', 'per_class': '_class'}
+
+
+def accuracy_key(model, split='test', kind='accuracy'):
+  """The key of a model's accuracy in evaluations.json, results.json and metrics.jsonl ('eval/'
+  +): '[<split>_]<model><infix>_accuracy', e.g. 'teacher_accuracy' (test set),
+  'validation_student_top5_accuracy'. `model`: 'student', 'teacher' (train.Experiment.models);
+  `kind`: one of ACCURACY_KINDS."""
+  prefix = '' if split == 'test' else f'{split}_'
+  return f'{prefix}{model}{ACCURACY_KINDS[kind]}_accuracy'
 
 
 def is_per_class(value):

@@ -30,7 +30,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from alc_jax import attention, checkpointing, config_lib, ema, methods, models, reporting
 from alc_jax import host, inference, workdir_io, workdir_lock
 from alc_jax.data import DataError, pipeline
-from alc_jax.reporting import PER_CLASS
 
 
 @flax.struct.dataclass
@@ -301,8 +300,9 @@ class Experiment:
 
   def evaluate(self, state, name='test'):
     """Accuracies (per run) of each model (student; teacher where the method has one) on the
-    evaluation set `name`: {model}_accuracy (R,), {model}_class_accuracy (R, K) and, with
-    config.eval_top5, {model}_top5_accuracy (R,)."""
+    evaluation set `name`, under reporting.accuracy_key(model, name, kind): the accuracy (R,),
+    that of each class (R, K) and, with config.eval_top5, the top-5 accuracy (R,); e.g.
+    teacher_accuracy on the test set, validation_student_class_accuracy."""
     totals = None
     for batch in self.data.eval_batches(name):
       out = jax.device_get(self.eval_step(state, batch))
@@ -310,21 +310,21 @@ class Experiment:
     count, class_count = totals['count'], np.maximum(totals['class_count'], 1)
     result = {}
     for model_name, correct in totals['correct'].items():
-      result[f'{model_name}_accuracy'] = correct / count
+      result[reporting.accuracy_key(model_name, name)] = correct / count
       # Per class: 0 for a class the set does not hold.
       per_class = totals['class_correct'][model_name] / class_count
-      result[f'{model_name}{PER_CLASS}_accuracy'] = per_class
+      result[reporting.accuracy_key(model_name, name, 'per_class')] = per_class
       if model_name in totals['top5_correct']:
-        result[f'{model_name}_top5_accuracy'] = totals['top5_correct'][model_name] / count
+        result[reporting.accuracy_key(model_name, name, 'top5')] = (
+            totals['top5_correct'][model_name] / count)
     return result
 
   def evaluate_all(self, state):
-    """`evaluate` on every evaluation set of the pipeline; keys of sets other than the test set
-    get its name as a prefix (e.g. validation_student_accuracy)."""
+    """`evaluate` on every evaluation set of the pipeline (keys of sets other than the test set
+    name it, e.g. validation_student_accuracy: reporting.accuracy_key)."""
     result = {}
     for name in self.data.eval_names:
-      prefix = '' if name == 'test' else f'{name}_'
-      result.update({prefix + k: v for k, v in self.evaluate(state, name).items()})
+      result.update(self.evaluate(state, name))
     return result
 
 
@@ -512,11 +512,7 @@ def _train_in_workdir(config, devices, workdir, interruption):
       if step % config.eval_every_steps == 0 or is_last:
         log.evaluation(step, state)
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
-        bad = nonfinite_names(jax.device_get(totals['nonfinite']))
-        _check_finite(bad, step, config)  # Never checkpoint a NaN.
-        logging.info('Checkpoint of step %d begins.', step)  # Written in the background.
-        manager.save(step, state)
-        log.writer.flush()
+        _checkpoint(manager, step, state, totals, log)
   finally:  # Whatever ends the loop (NaN guard, Ctrl-C), finish the checkpoint in flight.
     batches.close()  # Stops the host-side thread that gathers batches.
     manager.wait()
@@ -527,6 +523,15 @@ def _train_in_workdir(config, devices, workdir, interruption):
           'to resume.', flush=True)
     return {'preempted_at_step': step, 'signal': name}
   return _finish(exp, state, log, step, start_step, workdir, hosts)
+
+
+def _checkpoint(manager, step, state, totals, log):
+  """Saves `state` as the checkpoint of `step` (written in the background) once the NaN guard
+  has passed: a non-finite step is never checkpointed. Flushes the metrics written so far."""
+  _check_finite(nonfinite_names(jax.device_get(totals['nonfinite'])), step, log.exp.config)
+  logging.info('Checkpoint of step %d begins.', step)
+  manager.save(step, state)
+  log.writer.flush()
 
 
 def _start_line(exp, start_step):
@@ -582,7 +587,7 @@ class _Log:
     logging.info('Evaluation of step %d done.', step)
     if result:  # The progress line shows the first set's (the test set's, else validation's).
       name = self.exp.data.eval_names[0]
-      key = f'{"" if name == "test" else name + "_"}{self.reported}_accuracy'
+      key = reporting.accuracy_key(self.reported, name)
       self.progress.last_accuracy = f'{name} acc {100 * np.mean(result[key]):.2f}%'
 
 

@@ -41,7 +41,7 @@ for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     sys.path.insert(0, path)
 
 import paper_numbers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from alc_jax import host, methods  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax import host, methods, reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The methods' names in tables: the registry's labels (alc_jax/methods/).
 NAMES = {name: method.label for name, method in methods.REGISTRY.items()}
@@ -76,18 +76,18 @@ def method_label(results):
   return label
 
 
-def metric_key(results, metric, split='test'):
-  """'teacher_accuracy' or 'student_accuracy' for this run ('validation_...' for that split)."""
-  prefix = '' if split == 'test' else f'{split}_'
+def read_model(results, metric):
+  """The model whose accuracy is read: `metric` ('student', 'teacher'), or with 'auto' the one
+  results.json names as its method's (`reported_model`)."""
   if metric != 'auto':
-    return f'{prefix}{metric}_accuracy'
+    return metric
   if 'reported_model' in results:  # The run says which model its method reports.
-    return f'{prefix}{results["reported_model"]}_accuracy'
+    return results['reported_model']
   # Runs from before results.json said it: the teacher for Mean Teacher (and SNTG on it).
   config = results.get('config', {})
   base = config.get('sntg', {}).get('base') if results['method'] == 'sntg' else results['method']
   teacher = base == 'mean_teacher' and 'teacher_accuracy' in results.get('final', {})
-  return prefix + ('teacher_accuracy' if teacher else 'student_accuracy')
+  return 'teacher' if teacher else 'student'
 
 
 def load_runs(root, metric='auto', which='final', split='test'):
@@ -115,15 +115,16 @@ def _load_run(root, dirpath, metric, which, split='test'):
   experiment = stem
   if results.get('imbalance_ratio', 1) != 1:
     experiment = f"{stem} (1:{results['imbalance_ratio']:g})"
-  key = metric_key(results, metric, split)
+  model = read_model(results, metric)
+  key = reporting.accuracy_key(model, split)
   if key not in results[which]:
     raise ValueError(f'{dirpath}/results.json has no {key}: was it trained with '
                      f'config.dataset.validation_size > 0?')
   accuracy = 100 * np.asarray(results[which][key], float).reshape(-1)
-  top5 = results[which].get(key.replace('_accuracy', '_top5_accuracy'))
+  top5 = results[which].get(reporting.accuracy_key(model, split, 'top5'))
   top5 = None if top5 is None else 100 * np.asarray(top5, float).reshape(-1)
   return Run(experiment, stem, name, name.split('--')[0], dirpath, results, accuracy, top5,
-             key.split('_')[-2])
+             model)
 
 
 def _row_order(stem):
@@ -265,7 +266,7 @@ def class_accuracy_by_rank(run, split='test'):
   `labeled_class_prior`, r of Eq. 14). None for runs without per-class accuracies or shares, or
   with a balanced split (no ranking).
   """
-  key = metric_key(run.results, run.model, split).replace('_accuracy', '_class_accuracy')
+  key = reporting.accuracy_key(run.model, split, 'per_class')
   accuracy = run.results.get('final_per_class', {}).get(key)
   prior = run.results.get('labeled_class_prior')
   if accuracy is None or prior is None:
@@ -408,7 +409,7 @@ def plot_curves(plt, experiment, rows, metric, out, split='test'):
   fig, ax = plt.subplots(figsize=(7, 4.5))
   drawn = False
   for name, runs in rows.items():
-    key = 'eval/' + metric_key(runs[0].results, metric, split)
+    key = 'eval/' + reporting.accuracy_key(read_model(runs[0].results, metric), split)
     x, y = mean_curve(runs, key)
     if len(x):
       ax.plot(x, 100 * y, label=f'{RATIO_SUFFIX.sub("", name)}: {method_label(runs[0].results)}')

@@ -85,3 +85,14 @@ def test_without_tensorboard_the_writer_is_metrics_jsonl_alone(tmp_path):
   writer.close()
   assert _lines(tmp_path / 'metrics.jsonl') == [{'step': 3, 'loss': 1.5}]
   assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.jsonl']
+
+
+def test_accuracy_keys_have_one_scheme():
+  """reporting.accuracy_key is the one place the evaluation keys are spelled (the trainer writes
+  them, launch/aggregate.py reads them)."""
+  assert reporting.accuracy_key('teacher') == 'teacher_accuracy'
+  assert reporting.accuracy_key('student', 'validation', 'top5') == (
+      'validation_student_top5_accuracy')
+  assert reporting.accuracy_key('student', 'test', 'per_class') == 'student_class_accuracy'
+  with pytest.raises(KeyError):
+    reporting.accuracy_key('student', 'test', 'top1')
