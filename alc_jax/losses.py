@@ -106,15 +106,16 @@ def alc_similarity(x_max: Array, x_avg: Array, include_self: bool = True, kind: 
   return similarity_from_logits(attention_logits(x_max, x_avg, kind, temperature), include_self)
 
 
-def alc_normalizer(normalization: str, batch_size: int, num_classes: int) -> float:
-  """What the sum of Eq. 13 is divided by: B ('batch'), B^2 ('pairs') or B^2 K ('pairs_classes')."""
-  if normalization == 'batch':
+def pairwise_divisor(pairwise_scale: str, batch_size: int, num_classes: int) -> float:
+  """What the sum of Eq. 13 is divided by (config.alc.pairwise_scale): B ('batch'), B^2
+  ('pairs') or B^2 K ('pairs_classes')."""
+  if pairwise_scale == 'batch':
     return float(batch_size)
-  if normalization == 'pairs':
+  if pairwise_scale == 'pairs':
     return float(batch_size) ** 2
-  if normalization == 'pairs_classes':
+  if pairwise_scale == 'pairs_classes':
     return float(batch_size) ** 2 * num_classes
-  raise ValueError(f'unknown ALC normalization {normalization!r}; choose one of '
+  raise ValueError(f'unknown ALC pairwise_scale {pairwise_scale!r}; choose one of '
                    f'{PAIRWISE_SCALES}')
 
 
@@ -126,21 +127,21 @@ def _pairwise_sum(s: Array, rows: Array, cols: Array) -> Array:
           - 2.0 * jnp.sum(rows * jnp.matmul(s, cols, precision=_HIGHEST)))
 
 
-def label_consistency(similarity: Array, outputs: Array, normalization: str = 'batch',
+def label_consistency(similarity: Array, outputs: Array, pairwise_scale: str = 'batch',
                       entropy_weight: float = 0.0) -> Array:
-  """Attention-based label consistency, Eq. 13, divided by `alc_normalizer(normalization)`.
+  """Attention-based label consistency, Eq. 13, divided by `pairwise_divisor(pairwise_scale)`.
 
   sum_j sum_i S[j, i] ||outputs[i] - outputs[j]||^2 in O(B^2 + BK) memory (`_pairwise_sum`).
 
   entropy_weight = beta > 0 adds beta * sum_j sum_i S[j, i] log S[j, i] (minus the row entropies),
-  divided by the same normaliser. Over a row of S (a distribution) the sum is then minimised by
+  divided by the same pairwise_divisor. Over a row of S (a distribution) the sum is then minimised by
   softmax_i(-||o_i - o_j||^2 / beta) instead of a one-hot row: the attention head has a finite
   target and its logits stop growing (the paper's beta = 0 has no such minimiser).
 
   Args:
     similarity: (B, B) S with S[j, i] the weight of sample i for sample j.
     outputs: (B, K) p(x, theta) of the batch (logits by default, see `config.alc.outputs`).
-    normalization: one of PAIRWISE_SCALES.
+    pairwise_scale: one of PAIRWISE_SCALES.
     entropy_weight: beta of the row-entropy penalty (rows of S must be distributions).
 
   Returns:
@@ -151,21 +152,21 @@ def label_consistency(similarity: Array, outputs: Array, normalization: str = 'b
   total = _pairwise_sum(s, o, o)
   if entropy_weight:
     total += entropy_weight * jnp.sum(jnp.where(s > 0, s * jnp.log(jnp.where(s > 0, s, 1.0)), 0.0))
-  return total / alc_normalizer(normalization, s.shape[-1], o.shape[-1])
+  return total / pairwise_divisor(pairwise_scale, s.shape[-1], o.shape[-1])
 
 
 def decoupled_label_consistency(similarity: Array, outputs: Array, targets: Array,
-                                normalization: str = 'batch') -> Array:
+                                pairwise_scale: str = 'batch') -> Array:
   """Eq. 13 with S and the neighbours as fixed targets (the 'decoupled' graph).
 
-  sum_j sum_i sg(S[j, i]) ||outputs[j] - sg(targets[i])||^2 / normaliser: each sample's output is
+  sum_j sum_i sg(S[j, i]) ||outputs[j] - sg(targets[i])||^2 / pairwise_divisor: each sample's output is
   pulled towards the targets (teacher predictions, or labels) of the samples S says are its
   neighbours. No gradient reaches S or the targets, so Eq. 13 cannot move S towards one-hot rows;
   the head is trained by `graph_loss` instead.
   """
   s = jax.lax.stop_gradient(_f32(similarity))
   o, t = _f32(outputs), jax.lax.stop_gradient(_f32(targets))
-  return _pairwise_sum(s, o, t) / alc_normalizer(normalization, s.shape[-1], o.shape[-1])
+  return _pairwise_sum(s, o, t) / pairwise_divisor(pairwise_scale, s.shape[-1], o.shape[-1])
 
 
 def class_graph(labels: Array, labeled: Array, teacher_logits: Array, threshold: float,

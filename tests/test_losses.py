@@ -209,14 +209,14 @@ def test_attention_logits_and_similarity_match_reference(rng, kind, include_self
     losses.attention_logits(x_max, x_avg, 'euclid')
 
 
-@pytest.mark.parametrize('normalization,divisor', [('batch', 9), ('pairs', 81),
+@pytest.mark.parametrize('pairwise_scale,divisor', [('batch', 9), ('pairs', 81),
                                                    ('pairs_classes', 81 * 4)])
-def test_label_consistency_normalizations(rng, normalization, divisor):
+def test_label_consistency_pairwise_scales(rng, pairwise_scale, divisor):
   s = np_softmax(rng.normal(size=(9, 9)))
   p = rng.normal(size=(9, 4))
   total = np_label_consistency(s, p) * 9  # The plain sum of Eq. 13.
-  close(losses.label_consistency(s, p, normalization), total / divisor, 1e-4)
-  with pytest.raises(ValueError, match='normalization'):
+  close(losses.label_consistency(s, p, pairwise_scale), total / divisor, 1e-4)
+  with pytest.raises(ValueError, match='pairwise_scale'):
     losses.label_consistency(s, p, 'rows')
 
 
@@ -246,8 +246,8 @@ def test_decoupled_label_consistency_matches_reference_and_detaches(rng):
   s = np_softmax(rng.normal(size=(b, b)))
   o, t = rng.normal(size=(2, b, 4))
   ref = sum(s[j, i] * np.sum((o[j] - t[i]) ** 2) for i in range(b) for j in range(b))
-  for normalization, divisor in (('batch', b), ('pairs', b * b), ('pairs_classes', b * b * 4)):
-    close(losses.decoupled_label_consistency(s, o, t, normalization), ref / divisor, 1e-4)
+  for pairwise_scale, divisor in (('batch', b), ('pairs', b * b), ('pairs_classes', b * b * 4)):
+    close(losses.decoupled_label_consistency(s, o, t, pairwise_scale), ref / divisor, 1e-4)
   g_s, g_o, g_t = jax.grad(lambda s, o, t: losses.decoupled_label_consistency(s, o, t),
                            argnums=(0, 1, 2))(jnp.asarray(s), jnp.asarray(o), jnp.asarray(t))
   assert np.all(np.asarray(g_s) == 0) and np.all(np.asarray(g_t) == 0)

@@ -88,7 +88,7 @@ def alc_terms(alc, student, target_logits, labels, labeled):
   outputs = to_outputs(logits)
   if alc.head_training == 'eq13':  # The paper: Eq. 13 trains both the network and the head.
     s = jax.lax.stop_gradient(similarity) if alc.stop_gradient_similarity else similarity
-    consistency = functools.partial(losses.label_consistency, normalization=alc.pairwise_scale,
+    consistency = functools.partial(losses.label_consistency, pairwise_scale=alc.pairwise_scale,
                                     entropy_weight=alc.entropy_weight)
     return jnp.mean(jax.vmap(consistency)(s, grouped(outputs))), None
   # 'decoupled': Eq. 13 with fixed S and neighbour targets; the head learns a class graph.
@@ -98,7 +98,7 @@ def alc_terms(alc, student, target_logits, labels, labeled):
     onehot = jax.nn.one_hot(jnp.clip(labels, 0), logits.shape[-1])
     targets = jnp.where(labeled[:, None], onehot, targets)
   consistency = functools.partial(losses.decoupled_label_consistency,
-                                  normalization=alc.pairwise_scale)
+                                  pairwise_scale=alc.pairwise_scale)
   alc_loss = jnp.mean(jax.vmap(consistency)(similarity, grouped(outputs), grouped(targets)))
   graph = functools.partial(losses.class_graph, threshold=alc.graph_threshold,
                             include_self=alc.include_self)
