@@ -13,7 +13,10 @@ import flax.linen as nn
 
 from alc_jax import losses
 
-POOLINGS = ('max_avg', 'max', 'avg', 'average', 'gmp_avg')
+# config.alc.pooling (Table 8 a/b/d, Table 9): the pooled pair(s) whose similarities S averages.
+POOLINGS = ('max_avg', 'max', 'avg', 'mean_of_max_and_avg', 'gmp_avg')
+# Earlier names, refused by config_lib with the new one (a value should not read like another).
+RENAMED_POOLINGS = {'average': 'mean_of_max_and_avg'}
 SIMILARITIES = ('attention', 'sample', 'gaussian', 'cosine')
 # How the head is trained: by Eq. 13 itself (the paper) or by its own class-graph loss.
 HEAD_TRAININGS = ('eq13', 'decoupled')  # config.alc.head_training.
@@ -176,11 +179,12 @@ class SampleAttention(nn.Module):
       x_max = mlp(global_max_pool(x))  # X-tilde, Eq. 11.
     temperature = self._temperature() if self.logits == 'cosine' else 1.0
     pairs = {'max_avg': [(x_max, x_avg)], 'gmp_avg': [(x_max, x_avg)], 'max': [(x_max, x_max)],
-             'avg': [(x_avg, x_avg)], 'average': [(x_max, x_max), (x_avg, x_avg)]}[self.pooling]
+             'avg': [(x_avg, x_avg)],
+             'mean_of_max_and_avg': [(x_max, x_max), (x_avg, x_avg)]}[self.pooling]
     logits = [losses.attention_logits(a, b, self.logits, temperature) for a, b in pairs]
     self.sow('intermediates', 'logit_spread',
              jnp.mean(jnp.stack([logit_spread(z, self.include_self) for z in logits])))
-    # Eq. 12 (the 'average' row of Table 9 averages the max-only and avg-only similarities).
+    # Eq. 12 (Table 9's 'average' row, mean_of_max_and_avg: the max-only and avg-only S averaged).
     return sum(losses.similarity_from_logits(z, self.include_self) for z in logits) / len(logits)
 
 

@@ -39,6 +39,10 @@ def validate(config, num_devices=1):
         f'config.model.dropout at {models.DEFAULT_DROPOUT} for it.')
   _choice(config.alc.imbalance, alc_method.IMBALANCE_WEIGHTINGS, 'alc.imbalance')
   _choice(config.alc.similarity, attention.SIMILARITIES, 'alc.similarity')
+  if config.alc.pooling in attention.RENAMED_POOLINGS:
+    new = attention.RENAMED_POOLINGS[config.alc.pooling]
+    raise ConfigError(f'config.alc.pooling={config.alc.pooling!r} is now {new!r} (the mean of the '
+                      f"max-only and avg-only similarities): set --config.alc.pooling={new}.")
   _choice(config.alc.pooling, attention.POOLINGS, 'alc.pooling')
   _choice(config.alc.outputs, alc_method.OUTPUTS, 'alc.outputs')
   _choice(config.alc.scope, alc_method.SCOPES, 'alc.scope')

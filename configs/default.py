@@ -35,8 +35,9 @@ def get_config(row=None):
   # 'sample' (Eq. 16), 'gaussian' (Eq. 17), 'cosine' (Eq. 18).
   config.alc.similarity = 'attention'
   # Pooling pair of the sample attention (Table 8 a/b/d, Table 9): 'max_avg' (Eq. 10-12),
-  # 'max' (GMaxPool only), 'avg' (GAvgPool only), 'average' (mean of the max-only and avg-only
-  # similarities), 'gmp_avg' (generalized max pooling of Murray & Perronnin 2014 with GAvgPool).
+  # 'max' (GMaxPool only), 'avg' (GAvgPool only), 'mean_of_max_and_avg' (Table 9's "average": the
+  # mean of the max-only and avg-only similarities), 'gmp_avg' (generalized max pooling of Murray &
+  # Perronnin 2014 with GAvgPool).
   config.alc.pooling = 'max_avg'
   config.alc.channel_attention = True  # SE channel attention, Eq. 7-9 (Table 8 row c turns it off).
   config.alc.se_reduction = 16  # SE bottleneck ratio (Hu et al. 2018's default; the paper is silent).

@@ -6,7 +6,8 @@ w2 = 100, 400 epochs, lr 0.1 cosine, EMA 0.97); the label-consistency term uses 
   sample        Eq. 16, softmax of X_i . X_j       (alc.similarity = 'sample')
   gaussian      Eq. 17, exp(-||X_i - X_j||^2 / t), t = 0.06 as in the paper
   cosine        Eq. 18                              (alc.similarity = 'cosine')
-  average       mean of the GMaxPool-only and GAvgPool-only attention S (alc.pooling = 'average')
+  average       mean of the GMaxPool-only and GAvgPool-only attention S
+                (alc.pooling = 'mean_of_max_and_avg')
   gmp_avg       generalized max pooling (Murray & Perronnin 2014) with GAvgPool
   alc           the full ALC (Eq. 7-12)
 Silent in the paper (our choices): X of Eq. 16-18 is the globally average-pooled last feature map;
@@ -24,7 +25,7 @@ SIMILARITIES = {
                                       'alc.gaussian_temperature': 0.06,
                                       'alc.channel_attention': False}),
     'cosine': ('mean_teacher_alc', {'alc.similarity': 'cosine', 'alc.channel_attention': False}),
-    'average': ('mean_teacher_alc', {'alc.pooling': 'average'}),
+    'average': ('mean_teacher_alc', {'alc.pooling': 'mean_of_max_and_avg'}),
     'gmp_avg': ('mean_teacher_alc', {'alc.pooling': 'gmp_avg'}),
     'alc': ('mean_teacher_alc', {}),
 }

@@ -19,6 +19,9 @@ BAD_CONFIGS = [
     ({'method': 'supervised'}, 1,  # tiny_config's 4 labeled of 16: a split supervised ignores.
      ["config.method='supervised'", 'labeled_batch_size=4 would be ignored',
       '--config.labeled_batch_size=0']),
+    ({'alc.pooling': 'average'}, 1,  # Renamed: it read like 'avg'.
+     ["config.alc.pooling='average' is now 'mean_of_max_and_avg'",
+      '--config.alc.pooling=mean_of_max_and_avg']),
     ({'model.name': 'wrn28_2', 'model.dropout': 0.3}, 1,
      ['config.model.dropout=0.3 would be ignored', 'wrn28_2 has no dropout', 'at 0.5']),
     ({'dataset.name': 'fashion_mnist', 'dataset.num_labels': 255}, 1,
