@@ -5,23 +5,23 @@ alc_jax/train.py), so a workdir alone is enough, even one whose run was interrup
 first checkpoint:
 
   inference.json     image_shape (H, W, C), num_classes, class_names (or null), reported_model
-                     ('teacher' or 'student'), models (the weights its checkpoints hold) and
+                     ('teacher', 'ema' or 'student'), models (the weights its checkpoints hold) and
                      the run's whole config (the model, the method, num_runs, ...);
   normalization.npz  mean and std (C,) and, with config.dataset.zca, zca (D, D) and zca_mean (D,).
 
 In a notebook (CPU; the training data are never loaded):
 
   from alc_jax import inference
-  model = inference.load('runs/my_run')  # weights='reported' | 'teacher' | 'student', run=0
+  model = inference.load('runs/my_run')  # weights='reported' | 'teacher' | 'ema' | 'student'
   probabilities = model.predict(images)  # uint8 (N, H, W, C) -> (N, K)
   model.labels[probabilities.argmax(-1)[0]]
   images = inference.open_images('photos/', model.image_shape)  # a folder, an image or an npz
 
 `weights='reported'` loads the model whose accuracy the run reports as its final one
-(results.json's `reported_model`): the EMA teacher kept in the optimizer state where the method
-has one (alc_jax/ema.py), else the student. `run=K` picks one of the `config.num_runs` runs
-trained side by side. The command-line tools built on this are alc_jax/predict.py,
-alc_jax/evaluate.py and alc_jax/export.py.
+(results.json's `reported_model`): the EMA model kept in the optimizer state where the method
+has one (alc_jax/ema.py: Mean Teacher's 'teacher', FixMatch's 'ema'), else the student. `run=K`
+picks one of the `config.num_runs` runs trained side by side. The command-line tools built on
+this are alc_jax/predict.py, alc_jax/evaluate.py and alc_jax/export.py.
 """
 
 import dataclasses
@@ -47,7 +47,7 @@ from alc_jax.data.normalization import Normalization
 METADATA_FILE = 'inference.json'
 NORMALIZATION_FILE = 'normalization.npz'
 FORMAT = 1  # Of inference.json; raised when its meaning changes.
-WEIGHTS = ('reported', 'teacher', 'student')
+WEIGHTS = ('reported',) + methods.EVALUATED_MODELS  # 'ema': FixMatch's (Method.ema_model).
 
 
 class InferenceError(ValueError):
@@ -67,7 +67,7 @@ def write_metadata(workdir, exp):
       'num_classes': exp.data.num_classes,
       'class_names': None if exp.data.class_names is None else list(exp.data.class_names),
       'reported_model': exp.method.reported_model(exp.config),
-      'models': list(exp.models),  # The weights a checkpoint holds: student (and teacher).
+      'models': list(exp.models),  # The weights a checkpoint holds: student (and teacher or ema).
       'config': exp.config.to_dict(),
   })
 
@@ -106,7 +106,7 @@ class Model:
     normalization: the run's Normalization (statistics and ZCA of its training images).
     image_shape: (H, W, C) the network takes.
     class_names: the run's class names (index = label), or None when its data had none.
-    weights: 'teacher' or 'student', the weights loaded.
+    weights: 'teacher', 'ema' or 'student', the weights loaded.
     run: which of the run's `num_runs` runs.
     step: the training step of the checkpoint.
     batch_size: images per call of the compiled network.
@@ -167,8 +167,8 @@ def load(workdir, weights: str = 'reported', run: int = 0, batch_size: int = 256
 
   Args:
     workdir: the --workdir of a run of alc_jax.main.
-    weights: 'reported' (the model the run reports as its final one: the teacher where the
-      method has one, else the student), 'teacher' or 'student'.
+    weights: 'reported' (the model the run reports as its final one: the EMA model where the
+      method keeps one, else the student), 'teacher', 'ema' or 'student'.
     run: which of the run's config.num_runs runs (0 for an ordinary run).
     batch_size: images per call of the compiled network (`Model.predict`).
 
@@ -191,7 +191,9 @@ def load(workdir, weights: str = 'reported', run: int = 0, batch_size: int = 256
   module = models.create_classifier(config, info['num_classes'])
   state, step = _restore(workdir, _abstract_state(config, module, image_shape,
                                                   info['num_classes']))
-  params, batch_stats = {n: (p, s) for n, p, s in train.models_to_evaluate(state)}[weights]
+  ema_model = next((m for m in info['models'] if m != 'student'), 'teacher')
+  params, batch_stats = {n: (p, s) for n, p, s in
+                         train.models_to_evaluate(state, ema_model)}[weights]
   variables = jax.tree.map(lambda a: a[run], {'params': params, 'batch_stats': batch_stats})
   cpu = jax.devices('cpu')[0]
   names = info['class_names']
@@ -405,7 +407,7 @@ def define_model_flags(purpose):
   Called when a tool runs as a program, so that importing the tools defines no flag."""
   flags.DEFINE_string('workdir', None, f'Workdir of the run whose model {purpose}.')
   flags.DEFINE_enum('weights', 'reported', WEIGHTS,
-                    "'reported': the model the run reports (its teacher where it has one).")
+                    "'reported': the model the run reports (its EMA model where it has one).")
   flags.DEFINE_integer('run', 0, "Which of the run's config.num_runs runs.")
   flags.mark_flag_as_required('workdir')
 

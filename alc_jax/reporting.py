@@ -26,7 +26,7 @@ ACCURACY_KINDS = {'accuracy': '', 'top5': '_top5', 'per_class': '_class'}
 def accuracy_key(model, split='test', kind='accuracy'):
   """The key of a model's accuracy in evaluations.json, results.json and metrics.jsonl ('eval/'
   +): '[<split>_]<model><infix>_accuracy', e.g. 'teacher_accuracy' (test set),
-  'validation_student_top5_accuracy'. `model`: 'student', 'teacher' (train.Experiment.models);
+  'validation_student_top5_accuracy'. `model`: 'student', 'teacher', 'ema' (Experiment.models);
   `kind`: one of ACCURACY_KINDS."""
   prefix = '' if split == 'test' else f'{split}_'
   return f'{prefix}{model}{ACCURACY_KINDS[kind]}_accuracy'
@@ -223,8 +223,9 @@ def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_
   """results.json of a finished run: what ran, the final and best evaluation (per run, from the
   `evaluation_row`s in `history`), their mean/std over runs in %, the final per-class accuracies,
   each run's labeled class shares (`priors`, r of Eq. 14) and the environment.
-  `models`: the models evaluated ('student', 'teacher'); `reported_model`: the one whose accuracy
-  the method reports; `num_labels`: labeled images per run (config.dataset.num_labels resolved);
+  `models`: the models evaluated ('student', 'teacher' or 'ema'); `reported_model`: the one whose
+  accuracy the method reports; `num_labels`: labeled images per run (config.dataset.num_labels
+  resolved);
   `hosts`: which steps ran on which host (alc_jax/host.py: a run reproduces to the digit only on
   the same kind of host)."""
   last = {k: v for k, v in history[-1].items() if k != 'step'}

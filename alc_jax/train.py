@@ -112,22 +112,24 @@ def similarity_monitors(similarity, labels, labeled, true_labels, intermediates)
   return metrics
 
 
-def models_to_evaluate(state):
-  """(name, params, batch_stats) of the student and, where the method has one, the teacher."""
+def models_to_evaluate(state, ema_model='teacher'):
+  """(name, params, batch_stats) of the student and, where the method keeps one, its EMA model,
+  named `ema_model` (the method's: 'teacher', or 'ema' where only evaluation uses it)."""
   models = [('student', state.params, state.batch_stats)]
   teacher = ema.find_teacher(state.opt_state)
   if teacher is not None:
-    models.append(('teacher', teacher.params, teacher.batch_stats))
+    models.append((ema_model, teacher.params, teacher.batch_stats))
   return models
 
 
-def eval_step(state, batch, normalization, *, model, top5):
+def eval_step(state, batch, normalization, *, model, top5, ema_model='teacher'):
   """Correct-prediction counts of each model (eval mode, running BN statistics), in all and per
-  class (for the minority classes of Table 7), and top-5 when `top5` (Table 4)."""
+  class (for the minority classes of Table 7), and top-5 when `top5` (Table 4); the EMA model
+  is named `ema_model` (models_to_evaluate)."""
   x = normalization(batch['image'])
   mask, labels = batch['mask'], batch['label']
   out = {'count': jnp.sum(mask), 'correct': {}, 'class_correct': {}, 'top5_correct': {}}
-  for name, params, stats in models_to_evaluate(state):
+  for name, params, stats in models_to_evaluate(state, ema_model):
     logits = model.apply({'params': params, 'batch_stats': stats}, x, train=False)[0]
     correct = (jnp.argmax(logits, -1) == labels) & mask
     out['correct'][name] = jnp.sum(correct)
@@ -269,8 +271,11 @@ class Experiment:
 
   @property
   def models(self):
-    """The models evaluated: the student and, where the method has one, the teacher."""
-    return ('student', 'teacher') if self.method.has_teacher(self.config) else ('student',)
+    """The models evaluated: the student and, where the method keeps one, its EMA model
+    ('teacher', or 'ema' for FixMatch: `Method.ema_model`)."""
+    if self.method.has_teacher(self.config):
+      return ('student', self.method.ema_model)
+    return ('student',)
 
   @property
   def initial_state(self) -> TrainState:
@@ -443,8 +448,8 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
       accumulating_step, in_shardings=(replicated, replicated) + shardings[1:],
       out_shardings=(replicated, replicated), donate_argnums=(0, 1))
   compiled_eval_step = jax.jit(
-      map_runs(functools.partial(eval_step, model=model, top5=config.eval_top5), runs, loop,
-               in_axes=(0, None, None)),
+      map_runs(functools.partial(eval_step, model=model, top5=config.eval_top5,
+                                 ema_model=method.ema_model), runs, loop, in_axes=(0, None, None)),
       in_shardings=(replicated, eval_sharding, replicated), out_shardings=replicated)
   data.normalization = jax.device_put(data.normalization, replicated)
   return Experiment(

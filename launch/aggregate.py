@@ -77,8 +77,11 @@ def method_label(results):
 
 
 def read_model(results, metric):
-  """The model whose accuracy is read: `metric` ('student', 'teacher'), or with 'auto' the one
-  results.json names as its method's (`reported_model`)."""
+  """The model whose accuracy is read: `metric` ('student', 'teacher', 'ema'), or with 'auto'
+  the one results.json names as its method's (`reported_model`). FixMatch runs from before
+  2026-12-05 recorded their EMA as 'teacher': `--metric ema` reads that there."""
+  if metric == 'ema' and 'ema' not in results.get('models', ['ema']):
+    return 'teacher'  # An older FixMatch run: its EMA was recorded as 'teacher'.
   if metric != 'auto':
     return metric
   if 'reported_model' in results:  # The run says which model its method reports.
@@ -550,7 +553,8 @@ def aggregate(root, out, metric='auto', which='final', split='test',
   os.makedirs(out, exist_ok=True)
   runs = load_runs(root, metric, which, split)
   eval_model = {'auto': "the one each run's method reports (results.json's reported_model, the "
-                        "`eval` column: 'teacher' is Mean Teacher's teacher or FixMatch's EMA)"
+                        "`eval` column: 'teacher' is Mean Teacher's teacher, 'ema' FixMatch's EMA, "
+                        "which runs before 2026-12-05 recorded as 'teacher')"
                 }.get(metric, metric)
   text = [f'# Results under `{root}`', '',
           f'{split.capitalize()} accuracy at the {which} evaluation, mean ± std (ddof 0) over '
@@ -596,7 +600,7 @@ def main(argv=None):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--root', default='runs', help='Searched recursively for results.json.')
   p.add_argument('--out', default='docs', help='Where results.md and the PNGs go.')
-  p.add_argument('--metric', default='auto', choices=('auto', 'student', 'teacher'))
+  p.add_argument('--metric', default='auto', choices=('auto',) + methods.EVALUATED_MODELS)
   p.add_argument('--which', default='final', choices=('final', 'best'))
   p.add_argument('--split', default='test', choices=SPLITS,
                  help='validation: the held-out split that hyperparameters are chosen on.')

@@ -7,9 +7,9 @@
 Each root holds runs of one budget (the sweep's layout, read by launch/aggregate.py's load_runs;
 every run trains with its own cosine schedule over its budget, so this is not one run's curve over
 training). Rows are matched by their directory name; 'a|b' joins names that one row has in
-different roots (the first found in a root is used); 'row:student' or 'row:teacher' reads that
-model, otherwise the model the run reports (aggregate.py's 'auto': the teacher for Mean Teacher,
-FixMatch's EMA where it keeps one). Prints the table it plots: mean ± std over seeds of the final
+different roots (the first found in a root is used); 'row:student', 'row:teacher' or 'row:ema'
+reads that model (aggregate.py's --metric), otherwise the model the run reports (its 'auto': the
+teacher for Mean Teacher, FixMatch's EMA where it keeps one). Prints the table it plots: mean ± std over seeds of the final
 accuracy.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aggregate  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def parse_rows(spec):
@@ -28,9 +29,9 @@ def parse_rows(spec):
   rows = []
   for item in spec.split(','):
     names, _, metric = item.partition(':')
-    if metric not in ('', 'student', 'teacher'):
-      raise ValueError(
-          f"row {item!r}: the model after ':' is 'student' or 'teacher', not {metric!r}")
+    if metric and metric not in methods.EVALUATED_MODELS:
+      raise ValueError(f"row {item!r}: the model after ':' is 'student', 'teacher' or 'ema', "
+                       f"not {metric!r}")
     rows.append((names.split('|'), metric or 'auto'))
   return rows
 
@@ -70,7 +71,7 @@ def main(argv=None):
   p.add_argument('--roots', required=True, help='comma list, one run root per budget')
   p.add_argument('--rows', required=True,
                  help="comma list of row names; 'a|b' joins two names of one row, "
-                      "'a:student' or 'a:teacher' reads that model")
+                      "'a:student', 'a:teacher' or 'a:ema' reads that model")
   p.add_argument('--out', required=True, help='the PNG to write')
   p.add_argument('--split', default='test', choices=('test', 'validation'))
   args = p.parse_args(argv)

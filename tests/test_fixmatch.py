@@ -118,8 +118,8 @@ def test_the_weak_target_is_detached_and_the_strong_view_is_trained(tiny_npz):
 def test_fixmatch_trains_and_reports_its_ema_model(tiny_npz, alc):
   exp = train.create_experiment(tiny_config(tiny_npz, method='fixmatch', **{
       'alc.enabled': alc, 'fixmatch.ema_decay': 0.6}))
-  assert exp.models == ('student', 'teacher')
-  assert exp.method.reported_model(exp.config) == 'teacher'
+  assert exp.models == ('student', 'ema')  # An EMA for evaluation, not a teacher of the loss.
+  assert exp.method.reported_model(exp.config) == 'ema'
   state = exp.initial_state
   teacher = [np.asarray(a) for a in jax.tree.leaves(state.params)]
   decay = exp.config.fixmatch.ema_decay
@@ -138,7 +138,8 @@ def test_fixmatch_trains_and_reports_its_ema_model(tiny_npz, alc):
   for got, want in zip(jax.tree.leaves(ema.get_teacher(state.opt_state).params), teacher):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   result = exp.evaluate(state)
-  assert 'teacher_accuracy' in result and 'student_accuracy' in result
+  assert 'ema_accuracy' in result and 'student_accuracy' in result
+  assert 'teacher_accuracy' not in result
 
 
 def test_fixmatch_without_ema_keeps_no_teacher_and_reports_the_student(tiny_npz):
@@ -153,7 +154,7 @@ def test_fixmatch_without_ema_keeps_no_teacher_and_reports_the_student(tiny_npz)
   for _, batch in zip(range(2), exp.train_batches()):
     state, _ = exp.train_step(state, batch)
   result = exp.evaluate(state)
-  assert 'student_accuracy' in result and 'teacher_accuracy' not in result
+  assert 'student_accuracy' in result and 'ema_accuracy' not in result
 
 
 def test_fixmatch_alc_trains_on_rgb_images_with_the_cifar10_recipe(tmp_path):

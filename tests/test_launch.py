@@ -271,6 +271,22 @@ def test_aggregate_per_class_accuracy_ranks_each_runs_classes_by_its_labels(tmp_
   assert (tmp_path / 'out' / 'per_class_fashion_mnist_imbalanced_1_10.png').stat().st_size > 1000
 
 
+def test_aggregate_reads_the_model_each_run_names():
+  """'auto' reads results.json's reported_model; --metric ema reads FixMatch's EMA, which runs
+  before 2026-12-05 recorded as 'teacher'."""
+  aggregate = _module('aggregate')
+  new_fixmatch = {'method': 'fixmatch', 'models': ['student', 'ema'], 'reported_model': 'ema'}
+  old_fixmatch = {'method': 'fixmatch', 'models': ['student', 'teacher'],
+                  'reported_model': 'teacher'}
+  assert aggregate.read_model(new_fixmatch, 'auto') == 'ema'
+  assert aggregate.read_model(new_fixmatch, 'ema') == 'ema'
+  assert aggregate.read_model(old_fixmatch, 'ema') == 'teacher'
+  assert aggregate.read_model(old_fixmatch, 'student') == 'student'
+  # Before results.json named its models: Mean Teacher's teacher, where it was evaluated.
+  assert aggregate.read_model({'method': 'mean_teacher', 'final': {'teacher_accuracy': [0.5]}},
+                              'auto') == 'teacher'
+
+
 def test_aggregate_pairs_rows_by_seed_against_the_reference_rows(tmp_path):
   """Differences are taken per (seed, split seed) that both rows ran, never across splits."""
   exp = tmp_path / 'runs' / 'fashion_mnist_imbalanced'
@@ -422,8 +438,9 @@ def test_budget_curve_joins_rows_across_roots_and_plots(tmp_path, capsys):
   assert '| MeanTeacher (student) | not run | 69.00 ± 1.00 (n=2) |' in table
   assert out.stat().st_size > 1000
   with pytest.raises(SystemExit):
-    plot.main(['--roots', str(tmp_path / 'long'), '--rows', 'mean_teacher:ema', '--out', str(out)])
-  assert "the model after ':' is 'student' or 'teacher', not 'ema'" in capsys.readouterr().err
+    plot.main(['--roots', str(tmp_path / 'long'), '--rows', 'mean_teacher:best', '--out', str(out)])
+  assert "the model after ':' is 'student', 'teacher' or 'ema', not 'best'" in (
+      capsys.readouterr().err)
 
 
 # --- alc_study.sh -------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ _ALL = (Supervised(), PseudoLabel(), PiModel(), MeanTeacher(), SNTG(), VAT(), VA
         FixMatch())
 REGISTRY = {method.name: method for method in _ALL}
 NAMES = tuple(REGISTRY)  # Every valid config.method: the paper's order of Table 2, then FixMatch.
+# The models a run may evaluate and save: the student and the methods' `ema_model`s.
+EVALUATED_MODELS = ('student',) + tuple(dict.fromkeys(method.ema_model for method in _ALL))
 
 
 def get(name: str) -> base.Method:

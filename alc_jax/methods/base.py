@@ -100,6 +100,9 @@ class Method:
   labeled_only = False  # Its batches hold labeled rows only (config.labeled_batch_size unused).
   config_block = None  # The config section of its own settings (config.<block>), if any.
   needs_similarity = False  # The student's pass also computes ALC's S (alc.WithALC).
+  # The name its EMA model (when `has_teacher`) is evaluated, reported and loaded under:
+  # 'teacher' where the loss learns from it (Eq. 2-3), 'ema' where only evaluation uses it.
+  ema_model = 'teacher'
 
   def has_teacher(self, config) -> bool:
     """Whether runs of `config` keep an EMA teacher (SNTG: as its base does)."""
@@ -107,7 +110,7 @@ class Method:
     return self.uses_teacher
 
   def reported_model(self, config) -> str:
-    """The model whose accuracy the method's papers report: 'teacher' or 'student'."""
+    """The model whose accuracy the method's papers report: 'student' or its `ema_model`."""
     del config
     return 'student'
 

@@ -37,6 +37,7 @@ class FixMatch(base.Method):
   name = 'fixmatch'
   label = 'FixMatch'
   config_block = 'fixmatch'
+  ema_model = 'ema'  # An EMA for evaluation only: the loss has no teacher.
 
   def has_teacher(self, config):
     # The EMA model that evaluation reports (not used by the loss); none at ema_decay = 0.
@@ -44,7 +45,7 @@ class FixMatch(base.Method):
 
   def reported_model(self, config):
     # The EMA of the weights, as FixMatch evaluates; the student when there is no EMA.
-    return 'teacher' if self.has_teacher(config) else 'student'
+    return self.ema_model if self.has_teacher(config) else 'student'
 
   def ema_decay(self, config):
     return config.fixmatch.ema_decay
