@@ -1,6 +1,6 @@
 """Config checks that run before anything compiles; each error says what to change."""
 
-from alc_jax import attention, losses, methods, models, workdir_io
+from alc_jax import attention, losses, methods, models, runs, workdir_io
 from alc_jax.methods import alc as alc_method, sntg, vat
 from alc_jax.data import datasets, imagenet, pipeline, splits, tfds_data
 # Fields that may differ between a run and its resumption (they change no result).
@@ -70,7 +70,7 @@ def validate(config, num_devices=1):
     raise ConfigError(f'dataset {config.dataset.name!r} needs --config.dataset.path=...')
   if config.num_runs < 1:
     raise ConfigError(f'config.num_runs={config.num_runs} must be >= 1.')
-  _choice(config.run_batching, ('auto', 'vmap', 'loop'), 'run_batching')
+  _choice(config.run_batching, runs.RUN_BATCHINGS, 'run_batching')
   if methods.get(config.method).labeled_only:
     if config.labeled_batch_size not in (0, config.batch_size):
       raise ConfigError(

@@ -35,7 +35,7 @@ steps):
    on.
 
 The fourth CPU default is in the trainer: `num_runs > 1` runs its runs by a loop inside the one
-jitted step on the CPU, by vmap elsewhere (config.run_batching, alc_jax/train.py).
+jitted step on the CPU, by vmap elsewhere (config.run_batching, alc_jax/runs.py).
 
 Nothing changes where the CPU is not JAX's default backend: if an accelerator plugin (a
 `jax_plugins` package or libtpu) is installed and JAX_PLATFORMS does not start with 'cpu',

@@ -2,7 +2,7 @@
 
 Every step maps over `config.num_runs` independent runs (leading axis R of the state and the
 batch; R = 1 for an ordinary run): by vmap on GPU/TPU, by a loop over the runs inside the one
-jitted program on the CPU (`config.run_batching`, see `map_runs`). It is data-parallel over all
+jitted program on the CPU (`config.run_batching`, see `runs.map_runs`). It is data-parallel over all
 devices of all hosts: the batch axis is sharded over the mesh axis 'data', the state is
 replicated. BatchNorm statistics and the ALC similarity are therefore computed over the global
 batch, as on one device. On the CPU, the entry points' `cpu_setup.configure()` made one device
@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from alc_jax import attention, checkpointing, config_lib, ema, methods, models, reporting
-from alc_jax import host, inference, workdir_io, workdir_lock
+from alc_jax import host, inference, runs as runs_lib, workdir_io, workdir_lock
 from alc_jax.data import DataError, pipeline
 
 
@@ -257,16 +257,16 @@ class Experiment:
   model: Any
   method: methods.Method
   devices: list  # Of the mesh (mesh_devices).
-  run_loop: bool  # The runs are mapped by a loop, not vmap (use_run_loop).
+  run_loop: bool  # The runs are mapped by a loop, not vmap (runs.use_run_loop).
   replicated: Any  # The sharding of the state (every device holds all of it).
   # jit(vmap(init_state)): the state of every run at step 0; called by `initial_state`.
   init_fn: Any
-  # jit(map_runs(train_step)): (state, global batch, normalization) -> (state, metrics).
+  # jit(runs.map_runs(train_step)): (state, global batch, normalization) -> (state, metrics).
   compiled_train_step: Any
   # The same, accumulating the metrics on the device: (state, totals, batch, normalization) ->
   # (state, totals); what the training loop runs (see accumulate_metrics).
   compiled_accumulating_step: Any
-  # jit(map_runs(eval_step)): (state, global eval batch, normalization) -> counts per run.
+  # jit(runs.map_runs(eval_step)): (state, global eval batch, normalization) -> counts per run.
   compiled_eval_step: Any
 
   @property
@@ -343,34 +343,6 @@ def mesh_devices(batch_size):
   return devices
 
 
-def use_run_loop(config):
-  """Whether the runs of a step are mapped by a loop (True) or by vmap (config.run_batching).
-
-  'auto' loops on the CPU: vmap over runs with per-run weights turns every convolution into a
-  grouped convolution, which XLA:CPU runs badly (num_runs=4 made each image 3.5x slower,
-  docs/performance.md), while the loop gave 1.25-1.43x the images/s of a single run for 2-4 runs
-  (lax.map/scan over the runs were far worse). On GPU/TPU vmap is the win (4 runs: 2.8x the time
-  of one on an H100).
-  """
-  if config.run_batching == 'auto':
-    return config.num_runs > 1 and jax.default_backend() == 'cpu'
-  return config.run_batching == 'loop'
-
-
-def map_runs(fn, num_runs, loop, in_axes=0):
-  """jax.vmap(fn, in_axes) over the leading run axis, or the same by a Python loop over the runs
-  (unrolled in the jitted program, outputs stacked): equal results up to float rounding."""
-  if not loop:
-    return jax.vmap(fn, in_axes=in_axes)
-
-  def looped(*args):
-    axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
-    outs = [fn(*(a if ax is None else jax.tree.map(lambda x, r=r: x[r], a)
-                 for a, ax in zip(args, axes))) for r in range(num_runs)]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-  return looped
-
-
 def _check_image_size(backbone, image_shape, config):
   """Images too small for the backbone fail here, before compiling (inside JAX they would fail
   as a ZeroDivisionError in a pooling window), saying which sizes work."""
@@ -425,14 +397,15 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
   step_fn = functools.partial(train_step, method=method, model=model, tx=tx, config=config,
                               schedule=schedule,
                               rampup_steps=config.consistency_rampup_epochs * steps_per_epoch)
-  loop = use_run_loop(config)
+  loop = runs_lib.use_run_loop(config)
 
   def run_step(state, batch, normalization):
     # The normalisation (and a ZCA matrix) is an argument, not a constant baked into the program.
     step_keys = jax.vmap(lambda k, s: jax.random.key_data(
         jax.random.fold_in(jax.random.wrap_key_data(k), s)))(state.rng, state.step)
-    return map_runs(lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k), normalization),
-                    runs, loop)(state, batch, step_keys)
+    return runs_lib.map_runs(
+        lambda st, b, k: step_fn(st, b, jax.random.wrap_key_data(k), normalization),
+        runs, loop)(state, batch, step_keys)
 
   shardings = (replicated, batch_sharding, replicated)
   compiled_train_step = jax.jit(run_step, in_shardings=shardings,
@@ -448,7 +421,7 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
       accumulating_step, in_shardings=(replicated, replicated) + shardings[1:],
       out_shardings=(replicated, replicated), donate_argnums=(0, 1))
   compiled_eval_step = jax.jit(
-      map_runs(functools.partial(eval_step, model=model, top5=config.eval_top5,
+      runs_lib.map_runs(functools.partial(eval_step, model=model, top5=config.eval_top5,
                                  ema_model=method.ema_model), runs, loop, in_axes=(0, None, None)),
       in_shardings=(replicated, eval_sharding, replicated), out_shardings=replicated)
   data.normalization = jax.device_put(data.normalization, replicated)

@@ -63,7 +63,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=wrong-import-position
 
-from alc_jax import cpu_setup, host, losses, methods, train  # pylint: disable=wrong-import-position
+from alc_jax import cpu_setup, host, losses, methods, runs, train  # pylint: disable=wrong-import-position
 from alc_jax import models as models_lib  # pylint: disable=wrong-import-position
 from configs import common, default  # pylint: disable=wrong-import-position
 
@@ -612,7 +612,7 @@ def vectorized_section(args, npz, model, results):
   images = n * args.batch_size * (args.steps + 2)  # Compile step + warm-up + timed steps.
   seq_step = statistics.median(t for r in seq for t in r['step_times_s'])
   auto = make_config(args, npz, model, 'mean_teacher_alc', num_runs=n)  # run_batching=auto.
-  auto_mode = 'loop' if train.use_run_loop(auto) else 'vmap'
+  auto_mode = 'loop' if runs.use_run_loop(auto) else 'vmap'
   results['vectorized'] = {'num_runs': n, 'default': auto_mode, **together, 'sequential': seq,
                            'sequential_wall_s': seq_wall}
   print(f'{"mode":<32} {"img/s (steps)":>14} {"img/s (with compile)":>21} {"wall s":>8} '

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from alc_jax import ema, methods, train
+from alc_jax import ema, methods, runs, train
 from tests.conftest import tiny_config
 
 
@@ -103,9 +103,9 @@ def test_run_batching_auto_loops_over_runs_on_the_cpu_only(tiny_npz):
   # A loop on the CPU (vmap's grouped convolutions are slow there), vmap on GPU/TPU; one run is
   # never looped.
   on_cpu = jax.default_backend() == 'cpu'
-  for runs, mode, loop in ((2, 'auto', on_cpu), (1, 'auto', False), (2, 'vmap', False),
-                           (2, 'loop', True), (1, 'loop', True)):
-    assert train.use_run_loop(tiny_config(tiny_npz, num_runs=runs, run_batching=mode)) == loop
+  for num_runs, mode, loop in ((2, 'auto', on_cpu), (1, 'auto', False), (2, 'vmap', False),
+                               (2, 'loop', True), (1, 'loop', True)):
+    assert runs.use_run_loop(tiny_config(tiny_npz, num_runs=num_runs, run_batching=mode)) == loop
 
 
 @pytest.mark.parametrize('run_batching', ['vmap', 'loop'])
