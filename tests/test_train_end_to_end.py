@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from alc_jax import train
+from alc_jax import checkpointing, train
 from tests.conftest import ROOT, TEST_XLA_FLAGS, tiny_config
 
 
@@ -109,7 +110,7 @@ def test_imagenet_config_trains_under_mock_data(tmp_path):
 
 
 def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_npz, tmp_path,
-                                                                          capsys):
+                                                                          capsys, monkeypatch):
   workdir = str(tmp_path / 'run')
   config = tiny_config(tiny_npz, num_train_steps=4, eval_every_steps=2, checkpoint_every_steps=2)
   train.train_and_evaluate(config, workdir)
@@ -136,3 +137,16 @@ def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_n
   assert results['best']['student_accuracy'] == [1.5]
   assert results['best']['teacher_accuracy'][0] <= 1.0
   assert [r['step'] for r in json.loads(record.read_text())] == [2, 4, 6]
+  # A checkpoint the storage cannot serve now is an error before anything is written: the logs
+  # are not cut back to a step the run would restart from (issue 28).
+  logs = {name: (tmp_path / 'run' / name).read_bytes()
+          for name in ('metrics.jsonl', 'evaluations.json')}
+
+  def unavailable(self, target):
+    del self, target
+    raise checkpointing.CheckpointUnavailable(5, 'the checkpoint could not be read')
+  monkeypatch.setattr(checkpointing.Manager, 'restore_latest', unavailable)
+  config.num_train_steps = 8
+  with pytest.raises(checkpointing.CheckpointUnavailable):
+    train.train_and_evaluate(config, workdir)
+  assert logs == {name: (tmp_path / 'run' / name).read_bytes() for name in logs}
