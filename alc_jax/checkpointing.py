@@ -233,8 +233,8 @@ class Manager:
   def _unavailable(self, path, error):
     """The CheckpointUnavailable for a failed read of the checkpoint at `path`."""
     return CheckpointUnavailable(
-        _errno(error), f'the checkpoint {path} could not be read ({_describe(error)}). It may well be '
-        f'intact, so nothing was skipped or moved: rerun the same command once the storage '
+        _errno(error), f'the checkpoint {path} could not be read ({_describe(error)}). It may well '
+        f'be intact, so nothing was skipped or moved: rerun the same command once the storage '
         f'answers again (check its permissions, mount or network).')
 
   @staticmethod

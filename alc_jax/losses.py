@@ -134,8 +134,8 @@ def label_consistency(similarity: Array, outputs: Array, pairwise_scale: str = '
   sum_j sum_i S[j, i] ||outputs[i] - outputs[j]||^2 in O(B^2 + BK) memory (`_pairwise_sum`).
 
   entropy_weight = beta > 0 adds beta * sum_j sum_i S[j, i] log S[j, i] (minus the row entropies),
-  divided by the same pairwise_divisor. Over a row of S (a distribution) the sum is then minimised by
-  softmax_i(-||o_i - o_j||^2 / beta) instead of a one-hot row: the attention head has a finite
+  divided by the same pairwise_divisor. Over a row of S (a distribution) the sum is then minimised
+  by softmax_i(-||o_i - o_j||^2 / beta) instead of a one-hot row: the attention head has a finite
   target and its logits stop growing (the paper's beta = 0 has no such minimiser).
 
   Args:
@@ -159,10 +159,10 @@ def decoupled_label_consistency(similarity: Array, outputs: Array, targets: Arra
                                 pairwise_scale: str = 'batch') -> Array:
   """Eq. 13 with S and the neighbours as fixed targets (the 'decoupled' graph).
 
-  sum_j sum_i sg(S[j, i]) ||outputs[j] - sg(targets[i])||^2 / pairwise_divisor: each sample's output is
-  pulled towards the targets (teacher predictions, or labels) of the samples S says are its
-  neighbours. No gradient reaches S or the targets, so Eq. 13 cannot move S towards one-hot rows;
-  the head is trained by `graph_loss` instead.
+  sum_j sum_i sg(S[j, i]) ||outputs[j] - sg(targets[i])||^2 / pairwise_divisor: each sample's
+  output is pulled towards the targets (teacher predictions, or labels) of the samples S says are
+  its neighbours. No gradient reaches S or the targets, so Eq. 13 cannot move S towards one-hot
+  rows; the head is trained by `graph_loss` instead.
   """
   s = jax.lax.stop_gradient(_f32(similarity))
   o, t = _f32(outputs), jax.lax.stop_gradient(_f32(targets))

@@ -225,9 +225,8 @@ def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_
   each run's labeled class shares (`priors`, r of Eq. 14) and the environment.
   `models`: the models evaluated ('student', 'teacher' or 'ema'); `reported_model`: the one whose
   accuracy the method reports; `num_labels`: labeled images per run (config.dataset.num_labels
-  resolved);
-  `hosts`: which steps ran on which host (alc_jax/host.py: a run reproduces to the digit only on
-  the same kind of host)."""
+  resolved); `hosts`: which steps ran on which host (alc_jax/host.py: a run reproduces to the
+  digit only on the same kind of host)."""
   last = {k: v for k, v in history[-1].items() if k != 'step'}
   final = {k: v for k, v in last.items() if not is_per_class(v)}
   best = {k: np.max([row[k] for row in history if k in row], axis=0) for k in final}

@@ -2,7 +2,7 @@
 
 Every step maps over `config.num_runs` independent runs (leading axis R of the state and the
 batch; R = 1 for an ordinary run): by vmap on GPU/TPU, by a loop over the runs inside the one
-jitted program on the CPU (`config.run_batching`, see `runs.map_runs`). It is data-parallel over all
+jitted program on the CPU (`config.run_batching`, alc_jax/runs.py). It is data-parallel over all
 devices of all hosts: the batch axis is sharded over the mesh axis 'data', the state is
 replicated. BatchNorm statistics and the ALC similarity are therefore computed over the global
 batch, as on one device. On the CPU, the entry points' `cpu_setup.configure()` made one device
@@ -304,7 +304,7 @@ class Experiment:
     return self.data.train_batches(start_step)
 
   def evaluate(self, state, name='test'):
-    """Accuracies (per run) of each model (student; teacher where the method has one) on the
+    """Accuracies (per run) of each model (the student; its EMA model where it keeps one) on the
     evaluation set `name`, under reporting.accuracy_key(model, name, kind): the accuracy (R,),
     that of each class (R, K) and, with config.eval_top5, the top-5 accuracy (R,); e.g.
     teacher_accuracy on the test set, validation_student_class_accuracy."""
@@ -422,7 +422,8 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
       out_shardings=(replicated, replicated), donate_argnums=(0, 1))
   compiled_eval_step = jax.jit(
       runs_lib.map_runs(functools.partial(eval_step, model=model, top5=config.eval_top5,
-                                 ema_model=method.ema_model), runs, loop, in_axes=(0, None, None)),
+                                          ema_model=method.ema_model),
+                        runs, loop, in_axes=(0, None, None)),
       in_shardings=(replicated, eval_sharding, replicated), out_shardings=replicated)
   data.normalization = jax.device_put(data.normalization, replicated)
   return Experiment(

@@ -63,7 +63,8 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=wrong-import-position
 
-from alc_jax import cpu_setup, host, losses, methods, runs, train  # pylint: disable=wrong-import-position
+from alc_jax import cpu_setup, host, losses, methods, train  # pylint: disable=wrong-import-position
+from alc_jax import runs  # pylint: disable=wrong-import-position
 from alc_jax import models as models_lib  # pylint: disable=wrong-import-position
 from configs import common, default  # pylint: disable=wrong-import-position
 

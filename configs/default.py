@@ -180,7 +180,9 @@ def get_config(row=None):
   config.model.name = 'cnn13'  # cnn13, wrn28_2, resnet18, tiny_cnn (quick checks, the tests).
   # Channel multiplier for CPU-sized runs (1.0 = the published network, Table 1).
   config.model.width = 1.0
-  config.model.dropout = 0.5  # After each pooling of CNN-13 (reference) and TinyCNN; WRN and ResNet-18 have none (another value is refused).
+  # Dropout after each pooling of CNN-13 (reference) and TinyCNN; WRN and ResNet-18 have none
+  # (another value is refused for them).
+  config.model.dropout = 0.5
   # BatchNorm running-average momentum (every backbone; the ImageNet recipe gives ResNet-18
   # torchvision's 0.9). The Mean Teacher TF reference uses 0.999
   # (tuned for 100k+ steps), its PyTorch version 0.9 (torch's 0.1). With 0.999 the running

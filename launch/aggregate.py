@@ -41,7 +41,8 @@ for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     sys.path.insert(0, path)
 
 import paper_numbers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from alc_jax import host, methods, reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax import host, methods  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax import reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The methods' names in tables: the registry's labels (alc_jax/methods/).
 NAMES = {name: method.label for name, method in methods.REGISTRY.items()}

@@ -9,8 +9,8 @@ every run trains with its own cosine schedule over its budget, so this is not on
 training). Rows are matched by their directory name; 'a|b' joins names that one row has in
 different roots (the first found in a root is used); 'row:student', 'row:teacher' or 'row:ema'
 reads that model (aggregate.py's --metric), otherwise the model the run reports (its 'auto': the
-teacher for Mean Teacher, FixMatch's EMA where it keeps one). Prints the table it plots: mean ± std over seeds of the final
-accuracy.
+teacher for Mean Teacher, FixMatch's EMA where it keeps one). Prints the table it plots: mean ±
+std over seeds of the final accuracy.
 """
 
 import argparse
