@@ -118,3 +118,20 @@ def test_paired_steps_compiles_a_variant_with_the_xla_option_it_names(tmp_path):
   with pytest.raises(Exception, match='xla_cpu_not_an_option'):
     bench.Runner(config, {'xla_cpu_not_an_option': True})
   assert bench.Runner(config, {'xla_cpu_enable_fast_min_max': True}).step() > 0
+
+
+def test_core_equivalence_cases_are_configs_that_run(tiny_npz):
+  """bench/core_equivalence.py's 28 cases pass config_lib.validate as the script builds them (a
+  4-minute script that failed at its first case would only be found when a restructuring needs
+  it)."""
+  from alc_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(ROOT, 'bench'))
+  try:
+    import core_equivalence  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.remove(os.path.join(ROOT, 'bench'))
+  cases = core_equivalence.cases()
+  assert len(cases) == 28
+  for overrides in cases.values():
+    config_lib.validate(tiny_config(tiny_npz, num_runs=2, **overrides), num_devices=1)
