@@ -13,6 +13,7 @@ from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts  # orbax's storage layer (a dependency of orbax).
 
 from alc_jax import workdir_io
 
@@ -130,6 +131,25 @@ def tree_differences(saved, target):
       out.append(f'{_path_name(key)} is {s_dtype}{list(s_shape or ())} in the checkpoint but '
                  f'{t_dtype}{list(t_shape or ())} here')
   return out
+
+
+# The OCDBT keys of the arrays' zarr metadata, which orbax's metadata() reads.
+_ZARR_METADATA_KEYS = (b'.zarray', b'.zattrs', b'.zgroup', b'zarr.json')
+
+
+def _read_ocdbt_metadata(item):
+  """Reads the index and the arrays' metadata of the OCDBT database in `item` (orbax's layout
+  since 0.5, `manifest.ocdbt`), one key after another; raises what tensorstore raises if they do
+  not decode. orbax's metadata() reads the same keys concurrently under asyncio.run, and when one
+  fails it closes the event loop while the others are in flight: each of them then printed a
+  traceback ("RuntimeError: Event loop is closed"), hundreds of lines under the one-line notice
+  of a truncated checkpoint. Local directories only; elsewhere orbax reads first."""
+  if workdir_io.is_remote(str(item)) or not (item / 'manifest.ocdbt').exists():
+    return
+  store = ts.KvStore.open({'driver': 'ocdbt', 'base': f'file://{os.path.abspath(item)}/'}).result()
+  for key in store.list().result():
+    if key.endswith(_ZARR_METADATA_KEYS):
+      store.read(key).result()
 
 
 class Manager:
@@ -251,6 +271,7 @@ class Manager:
     are diagnosed like a failed restore."""
     try:
       item = self._item_dir(path)
+      _read_ocdbt_metadata(item)
       handler = ocp.StandardCheckpointHandler()
       try:
         metadata = handler.metadata(item)

@@ -6,6 +6,8 @@ tests/test_reliability.py.)"""
 import shutil
 
 import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
 
 from alc_jax import checkpointing
 from tests.conftest import corrupt_checkpoint
@@ -48,6 +50,24 @@ def test_fallback_past_a_truncated_checkpoint_in_process(tmp_path, capsys):
   # Moved aside, so that the resumed run can write step 3 again (orbax skips a step it has).
   assert (tmp_path / '3.unreadable').is_dir() and not (tmp_path / '3').exists()
   assert (tmp_path / '2').is_dir() and (tmp_path / '1').is_dir()
+
+
+def test_orbax_never_reads_a_truncated_checkpoint_concurrently(tmp_path, monkeypatch):
+  """orbax's metadata() reads every array's metadata at once under asyncio.run; on a truncated
+  checkpoint the reads still in flight when the first fails each printed a traceback ("Event
+  loop is closed", up to hundreds of lines in a CLI rerun). The metadata is read first one key
+  at a time, so orbax reads only the checkpoint that decodes."""
+  _save(tmp_path, (1, 2, 3))
+  corrupt_checkpoint(tmp_path / '3')
+  read = []
+  original = ocp.StandardCheckpointHandler.metadata
+
+  def metadata(self, directory):
+    read.append(epath.Path(directory).parent.name)
+    return original(self, directory)
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, 'metadata', metadata)
+  _, step = checkpointing.Manager(str(tmp_path), max_to_keep=3).restore_latest(_small_state(0))
+  assert step == 2 and read == ['2']
 
 
 def test_fallback_past_a_truncated_tree_metadata_file(tmp_path, capsys):
