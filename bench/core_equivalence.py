@@ -81,9 +81,13 @@ def teacher_of(state):
   return {'params': ema.teacher_params(state.opt_state), 'batch_stats': state.teacher_batch_stats}
 
 
+def case_config(npz, overrides):
+  """The config a case trains: the suite's tiny config, 2 runs, the case's overrides."""
+  return tiny_config(npz, num_runs=2, **overrides)
+
+
 def run_case(npz, overrides, steps=5):
-  config = tiny_config(npz, num_runs=2, **overrides)
-  exp = train.create_experiment(config)
+  exp = train.create_experiment(case_config(npz, overrides))
   state = exp.initial_state
   out = {}
   for step, batch in zip(range(steps), exp.train_batches()):

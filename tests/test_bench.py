@@ -90,6 +90,14 @@ def test_bench_cpu_levers_runs_and_peer_tiny(tmp_path):
     assert 'levers: all on (the default)' in text
 
 
+def _bench_modules(*names):
+  """Scripts of bench/ as modules; they import their sibling bench.py by name, as when run."""
+  sys.path.insert(0, os.path.join(ROOT, 'bench'))
+  try:
+    return [importlib.import_module(name) for name in names]
+  finally:
+    sys.path.remove(os.path.join(ROOT, 'bench'))
+
 
 def test_paired_steps_compiles_a_variant_with_the_xla_option_it_names(tmp_path):
   """bench/paired_steps.py --xla-option NAME=VALUE: parsed to a typed option, refused when it is
@@ -97,12 +105,7 @@ def test_paired_steps_compiles_a_variant_with_the_xla_option_it_names(tmp_path):
   the option reaches it; a real one compiles and steps)."""
   import argparse  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, os.path.join(ROOT, 'bench'))
-  try:
-    import bench  # pylint: disable=g-import-not-at-top
-    import paired_steps  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.remove(os.path.join(ROOT, 'bench'))
+  bench, paired_steps = _bench_modules('bench', 'paired_steps')
   assert paired_steps.xla_option('xla_cpu_prefer_vector_width=512') == (
       'xla_cpu_prefer_vector_width', 512)
   assert paired_steps.xla_option('xla_cpu_use_xnnpack=False') == ('xla_cpu_use_xnnpack', False)
@@ -125,13 +128,8 @@ def test_core_equivalence_cases_are_configs_that_run(tiny_npz):
   4-minute script that failed at its first case would only be found when a restructuring needs
   it)."""
   from alc_jax import config_lib  # pylint: disable=g-import-not-at-top
-  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, os.path.join(ROOT, 'bench'))
-  try:
-    import core_equivalence  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.remove(os.path.join(ROOT, 'bench'))
+  core_equivalence, = _bench_modules('core_equivalence')
   cases = core_equivalence.cases()
   assert len(cases) == 28
   for overrides in cases.values():
-    config_lib.validate(tiny_config(tiny_npz, num_runs=2, **overrides), num_devices=1)
+    config_lib.validate(core_equivalence.case_config(tiny_npz, overrides), num_devices=1)
