@@ -123,6 +123,34 @@ def test_paired_steps_compiles_a_variant_with_the_xla_option_it_names(tmp_path):
   assert bench.Runner(config, {'xla_cpu_enable_fast_min_max': True}).step() > 0
 
 
+def test_profile_step_charges_time_between_thunks_to_the_convolution_before_it():
+  """bench/profile_step.py's tallies of a trace: each instruction's own time by category, and
+  per device the untraced stretches (an Eigen convolution works after its thunk returns) charged
+  to the last convolution launched since the previous stretch, else to the instruction that
+  ended last; a stretch between two steps (run_ids) is the host's."""
+  (profile_step,) = _bench_modules('profile_step')
+  names = {'conv': 'b/conv1a/conv_general_dilated', 'bn': 'b/bn1a/reduce_sum',
+           'noise': 'jit(_normal)/erf_inv', 'conv2': 'b/conv2a/conv_general_dilated'}
+
+  def thunk(name, ts, dur, device, run):
+    return {'ph': 'X', 'name': name, 'ts': ts, 'dur': dur,
+            'args': {'device_ordinal': device, 'run_id': run}}
+
+  events = [thunk('conv', 0, 1, '0', 'a'), thunk('bn', 1, 1, '0', 'a'),  # Ends last, at 2.
+            thunk('bn', 11, 2, '0', 'a'),  # 9 us after: conv's, launched in that stretch.
+            thunk('noise', 12, 4, '0', 'a'),  # Overlaps bn: no gap; ends last (16).
+            thunk('conv2', 18, 1, '0', 'a'),  # 2 us after noise, no convolution launched.
+            thunk('conv', 30, 1, '0', 'b'),  # The next step: 11 us of the host.
+            thunk('bn', 0, 5, '1', 'a'), thunk('conv', 9, 1, '1', 'a'),  # 4 us after bn.
+            {'ph': 'X', 'name': 'Rendezvous', 'ts': 20, 'dur': 50},  # Not an instruction.
+            {'ph': 'i', 'name': 'conv', 'ts': 40}]
+  thunks, gaps = profile_step.device_time(events, names)
+  assert dict(thunks.totals) == {'convolutions': 4, 'BatchNorm': 8, 'random bits': 4}
+  assert dict(gaps.totals) == {'convolutions': 9, 'random bits': 2, 'BatchNorm': 4,
+                               'between steps': 11}
+  assert gaps.parts['convolutions'] == {'conv  b/conv1a/conv_general_dilated': 9}
+
+
 def test_core_equivalence_cases_are_configs_that_run(tiny_npz):
   """bench/core_equivalence.py's 28 cases pass config_lib.validate as the script builds them (a
   4-minute script that failed at its first case would only be found when a restructuring needs
