@@ -96,6 +96,29 @@ def test_method_wrappers_forward_every_hook():
     assert getattr(wrapped, attribute) == getattr(methods.get('fixmatch'), attribute)
 
 
+def test_each_method_declares_the_views_it_draws():
+  """Method.view_keys: the augmented views loss_fn draws together (augment.augment_views) for
+  the method's passes; a pass that asks Step.view for another one fails, naming view_keys."""
+  from alc_jax.methods import alc, base  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  two, one = ('augment', 'augment2'), ('augment',)
+  want = {'supervised': one, 'pseudo_label': one, 'pi_model': two, 'mean_teacher': two,
+          'sntg': two, 'vat': one, 'vat_entmin': one, 'fixmatch': ()}
+  assert {name: methods.get(name).view_keys(config) for name in methods.NAMES} == want
+  for name in methods.NAMES:
+    assert alc.WithALC(methods.get(name)).view_keys(config) == want[name]
+  config.sntg.base = 'pi_model'
+  assert methods.get('sntg').view_keys(config) == two
+  step = base.Step(params=None, state=None, images=None, normalization=None, x=None,
+                   labels=None, labeled=None, keys={}, model=None, config=config, ramp=None,
+                   views={'augment': 'the first view'})
+  assert step.view('augment') == 'the first view'
+  with pytest.raises(KeyError, match=r"'augment2' was not drawn: add it to the method's "
+                     r"view_keys \(drawn: \['augment'\]\)"):
+    step.view('augment2')
+
+
 def test_diagnostic_labels_never_reach_the_loss(tiny_npz):
   paper = {'alc.enabled': True, **common.PAPER_ALC}
   exp = train.create_experiment(tiny_config(tiny_npz, **paper))

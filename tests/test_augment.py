@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alc_jax.data.augment import augment
+from alc_jax import cpu_setup
+from alc_jax.data.augment import augment, augment_views
 from alc_jax.data.normalization import Normalization, normalize
 
 
@@ -94,6 +95,47 @@ def test_jit_and_vmap(images):
   out = jax.jit(jax.vmap(fn))(keys, runs)
   assert out.shape == runs.shape
   np.testing.assert_allclose(out[1], fn(keys[1], runs[1]), atol=1e-6)
+
+
+def test_views_drawn_together_equal_one_draw_each(images):
+  """augment_views draws all views' noise in one call (faster on the CPU); each view is still
+  the translation and flip of its key plus noise_std * normal(its key's noise key): bit for bit
+  as the trainer compiles on the CPU (XLA's optimisations and fusion emitters on, threefry
+  unrolled), within float32 rounding as tests/conftest.py compiles (the multiply-adds that XLA
+  fuses differ)."""
+  keys = list(jax.random.split(jax.random.key(8), 3))
+
+  def one_by_one(keys, x):
+    views = []
+    for k in keys:
+      view = augment(k, x, 2, True, 0.0)
+      noise_key = jax.random.split(k, 3)[2]
+      views.append(view + 0.15 * jax.random.normal(noise_key, view.shape, view.dtype))
+    return views
+
+  def compare(check, options=None):
+    together = lambda keys, x: augment_views(keys, x, 2, True, 0.15)
+    for n in (1, 2, 3):
+      got, want = [jax.jit(f).lower(keys[:n], images).compile(options)(keys[:n], images)
+                   for f in (together, one_by_one)]
+      assert len(got) == n
+      for view, reference in zip(got, want):
+        check(view, reference)
+
+  compare(functools.partial(np.testing.assert_allclose, rtol=0, atol=3e-7))
+  if jax.default_backend() != 'cpu':
+    return
+  disabled = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', False)
+  cpu_setup.lower_threefry(True)
+  try:
+    compare(np.testing.assert_array_equal, {'xla_cpu_use_fusion_emitters': True})
+  finally:
+    jax.config.update('jax_disable_most_optimizations', disabled)
+    cpu_setup.lower_threefry('threefry' in cpu_setup.applied)
+  np.testing.assert_array_equal(augment(keys[1], images, 2, True, 0.15),
+                                augment_views(keys, images, 2, True, 0.15)[1])
+  assert not augment_views([], images)
 
 
 def test_normalize_matches_numpy():

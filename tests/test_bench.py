@@ -105,6 +105,8 @@ def test_paired_steps_compiles_a_variant_with_the_xla_option_it_names(tmp_path):
   the option reaches it; a real one compiles and steps)."""
   import argparse  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
   bench, paired_steps = _bench_modules('bench', 'paired_steps')
   assert paired_steps.xla_option('xla_cpu_prefer_vector_width=512') == (
       'xla_cpu_prefer_vector_width', 512)
@@ -114,6 +116,11 @@ def test_paired_steps_compiles_a_variant_with_the_xla_option_it_names(tmp_path):
       paired_steps.xla_option(bad)
   assert paired_steps.label(('max_pool_2x2', True, False, ('xla_cpu_use_xnnpack', True))) == (
       'max_pool_2x2, threefry unrolled, xla_cpu_use_xnnpack=True')
+  # --views-one-by-one: the views as drawn before augment_views, the same values.
+  keys, images = list(jax.random.split(jax.random.key(0), 2)), jnp.ones((4, 6, 6, 3))
+  for old, new in zip(paired_steps.views_one_by_one(keys, images, 2, True, 0.15),
+                      paired_steps.AUGMENT_VIEWS(keys, images, 2, True, 0.15)):
+    np.testing.assert_allclose(old, new, rtol=0, atol=3e-7)
   if jax.default_backend() != 'cpu':
     return  # The options below are XLA:CPU's.
   config = bench.synthetic_step_config(str(tmp_path), 'tiny_cnn', 'supervised', 0.0625,

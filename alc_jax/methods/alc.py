@@ -40,6 +40,9 @@ class WithALC(base.Method):
   def ema_decay(self, config):
     return self.method.ema_decay(config)
 
+  def view_keys(self, config):
+    return self.method.view_keys(config)
+
   def student_view(self, step):
     return self.method.student_view(step)
 

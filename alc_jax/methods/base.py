@@ -60,6 +60,8 @@ class Step:
   model: nn.Module
   config: Any
   ramp: jax.Array  # The sigmoid ramp-up of w1 and w2, in [0, 1].
+  # The augmented views the method draws (`Method.view_keys`), by key name, drawn together.
+  views: Dict[str, jax.Array] = dataclasses.field(default_factory=dict)
 
   @property
   def w1(self):
@@ -67,9 +69,12 @@ class Step:
     return self.config.consistency_weight * self.ramp
 
   def view(self, key_name):
-    """One augmented view of the batch (translation, flip, noise); views differ by key."""
-    aug = self.config.augment
-    return augment.augment(self.keys[key_name], self.x, aug.translate, aug.flip, aug.noise_std)
+    """One augmented view of the batch (translation, flip, noise), drawn with the key
+    `key_name`; views differ by key. loss_fn draws the method's `view_keys` up front."""
+    if key_name not in self.views:
+      raise KeyError(f'the augmented view {key_name!r} was not drawn: add it to the method\'s '
+                     f'view_keys (drawn: {sorted(self.views)})')
+    return self.views[key_name]
 
   def forward(self, params, batch_stats, inputs, dropout_key, with_similarity=False):
     """The classifier in train mode: ((logits, features, similarity), variable updates)."""
@@ -117,6 +122,11 @@ class Method:
   def ema_decay(self, config) -> float:
     """alpha of Eq. 2, the decay of the EMA teacher (when `has_teacher`)."""
     return config.ema_decay
+
+  def view_keys(self, config) -> Tuple[str, ...]:
+    """The keys of the augmented views (`Step.view`) its passes use: the student's by default."""
+    del config
+    return ('augment',)
 
   def student_view(self, step: Step) -> jax.Array:
     """The augmented view of the batch the student's pass sees."""
@@ -173,10 +183,15 @@ def loss_fn(params, state, batch, rng, *, method: Method, model, config, normali
   """
   if 'diagnostic_label' in batch:
     raise ValueError('the loss must not see diagnostic_label (true labels of unlabeled rows).')
+  keys, x, aug = step_keys(rng), normalization(batch['image']), config.augment
+  view_keys = method.view_keys(config)
+  # One draw for all views: the same values as one augment() each, faster (augment_views).
+  views = augment.augment_views([keys[k] for k in view_keys], x, aug.translate, aug.flip,
+                                aug.noise_std)
   step = Step(params=params, state=state, images=batch['image'], normalization=normalization,
-              x=normalization(batch['image']), labels=batch['label'], labeled=batch['labeled'],
-              keys=step_keys(rng), model=model, config=config,
-              ramp=losses.sigmoid_rampup(state.step, rampup_steps))
+              x=x, labels=batch['label'], labeled=batch['labeled'], keys=keys, model=model,
+              config=config, ramp=losses.sigmoid_rampup(state.step, rampup_steps),
+              views=dict(zip(view_keys, views)))
   with_similarity = method.needs_similarity
   inputs = method.student_view(step)
   (logits, features, similarity), updates = step.forward(

@@ -50,6 +50,10 @@ class FixMatch(base.Method):
   def ema_decay(self, config):
     return config.fixmatch.ema_decay
 
+  def view_keys(self, config):
+    del config
+    return ()  # It draws its weak and strong views itself (without the input noise).
+
   def student_view(self, step):
     # Weak: the data recipe's flip and translation, without the Mean Teacher input noise.
     aug = step.config.augment

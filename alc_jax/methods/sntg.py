@@ -27,6 +27,9 @@ class SNTG(base.Method):
   def ema_decay(self, config):
     return self._base(config).ema_decay(config)
 
+  def view_keys(self, config):
+    return self._base(config).view_keys(config)
+
   def student_view(self, step):
     return self._base(step.config).student_view(step)
 
