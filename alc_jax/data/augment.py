@@ -6,7 +6,8 @@ flips on CIFAR-10 only, and additive Gaussian input noise (std 0.15 in normalise
 inside the compiled train step so the host only ships uint8 images.
 
 The student and teacher branches need independent perturbations of the same images: call
-augment twice with different keys, e.g. `k1, k2 = jax.random.split(rng)`.
+augment twice with different keys, e.g. `k1, k2 = jax.random.split(rng)`, or augment_views once
+with both keys (the same values; what the trainer does).
 """
 
 from typing import List, Sequence
@@ -60,13 +61,14 @@ def augment(rng: Array, images: Array, translate: int = 2, flip: bool = False,
 
 def augment_views(rngs: Sequence[Array], images: Array, translate: int = 2, flip: bool = False,
                   noise_std: float = 0.15) -> List[Array]:
-  """`augment(rng, images, ...)` for each key of `rngs`, the same values bit for bit.
+  """`augment(rng, images, ...)` for each key of `rngs`: the same values (bit for bit as XLA
+  compiles them with its optimisations on, to float32 rounding with them off).
 
   The views' Gaussian noise is drawn in one call over a (views, N, H*W*C) shape, which gives
   each view the numbers its own call draws (JAX's random bits depend on the element's flat
   index only) but lets XLA:CPU compute the normal transform once, in a loop over long rows:
-  fused into each view's (N, H, W, 3) loop instead, it ran 6x slower per element, and the
-  Mean Teacher step at CNN-13 width 1/16 takes 0.94x the time (docs/performance.md).
+  fused into each view's (N, H, W, 3) loop instead, it ran 6x slower per element. The Mean
+  Teacher step at CNN-13 width 1/16 is 1.05x as fast (docs/performance.md).
   """
   images = jnp.asarray(images)
   if images.ndim != 4:

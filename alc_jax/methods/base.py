@@ -72,7 +72,7 @@ class Step:
     """One augmented view of the batch (translation, flip, noise), drawn with the key
     `key_name`; views differ by key. loss_fn draws the method's `view_keys` up front."""
     if key_name not in self.views:
-      raise KeyError(f'the augmented view {key_name!r} was not drawn: add it to the method\'s '
+      raise KeyError(f"the augmented view {key_name!r} was not drawn: add it to the method's "
                      f'view_keys (drawn: {sorted(self.views)})')
     return self.views[key_name]
 
@@ -152,7 +152,12 @@ def supervised_cross_entropy(step, student, weights):
 
 
 class ConsistencyMethod(Method):
-  """CE + w1 * ||f(x) - z||^2 on softmax outputs (Eq. 1 / Eq. 3), z from `targets`."""
+  """CE + w1 * ||f(x) - z||^2 on softmax outputs (Eq. 1 / Eq. 3), z from `targets`, a pass on
+  the second view ('augment2': the same images under other noise)."""
+
+  def view_keys(self, config):
+    del config
+    return ('augment', 'augment2')
 
   def loss(self, step, student, targets, weights=SampleWeights()):
     sup = supervised_cross_entropy(step, student, weights)

@@ -14,10 +14,6 @@ class MeanTeacher(base.ConsistencyMethod):
   label = 'MeanTeacher'
   uses_teacher = True
 
-  def view_keys(self, config):
-    del config
-    return ('augment', 'augment2')  # The student's view and the target's (other noise).
-
   def reported_model(self, config):
     del config
     return 'teacher'  # As the Mean Teacher paper (and ours) report it.

@@ -9,10 +9,6 @@ class PiModel(base.ConsistencyMethod):
   name = 'pi_model'
   label = 'Π model'
 
-  def view_keys(self, config):
-    del config
-    return ('augment', 'augment2')  # The student's view and the target's (other noise).
-
   def targets(self, step, student):
     del student
     # z of Eq. 1: the same network under other noise (augmentation, dropout), detached.
