@@ -2,6 +2,7 @@
 (The trainer end to end is in tests/test_train_end_to_end.py.)"""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -48,6 +49,22 @@ def test_teacher_is_the_ema_of_the_student(tiny_npz):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_the_teacher_update_takes_its_statistics_from_its_own_pass():
+  # ema.ema_teacher: parameters by Eq. 2 from the updated student; the statistics replaced by the
+  # teacher pass's when the step hands them over, kept otherwise.
+  tx = ema.ema_teacher(0.9)
+  opt_state = ema.init_teacher(tx.init({'w': jnp.ones(3)}), {'m': jnp.zeros(3)})
+  updates = {'w': jnp.full(3, 0.5)}
+  _, kept = tx.update(updates, opt_state, {'w': jnp.ones(3)})
+  _, new = tx.update(updates, opt_state, {'w': jnp.ones(3)},
+                     teacher_batch_stats={'m': jnp.ones(3)})
+  alpha = min(1 - 1 / 2, 0.9)  # The first update.
+  for state in (kept, new):
+    np.testing.assert_allclose(ema.get_teacher(state).params['w'], alpha + (1 - alpha) * 1.5)
+  np.testing.assert_array_equal(ema.get_teacher(kept).batch_stats['m'], np.zeros(3))
+  np.testing.assert_array_equal(ema.get_teacher(new).batch_stats['m'], np.ones(3))
+
+
 @pytest.mark.parametrize('method,has_teacher', [('mean_teacher', True), ('pi_model', False),
                                                 ('supervised', False)])
 def test_only_a_method_with_a_teacher_keeps_and_evaluates_one(tiny_npz, method, has_teacher):
@@ -65,6 +82,17 @@ def test_only_a_method_with_a_teacher_keeps_and_evaluates_one(tiny_npz, method, 
     assert jax.tree.structure(teacher.batch_stats) == jax.tree.structure(state.batch_stats)
     assert any(not np.allclose(t, s) for t, s in zip(leaves(teacher.batch_stats),
                                                      leaves(state.batch_stats)))
+    # ... and its statistics are those its own pass of the step left (train_step hands them to
+    # the teacher's update): the loss's at the initial state, with run 0's key of step 0.
+    initial = jax.tree.map(lambda a: a[0], exp.initial_state)
+    batch = jax.tree.map(lambda a: np.asarray(a)[0], next(exp.train_batches()))
+    batch.pop('diagnostic_label')
+    rng = jax.random.fold_in(jax.random.wrap_key_data(initial.rng), 0)
+    _, aux = jax.jit(lambda st, b, k: methods.loss_fn(
+        st.params, st, b, k, method=exp.method, model=exp.model, config=exp.config,
+        normalization=exp.data.normalization, rampup_steps=0.0))(initial, batch, rng)
+    for got, want in zip(leaves(teacher.batch_stats), leaves(aux['teacher_batch_stats'])):
+      np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('alc', [False, True])
