@@ -59,6 +59,15 @@ def test_passes_visit_every_example_once(data):
   assert not np.array_equal(stream[:550], stream[550:])
 
 
+def test_the_two_streams_are_shuffled_independently():
+  # Seeded by (seed, stream, pass): pools of one size still get unrelated orders.
+  sampler = BatchSampler(np.arange(40), np.arange(40, 80), batch_size=20, labeled_batch_size=10,
+                         seed=5)
+  labeled, unlabeled = (np.concatenate([sampler.global_indices(t)[0][rows] for t in range(4)])
+                        for rows in (slice(0, 10), slice(10, 20)))
+  assert not np.array_equal(labeled, unlabeled - 40)
+
+
 def test_labeled_batch_larger_than_labeled_set():
   sampler = BatchSampler(np.arange(3), np.arange(3, 50), batch_size=10, labeled_batch_size=7,
                          seed=0)

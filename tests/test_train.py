@@ -65,6 +65,50 @@ def test_the_teacher_update_takes_its_statistics_from_its_own_pass():
   np.testing.assert_array_equal(ema.get_teacher(new).batch_stats['m'], np.ones(3))
 
 
+class _FakeClassifier:
+  """logits = w * mean(image) + m: each model's parameters and statistics show in its logits."""
+
+  def apply(self, variables, x, train):
+    assert not train  # Evaluation runs the models in eval mode (running statistics).
+    w, m = variables['params']['w'], variables['batch_stats']['m']
+    return (jnp.mean(x, axis=(1, 2, 3))[:, None] * w + m,)
+
+
+def test_eval_step_counts_each_models_hits_against_numpy():
+  # The student with its statistics, the EMA teacher with its own; rows whose mask is off (the
+  # padding of the last batch) count nowhere, whatever their label.
+  k, b = 7, 24
+  rng = np.random.default_rng(0)
+  images = (rng.integers(0, 256, (b, 2, 2, 1)) * np.linspace(0, 1, b)[:, None, None, None])
+  labels = rng.integers(0, k, b).astype(np.int32)
+  mask = np.arange(b) < 19
+  weights = {'student': np.linspace(-9, 9, k), 'teacher': np.linspace(9, -6, k) ** 2 / 9}
+  stats = {'student': rng.normal(size=k), 'teacher': rng.normal(size=k)}
+  tx = ema.ema_teacher(0.9)
+  opt_state = ema.init_teacher(tx.init({'w': jnp.asarray(weights['teacher'])}),
+                               {'m': jnp.asarray(stats['teacher'])})
+  state = train.TrainState(step=0, params={'w': jnp.asarray(weights['student'])},
+                           batch_stats={'m': jnp.asarray(stats['student'])}, opt_state=opt_state,
+                           prior=None, rng=None)
+  normalization = lambda image: image.astype(jnp.float32) / 255.0
+  batch = {'image': jnp.asarray(images, jnp.uint8), 'label': jnp.asarray(labels),
+           'mask': jnp.asarray(mask)}
+  out = jax.device_get(train.eval_step(state, batch, normalization, model=_FakeClassifier(),
+                                       top5=True))
+  means = np.asarray(images, np.uint8).astype(np.float64).mean(axis=(1, 2, 3)) / 255.0
+  assert out['count'] == mask.sum()
+  np.testing.assert_array_equal(out['class_count'], np.bincount(labels[mask], minlength=k))
+  for name in ('student', 'teacher'):
+    logits = means[:, None] * weights[name] + stats[name]
+    hit = (logits.argmax(-1) == labels) & mask
+    top5 = (np.argsort(-logits, -1)[:, :5] == labels[:, None]).any(-1) & mask
+    assert 0 < hit.sum() < top5.sum() < mask.sum()  # Each count is exercised.
+    assert out['correct'][name] == hit.sum()
+    np.testing.assert_array_equal(out['class_correct'][name],
+                                  np.bincount(labels[hit], minlength=k))
+    assert out['top5_correct'][name] == top5.sum()
+
+
 @pytest.mark.parametrize('method,has_teacher', [('mean_teacher', True), ('pi_model', False),
                                                 ('supervised', False)])
 def test_only_a_method_with_a_teacher_keeps_and_evaluates_one(tiny_npz, method, has_teacher):
