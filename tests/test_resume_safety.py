@@ -165,3 +165,66 @@ def test_a_checkpoint_directory_the_storage_cannot_list_is_a_one_line_error(tmp_
   assert error.value.errno == errno.EIO
   assert f'the checkpoint directory {tmp_path} could not be created or listed' in str(error.value)
   assert 'Input/output error' in str(error.value) and _listing(tmp_path) == ['1']
+
+
+@pytest.mark.parametrize('host_error', ['memory', 'storage'])
+def test_a_host_decode_that_proves_nothing_keeps_the_checkpoint(tmp_path, monkeypatch,
+                                                                host_error):
+  """The restore fails and so does decoding the arrays into host memory, but for a reason that
+  says nothing of the bytes: host memory ran out (the restore's own error is raised) or the
+  storage failed a read (CheckpointUnavailable). Either way nothing is skipped or moved."""
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
+
+  def restore(*args, **kwargs):
+    del args, kwargs
+    raise ValueError('the restore failed')
+
+  def host_decode(*args, **kwargs):
+    del args, kwargs
+    if host_error == 'memory':
+      raise MemoryError('host memory ran out')
+    raise OSError(errno.EIO, 'Input/output error')
+  monkeypatch.setattr(manager._manager, 'restore', restore)
+  monkeypatch.setattr(ocp.PyTreeCheckpointHandler, 'restore', host_decode)
+  expected = ValueError if host_error == 'memory' else checkpointing.CheckpointUnavailable
+  with pytest.raises(expected, match='the restore failed' if host_error == 'memory'
+                     else 'Input/output error'):
+    manager.restore_latest(_state(0))
+  assert _listing(tmp_path) == ['1', '2']
+
+
+def test_a_checkpoint_without_metadata_is_skipped_only_once_its_files_read_back(tmp_path,
+                                                                                 monkeypatch):
+  """No _METADATA (a copy cut short) proves the step incomplete only if the storage serves
+  every other file of it: one that fails to read (EIO) stops the run, and nothing moves."""
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  (tmp_path / '2' / 'default' / checkpointing.PYTREE_METADATA_FILE).unlink()
+  path_class = type(epath.Path(tmp_path))
+  original_open = path_class.open
+
+  def open_(self, *args, **kwargs):
+    if str(tmp_path / '2') in str(self):
+      raise OSError(errno.EIO, 'Input/output error', str(self))
+    return original_open(self, *args, **kwargs)
+  monkeypatch.setattr(path_class, 'open', open_)
+  with pytest.raises(checkpointing.CheckpointUnavailable, match='Input/output error'):
+    checkpointing.Manager(str(tmp_path), max_to_keep=5).restore_latest(_state(0))
+  assert _listing(tmp_path) == ['1', '2']
+
+
+def test_a_corrupt_checkpoint_in_a_bucket_is_named_not_moved(tmp_path, monkeypatch):
+  """A bucket cannot move a directory atomically: the error names the corrupt checkpoint and
+  the command that moves it aside; nothing is moved and no older one is restored."""
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  corrupt_checkpoint(tmp_path / '2')
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
+  is_remote = checkpointing.workdir_io.is_remote
+  monkeypatch.setattr(checkpointing.workdir_io, 'is_remote',
+                      lambda path: str(path) == manager._directory or is_remote(path))
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    manager.restore_latest(_state(0))
+  message = str(error.value)
+  assert f'the checkpoint {tmp_path / "2"} is incomplete or corrupt' in message, message
+  assert f'gsutil -m mv {tmp_path / "2"} {tmp_path / "2"}.unreadable' in message, message
+  assert _listing(tmp_path) == ['1', '2']
