@@ -33,6 +33,19 @@ def _listing(directory):
   return sorted(p.name for p in directory.iterdir())
 
 
+def _fail_reads(monkeypatch, tmp_path, fails):
+  """Storage that lists a file but cannot serve it: epath's open raises EIO for the paths that
+  `fails(path)` selects."""
+  path_class = type(epath.Path(tmp_path))
+  original_open = path_class.open
+
+  def open_(self, *args, **kwargs):
+    if fails(self):
+      raise OSError(errno.EIO, 'Input/output error', str(self))
+    return original_open(self, *args, **kwargs)
+  monkeypatch.setattr(path_class, 'open', open_)
+
+
 @pytest.mark.parametrize('target,fragment', [
     (_state(0, extra=jnp.zeros(3)), 'params.extra is missing from the checkpoint'),
     (_state(0, w=jnp.zeros((16, 8))), 'params.w is float32[16, 4] in the checkpoint but '
@@ -95,14 +108,8 @@ def test_a_storage_error_behind_a_decode_error_is_not_taken_for_corruption(tmp_p
   data file cannot be read now (EIO): that proves nothing, so nothing is skipped."""
   _save(tmp_path, {1: _state(1), 2: _state(2)})
   corrupt_checkpoint(tmp_path / '2')
-  path_class = type(epath.Path(tmp_path))
-  original_open = path_class.open
-
-  def open_(self, *args, **kwargs):
-    if self.parent.name == 'd' and str(tmp_path / '2') in str(self):
-      raise OSError(errno.EIO, 'Input/output error', str(self))
-    return original_open(self, *args, **kwargs)
-  monkeypatch.setattr(path_class, 'open', open_)
+  _fail_reads(monkeypatch, tmp_path,
+              lambda path: path.parent.name == 'd' and str(tmp_path / '2') in str(path))
   with pytest.raises(checkpointing.CheckpointUnavailable, match='Input/output error'):
     checkpointing.Manager(str(tmp_path), max_to_keep=5).restore_latest(_state(0))
   assert _listing(tmp_path) == ['1', '2']
@@ -200,14 +207,7 @@ def test_a_checkpoint_without_metadata_is_skipped_only_once_its_files_read_back(
   every other file of it: one that fails to read (EIO) stops the run, and nothing moves."""
   _save(tmp_path, {1: _state(1), 2: _state(2)})
   (tmp_path / '2' / 'default' / checkpointing.PYTREE_METADATA_FILE).unlink()
-  path_class = type(epath.Path(tmp_path))
-  original_open = path_class.open
-
-  def open_(self, *args, **kwargs):
-    if str(tmp_path / '2') in str(self):
-      raise OSError(errno.EIO, 'Input/output error', str(self))
-    return original_open(self, *args, **kwargs)
-  monkeypatch.setattr(path_class, 'open', open_)
+  _fail_reads(monkeypatch, tmp_path, lambda path: str(tmp_path / '2') in str(path))
   with pytest.raises(checkpointing.CheckpointUnavailable, match='Input/output error'):
     checkpointing.Manager(str(tmp_path), max_to_keep=5).restore_latest(_state(0))
   assert _listing(tmp_path) == ['1', '2']
