@@ -57,16 +57,20 @@ def test_head_is_permutation_equivariant(rng):
   np.testing.assert_allclose(head.apply(variables, x[perm]), s[np.ix_(perm, perm)], atol=1e-6)
 
 
+@pytest.mark.parametrize('include_self', [True, False])
 @pytest.mark.parametrize('kind', ['sample', 'gaussian', 'cosine'])
-def test_pairwise_similarities_match_reference(rng, kind):
+def test_pairwise_similarities_match_reference(rng, kind, include_self):
   x = rng.normal(size=(5, 6))
-  got = attention.pairwise_similarity(x, kind, temperature=0.5)
-  if kind == 'sample':
-    ref = np_softmax(x @ x.T)  # Eq. 16
+  got = attention.pairwise_similarity(x, kind, temperature=0.5, include_self=include_self)
+  off_diagonal = 1 - np.eye(5)
+  if kind == 'sample':  # Eq. 16; without the self-pairs the row softmax is over the others.
+    logits = x @ x.T if include_self else np.where(off_diagonal > 0, x @ x.T, -np.inf)
+    ref = np_softmax(logits)
   else:
     n = x / np.linalg.norm(x, axis=1, keepdims=True)
     d2 = ((n[:, None] - n[None]) ** 2).sum(-1)
     ref = np.exp(-d2 / 0.5) if kind == 'gaussian' else n @ n.T  # Eq. 17 / 18
+    ref = ref if include_self else ref * off_diagonal  # Rows not normalised: zeros on i = j.
   np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
