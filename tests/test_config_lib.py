@@ -31,6 +31,15 @@ BAD_CONFIGS = [
     ({'alc.weight': -0.5}, 1, ['config.alc.weight=-0.5', 'negative']),
     ({'batch_size': 100, 'labeled_batch_size': 20}, 3,
      ['config.batch_size=100', '3 devices', 'multiple of 3']),
+    ({'alc.head_training': 'decoupled', 'alc.entropy_weight': 0.5}, 1,
+     ['config.alc.entropy_weight', 'decoupled', 'config.alc.head_training=eq13']),
+    ({'alc.graph_threshold': 1.5}, 1, ['config.alc.graph_threshold=1.5', 'in [0, 1]']),
+    ({'alc.attention_logits': 'cosine', 'alc.temperature': 0.0}, 1,
+     ['config.alc.temperature=0.0 must be positive']),
+    ({'ema_decay': 1.0}, 1, ['config.ema_decay=1.0', 'in [0, 1)']),
+    ({'fixmatch.threshold': 1.2}, 1, ['config.fixmatch.threshold=1.2', 'in [0, 1]']),
+    ({'dataset.name': 'imagenet_1pct', 'dataset.image_size': 224, 'num_runs': 2}, 1,
+     ['imagenet_1pct streams from TFDS', 'config.num_runs=1']),
 ]
 
 

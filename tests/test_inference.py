@@ -147,8 +147,8 @@ def test_evaluate_writes_metrics_and_the_confusion_matrix(run, folder_data, tmp_
 
 
 def test_classification_metrics_against_hand_computed_values():
-  # Class 0: 3 true, 2 found, 1 false alarm; class 1: 2 true, 1 found; class 2: 1 true, none
-  # predicted; class 3: never present, predicted once.
+  # Classes 0 and 1: 3 true each, 2 found, 1 false alarm; class 2: 1 true, none predicted;
+  # class 3: never present, predicted once.
   labels = [0, 0, 0, 1, 1, 2, 1]
   predictions = [0, 0, 1, 1, 0, 3, 1]
   m = evaluate.classification_metrics(labels, predictions, num_classes=5)
@@ -163,6 +163,13 @@ def test_classification_metrics_against_hand_computed_values():
   # present or predicted (0, 1, 2, 3); class 4 (neither) counts in neither (scikit-learn's rule).
   assert m['balanced_accuracy'] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
   assert m['macro_f1'] == pytest.approx((2 / 3 + 2 / 3) / 4)
+  # Precision and recall apart: class 0 found once of 3 (never wrongly), class 1 predicted 3 times
+  # for its 1 image.
+  m = evaluate.classification_metrics([0, 0, 0, 1], [0, 1, 1, 1], num_classes=2)
+  np.testing.assert_allclose(m['precision'], [1, 1 / 3])
+  np.testing.assert_allclose(m['recall'], [1 / 3, 1])
+  np.testing.assert_allclose(m['f1'], [0.5, 0.5])
+  assert m['balanced_accuracy'] == pytest.approx(2 / 3) and m['accuracy'] == 0.5
   perfect = evaluate.classification_metrics([0, 1, 1], [0, 1, 1], num_classes=2)
   assert perfect['accuracy'] == perfect['balanced_accuracy'] == perfect['macro_f1'] == 1.0
 
