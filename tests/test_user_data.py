@@ -182,7 +182,9 @@ def test_mixed_sizes_and_modes_become_the_most_common_labeled_size_in_rgb(tmp_pa
         lossless=True)
   rgba = np.concatenate([red[:4, :4], np.full((4, 4, 1), 0, np.uint8)], axis=-1)
   _save(str(tmp_path / 'unlabeled' / 'rgba.png'), rgba, 'RGBA')  # Alpha dropped, RGB kept.
-  _save(str(tmp_path / 'unlabeled' / 'wide.png'), np.full((8, 10), 65535, np.uint16))  # 16-bit.
+  # 16-bit: 32896 = 128 * 257 scales to 128 (PIL's own conversion would clip it to 255).
+  _save(str(tmp_path / 'unlabeled' / 'wide.png'), np.full((8, 10), 32896, np.uint16))
+  _save(str(tmp_path / 'unlabeled' / '.thumbnail.png'), red)  # Hidden: not an image of the set.
   Image.new('CMYK', (10, 8), (0, 255, 255, 0)).save(tmp_path / 'unlabeled' / 'cmyk.jpg')
   Image.new('P', (10, 8), 0).save(tmp_path / 'unlabeled' / 'palette.bmp')
   _save(str(tmp_path / 'unlabeled' / 'la.png'),
@@ -195,9 +197,23 @@ def test_mixed_sizes_and_modes_become_the_most_common_labeled_size_in_rgb(tmp_pa
   np.testing.assert_array_equal(ds.x_train[4], np.full((8, 10, 3), 90))  # L -> RGB.
   unlabeled = dict(zip(['cmyk', 'la', 'palette', 'rgba', 'wide'], ds.x_train[5:]))
   np.testing.assert_array_equal(unlabeled['rgba'], np.broadcast_to([200, 0, 0], (8, 10, 3)))
-  np.testing.assert_array_equal(unlabeled['wide'], 255)  # 65535 scaled, not clipped to 255.
+  np.testing.assert_array_equal(unlabeled['wide'], 128)  # Scaled, not clipped.
   np.testing.assert_array_equal(unlabeled['la'], 30)
   assert np.all(np.abs(unlabeled['cmyk'].astype(int) - [255, 0, 0]) <= 3)  # JPEG rounding.
+
+
+def test_exif_orientation_turns_both_the_size_and_the_pixels(tmp_path):
+  # A photo stored sideways (10 wide, 8 high) with EXIF orientation 6: shown turned 90 degrees
+  # clockwise, 8 wide and 10 high. The set's size and the pixels are the image as shown.
+  stored = np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # Orientation.
+  _save(str(tmp_path / 'labeled' / 'a' / '0.png'), stored, exif=exif)
+  _save(str(tmp_path / 'unlabeled' / '0.png'), np.rot90(stored, -1))
+  ds = datasets.load_dataset(_config(tmp_path))
+  assert ds.x_train.shape == (2, 10, 8, 3)
+  np.testing.assert_array_equal(ds.x_train[0], np.rot90(stored, -1))
+  np.testing.assert_array_equal(ds.x_train[1], ds.x_train[0])
 
 
 def test_a_grayscale_labeled_set_and_an_explicit_image_size(tmp_path):
