@@ -227,6 +227,11 @@ def test_errors_are_one_line(run, folder_data, tmp_path):
     inference.load(workdir, run=2)
   with pytest.raises(inference.InferenceError, match='weights='):
     inference.load(workdir, weights='ema')
+  model = inference.load(workdir)
+  with pytest.raises(inference.InferenceError, match=r'dtype float32; expected uint8'):
+    model.predict(np.zeros((2, *model.image_shape), np.float32))  # Floats are not pixel values.
+  with pytest.raises(inference.InferenceError, match=r'shape \(2, 3\); expected \(N, H, W, C\)'):
+    model.predict(np.zeros((2, 3), np.uint8))
   wrong = tmp_path / 'wrong'  # A class folder the run does not have.
   shutil.copytree(folder_data / 'test' / 'star', wrong / 'triangle')
   with pytest.raises(inference.InferenceError, match='these are not: triangle'):
