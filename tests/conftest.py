@@ -62,6 +62,18 @@ if os.environ.get('ALC_TEST_OPTIMIZE') != '1':
 cpu_setup.configure()
 
 
+def np_softmax(x):
+  """Softmax over the last axis in NumPy: the tests' reference (float64 for float64 input)."""
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def np_log_softmax(x):
+  """log softmax over the last axis in NumPy, without exp's overflow or log's underflow."""
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
 def make_tiny_images(n, num_classes, size, rng):
   """Class c = a bright square in one of `num_classes` positions, plus noise: easy to learn."""
   labels = np.arange(n) % num_classes

@@ -9,11 +9,7 @@ import pytest
 
 from alc_jax import attention, losses
 from configs import default
-
-
-def np_softmax(x):
-  e = np.exp(x - x.max(-1, keepdims=True))
-  return e / e.sum(-1, keepdims=True)
+from tests.conftest import np_softmax
 
 
 def dense(p, x):

@@ -10,23 +10,18 @@ import pytest
 
 from alc_jax import ema, methods, train
 from alc_jax.methods import base, fixmatch
-from tests.conftest import tiny_config
-
-
-def _log_softmax(z):
-  z = z - z.max(-1, keepdims=True)
-  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+from tests.conftest import np_log_softmax, tiny_config
 
 
 def _reference_loss(weak, strong, student, labels, labeled, threshold, weight, consistency):
   """FixMatch's Eq. 2-4 in float64: CE on labeled rows + weight * mean over unlabeled rows of
   1[max q >= tau] * consistency * H(argmax q, strong)."""
-  sup = -_log_softmax(student)[np.arange(len(labels)), np.clip(labels, 0, None)]
+  sup = -np_log_softmax(student)[np.arange(len(labels)), np.clip(labels, 0, None)]
   sup = sup[labeled].mean()
-  q = np.exp(_log_softmax(weak))
+  q = np.exp(np_log_softmax(weak))
   pseudo = q.argmax(-1)
   confident = q.max(-1) >= threshold
-  nll = -_log_softmax(strong)[np.arange(len(pseudo)), pseudo]
+  nll = -np_log_softmax(strong)[np.arange(len(pseudo)), pseudo]
   unlabeled = ~labeled
   unl = (confident * consistency * nll)[unlabeled].sum() / unlabeled.sum()
   return sup + weight * unl, unl, (confident & unlabeled).sum() / unlabeled.sum()

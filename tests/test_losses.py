@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from alc_jax import losses
+from tests.conftest import np_softmax
 
 
 @pytest.fixture
@@ -14,12 +15,6 @@ def rng():
   seed = np.random.SeedSequence().entropy % (2**32)
   print('numpy seed', seed)
   return np.random.default_rng(seed)
-
-
-def np_softmax(x):
-  x = x - x.max(-1, keepdims=True)
-  e = np.exp(x)
-  return e / e.sum(-1, keepdims=True)
 
 
 def np_similarity(x_max, x_avg, include_self=True):

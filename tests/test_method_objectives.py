@@ -17,21 +17,15 @@ from alc_jax import ema, methods
 from alc_jax.data import augment
 from alc_jax.methods import alc, base
 from configs import common, default
+from tests.conftest import np_log_softmax, np_softmax
 
 B, K, H, C = 12, 4, 4, 2  # Batch, classes, image side, channels.
 RAMP = 0.37  # The sigmoid ramp-up's value at this step: w1 and w2 are scaled by it.
 RAMPUP_STEPS = 10.0
 
 
-def _softmax(z):
-  e = np.exp(z - z.max(-1, keepdims=True))
-  return e / e.sum(-1, keepdims=True)
-
-
 def _nll(logits, classes):
-  z = logits - logits.max(-1, keepdims=True)
-  log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
-  return -log_p[np.arange(len(classes)), classes]
+  return -np_log_softmax(logits)[np.arange(len(classes)), classes]
 
 
 class FakeModel:
@@ -122,10 +116,10 @@ def _reference(method_name, config, ref):
     target, teacher_stats = fake_pass(teacher.params, teacher.batch_stats, views['augment2'],
                                       keys['dropout2'])
   if target is not None:
-    mse = ((_softmax(student) - _softmax(target)) ** 2).sum(-1) / K
+    mse = ((np_softmax(student) - np_softmax(target)) ** 2).sum(-1) / K
     total += w1 * mse.mean()
   if method_name == 'pseudo_label':
-    probs = _softmax(student)
+    probs = np_softmax(student)
     mask = ~labeled & (probs.max(-1) >= config.pseudo_label_threshold)
     assert 0 < mask.sum() < (~labeled).sum()  # The threshold is exercised.
     total += w1 * _nll(student, probs.argmax(-1))[mask].sum() / mask.sum()
@@ -137,8 +131,8 @@ def _reference(method_name, config, ref):
     shift = config.vat.epsilon * np.sign(d.mean(axis=(1, 2, 3))) / np.sqrt(x[0].size)
     adversarial, _ = fake_pass(params, state.batch_stats, x + shift[:, None, None, None],
                                keys['dropout'])
-    p = _softmax(student)
-    kl = (p * (np.log(p) - np.log(_softmax(adversarial)))).sum(-1)
+    p = np_softmax(student)
+    kl = (p * (np.log(p) - np.log(np_softmax(adversarial)))).sum(-1)
     total += config.vat.weight * RAMP * kl.mean()
     if method_name == 'vat_entmin':
       total += config.vat.entmin_weight * -(p * np.log(p)).sum(-1).mean()
@@ -186,16 +180,16 @@ def _alc_reference(config, student, target, similarity, labels, labeled, prior):
   if a.imbalance == 'none' or target is None:
     weights_cons = np.ones(B)
   else:
-    q = _softmax(target)
+    q = np_softmax(target)
     soft = q.max(-1) * hard(q.argmax(-1))
     weights_cons = hard(q.argmax(-1)) if a.imbalance == 'hard' else np.where(
         labeled, hard(q.argmax(-1)), soft)
-  outputs = _softmax(student) if a.outputs == 'probs' else student
+  outputs = np_softmax(student) if a.outputs == 'probs' else student
   groups = similarity.shape[0]
   n = B // groups
   divisor = {'batch': n, 'pairs': n ** 2, 'pairs_classes': n ** 2 * K}[a.pairwise_scale]
   reference = student if target is None else target
-  targets = _softmax(reference) if a.outputs == 'probs' else reference
+  targets = np_softmax(reference) if a.outputs == 'probs' else reference
   if a.outputs == 'probs':
     targets = np.where(labeled[:, None], np.eye(K)[np.clip(labels, 0, None)], targets)
   alc_terms, graph_terms = [], []
@@ -207,7 +201,7 @@ def _alc_reference(config, student, target, similarity, labels, labeled, prior):
       term += a.entropy_weight * (s * np.log(s)).sum()
     else:  # The decoupled reading: outputs pulled to their neighbours' fixed targets.
       term = (s * ((o[:, None, :] - targets[rows][None, :, :]) ** 2).sum(-1)).sum()
-      q = _softmax(reference[rows])
+      q = np_softmax(reference[rows])
       known = labeled[rows] | (q.max(-1) >= a.graph_threshold)
       cls = np.where(labeled[rows], labels[rows], q.argmax(-1))
       graph = (known[:, None] & known[None] & (cls[:, None] == cls[None])).astype(float)
@@ -247,7 +241,7 @@ def test_alc_objective_on_a_method_matches_numpy(case, groups):
   rng = np.random.default_rng(1)
   student = rng.normal(size=(B, K)) * 2
   target = rng.normal(size=(B, K)) * 2 if method_name != 'pseudo_label' else None
-  similarity = _softmax(rng.normal(size=(groups, B // groups, B // groups)) * 2)
+  similarity = np_softmax(rng.normal(size=(groups, B // groups, B // groups)) * 2)
   labeled = np.arange(B) % 3 == 0
   labels = np.where(labeled, rng.integers(0, K, B), -1)
   prior = np.array([0.1, 0.2, 0.3, 0.4])
@@ -264,10 +258,10 @@ def test_alc_objective_on_a_method_matches_numpy(case, groups):
   sup = (weights_sup * _nll(student, np.clip(labels, 0, None)))[labeled].sum() / labeled.sum()
   w1, w2 = config.consistency_weight * RAMP, config.alc.weight * RAMP
   if target is not None:  # Eq. 3 weighted per example (Eq. 14 / 15).
-    mse = ((_softmax(student) - _softmax(target)) ** 2).sum(-1) / K
+    mse = ((np_softmax(student) - np_softmax(target)) ** 2).sum(-1) / K
     want = sup + w1 * (weights_cons * mse).mean()
   else:  # Pseudo-Label: its own term, unweighted (no target to weigh it by).
-    probs = _softmax(student)
+    probs = np_softmax(student)
     mask = ~labeled & (probs.max(-1) >= config.pseudo_label_threshold)
     want = sup + w1 * _nll(student, probs.argmax(-1))[mask].sum() / mask.sum()
   want += w2 * alc_term + (0 if graph is None else config.alc.graph_weight * graph)
