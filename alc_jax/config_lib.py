@@ -94,6 +94,15 @@ def validate(config, num_devices=1):
         f'config.dataset.imbalance_ratio={config.dataset.imbalance_ratio} is below 1; it is the '
         f'largest-to-smallest class ratio (1 = balanced, the paper uses 5, 10, 15).')
   _validate_dataset(config.dataset)
+  if config.dataset.validation_size > 0 and config.num_runs > 1 and config.dataset.split_seed < 0:
+    # Every run is evaluated on the first run's held-out images (one evaluation set for all),
+    # which the other runs' own splits would put among their training images.
+    raise ConfigError(
+        f'config.dataset.validation_size={config.dataset.validation_size} holds out one set of '
+        f'validation images, but the {config.num_runs} runs would each draw their own label '
+        'split (config.dataset.split_seed=-1) and train on the others\' held-out images: set '
+        '--config.dataset.split_seed=N (any N >= 0) so that the runs share one split, or '
+        'config.num_runs=1.')
   for field in ('consistency_weight', 'alc.weight', 'alc.entropy_weight', 'alc.graph_weight',
                 'sntg.weight', 'vat.weight',
                 'vat.entmin_weight', 'fixmatch.weight', 'fixmatch.num_ops', 'weight_decay',

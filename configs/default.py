@@ -145,8 +145,8 @@ def get_config(row=None):
   # for fully labeled data sets: a given labeled set keeps its own class shares.
   config.dataset.imbalance_ratio = 1.0
   # Held out of the training set (neither labeled nor unlabeled) for hyperparameter choice, as the
-  # paper did for w2; evaluated beside the test set as eval/validation_*. The first run's split is
-  # used: with num_runs > 1 set split_seed so that the runs share it. A given labeled set holds it
+  # paper did for w2; evaluated beside the test set as eval/validation_*. With num_runs > 1 set
+  # split_seed, so that the runs share one split (refused otherwise). A given labeled set holds it
   # out of its labeled images; a data set with its own validation set (validation/,
   # x_validation) needs 0.
   config.dataset.validation_size = 0

@@ -9,7 +9,7 @@ import pytest
 
 from alc_jax import cpu_setup
 from alc_jax.data.augment import augment, augment_views
-from alc_jax.data.normalization import Normalization, normalize
+from alc_jax.data.normalization import Normalization, channel_stats, compute_zca, normalize
 
 
 @pytest.fixture(scope='module')
@@ -154,6 +154,26 @@ def test_normalize_matches_numpy():
   g = x[..., :1]
   np.testing.assert_allclose(jax.jit(normalize)(g, 0.286, 0.353), (g / 255.0 - 0.286) / 0.353,
                              rtol=1e-5, atol=1e-5)
+
+
+def test_channel_statistics_and_zca_match_numpy():
+  # channel_stats: mean and (population) std of x / 255 per channel. compute_zca: with z the
+  # standardised images flattened in (H, W, C) order, mu = E[z], C = cov(z) (N - 1 in the
+  # denominator) = U diag(d) U^T, W = U diag((d + 0.1)^-1/2) U^T (Mean Teacher's filter_bias).
+  rng = np.random.default_rng(9)
+  base = rng.normal(size=(300, 3, 3, 1)) * 30 + 120  # Correlated pixels: whitening has work.
+  x = np.clip(base + rng.normal(size=(300, 3, 3, 2)) * [15, 25] + [0, 40], 0, 255).astype(
+      np.uint8)
+  mean, std = channel_stats(x)
+  np.testing.assert_allclose(mean, (x / 255.0).mean(axis=(0, 1, 2)), rtol=1e-6)
+  np.testing.assert_allclose(std, (x / 255.0).std(axis=(0, 1, 2)), rtol=1e-5)
+  z = ((x / 255.0 - mean.astype(np.float64)) / std.astype(np.float64)).reshape(300, 18)
+  d, u = np.linalg.eigh(np.cov(z, rowvar=False))
+  want = u @ np.diag(1 / np.sqrt(d + 0.1)) @ u.T
+  for chunk_size in (5000, 64):  # Accumulated over chunks: the same matrix.
+    zca, zca_mean = compute_zca(x, mean, std, chunk_size=chunk_size)
+    np.testing.assert_allclose(zca_mean, z.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(zca, want, rtol=1e-4, atol=1e-5)
 
 
 def test_named_normalization_is_a_pytree_that_normalizes():

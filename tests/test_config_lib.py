@@ -15,6 +15,8 @@ BAD_CONFIGS = [
     ({'model.name': 'vgg'}, 1, ['config.model.name', 'choose one of', 'cnn13']),
     ({'labeled_batch_size': 16}, 1, ['config.labeled_batch_size=16', 'config.batch_size=16']),
     ({'labeled_batch_size': 20}, 1, ['config.labeled_batch_size=20', 'below']),
+    ({'dataset.validation_size': 40, 'num_runs': 2}, 1,
+     ['config.dataset.validation_size=40', 'the 2 runs', '--config.dataset.split_seed=N']),
     ({'labeled_batch_size': 0}, 1, ['config.labeled_batch_size=0', '> 0']),
     ({'method': 'supervised'}, 1,  # tiny_config's 4 labeled of 16: a split supervised ignores.
      ["config.method='supervised'", 'labeled_batch_size=4 would be ignored',
@@ -62,7 +64,9 @@ def test_validate_refuses_a_bad_config_saying_what_to_change(tiny_npz, overrides
     ({'consistency_weight': 0.0, 'alc.weight': 0.0}, 1),
     ({'method': 'supervised', 'labeled_batch_size': 0}, 1),
     ({'method': 'supervised', 'labeled_batch_size': 16}, 1),
-    ({'model.name': 'cnn13', 'model.dropout': 0.3}, 1), ({'model.name': 'resnet18'}, 1)])
+    ({'model.name': 'cnn13', 'model.dropout': 0.3}, 1), ({'model.name': 'resnet18'}, 1),
+    ({'dataset.validation_size': 40, 'num_runs': 2, 'dataset.split_seed': 0}, 1),
+    ({'dataset.validation_size': 40}, 1)])
 def test_validate_accepts_good_configs(tiny_npz, overrides, num_devices):
   config_lib.validate(tiny_config(tiny_npz, **overrides), num_devices)  # The checks can pass.
 

@@ -55,6 +55,43 @@ def test_tfds_mock(name, shape, tmp_path, monkeypatch):
   assert ds.zca is None
 
 
+@pytest.mark.parametrize('policy,download', [
+    ('0', False), ('false', False), (' No ', False), ('1', True), ('yes', True), (None, True)])
+def test_tfds_downloads_unless_the_environment_forbids_it(policy, download, monkeypatch):
+  # ALC_TFDS_DOWNLOAD=0 (the suite, offline machines): a missing data set fails at once instead
+  # of TFDS retrying its download for minutes.
+  asked = []
+
+  def load(name, **kwargs):
+    asked.append(kwargs['download'])
+    raise RuntimeError('stop here')
+
+  if policy is None:
+    monkeypatch.delenv(tfds_data.TFDS_DOWNLOAD_ENV)
+  else:
+    monkeypatch.setenv(tfds_data.TFDS_DOWNLOAD_ENV, policy)
+  monkeypatch.setattr(tfds, 'load', load)
+  with pytest.raises(RuntimeError, match='stop here'):
+    tfds_data.load_tfds_arrays('cifar10', 'train')
+  assert asked == [download]
+
+
+def test_tfds_labels_outside_the_classes_are_refused(monkeypatch):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  labels = {'good': [0, 9, 3], 'high': [0, 10, 3], 'negative': [0, -1, 3]}
+
+  def load(name, split, **kwargs):
+    del name, kwargs
+    return tf.data.Dataset.from_tensor_slices({
+        'image': tf.zeros((3, 32, 32, 3), tf.uint8), 'label': tf.constant(labels[split])})
+
+  monkeypatch.setattr(tfds, 'load', load)
+  assert tfds_data.load_tfds_arrays('cifar10', 'good')[1].tolist() == [0, 9, 3]
+  for split in ('high', 'negative'):
+    with pytest.raises(DataError, match=r"cifar10 split '\w+' has labels outside \[0, 10\)"):
+      tfds_data.load_tfds_arrays('cifar10', split)
+
+
 # --------------------------------------------------------------------------------------------
 # ImageNet 1% stream under mock data.
 # --------------------------------------------------------------------------------------------
@@ -99,13 +136,14 @@ def test_imagenet_train_stream_all_labeled_or_unlabeled():
 
 def test_imagenet_reads_the_process_shard_of_each_split():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  seen = []
+  seen, shuffle_seeds = [], []
 
   def as_dataset(self, split, decoders=None, read_config=None, **kwargs):
     del decoders
     config = self.builder_config.name if self.builder_config else None
     seen.append((self.name, config, split.split, split.index, split.count,
                  kwargs.get('shuffle_files'), read_config.shuffle_seed is not None))
+    shuffle_seeds.append(read_config.shuffle_seed)
     return tf.data.Dataset.from_tensor_slices({
         'image': tf.constant([b'unused'] * 4), 'label': tf.range(4, dtype=tf.int64),
         'file_name': tf.constant(['x.JPEG'] * 4)})
@@ -119,6 +157,45 @@ def test_imagenet_reads_the_process_shard_of_each_split():
       ('imagenet2012', None, 'train', 2, 4, True, True),
       ('imagenet2012', None, 'validation', 2, 4, False, False),
   ]
+  # The labeled and the unlabeled stream are shuffled (and cropped) from seeds of their own.
+  assert shuffle_seeds[0] != shuffle_seeds[1]
+
+
+def _encoded(image, fmt):
+  import io  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format=fmt, quality=95)
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize('fmt', ['PNG', 'JPEG'])
+def test_imagenet_eval_image_is_the_centre_crop_of_the_256_to_224_recipe(fmt):
+  # The centre square of 24 / (24 + 32) of the shorter side, at the centre (the odd pixel
+  # after), resized to 24 (bicubic, rounded): on 40 x 60 pixels, side int(24/56 * 40) = 17 at
+  # rows 12..28 and columns 22..38. JPEGs are decoded inside the window only: the same pixels.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+  encoded = _encoded(image, fmt)
+  decoded = tf.io.decode_image(encoded, channels=3).numpy()
+  want = tf.image.resize(decoded[12:29, 22:39], [24, 24], method='bicubic')
+  want = np.clip(np.round(want.numpy()), 0, 255).astype(np.uint8)
+  np.testing.assert_array_equal(imagenet.preprocess_eval(tf.constant(encoded), 24).numpy(), want)
+
+
+def test_imagenet_train_crops_are_random_and_half_are_flipped():
+  # Dark on the left, bright on the right: an unflipped crop keeps its dark side left.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  image = np.zeros((48, 48, 3), np.uint8)
+  image[:, 24:] = 255
+  encoded = tf.constant(_encoded(image, 'PNG'))
+  sides = []
+  for i in range(40):
+    out = imagenet.preprocess_train(encoded, tf.constant([7, i], tf.int64), 16).numpy()
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    left, right = out[:, :4].mean(), out[:, -4:].mean()
+    if abs(left - right) > 100:  # The crop holds the edge (else it is one colour).
+      sides.append(left < right)
+  assert len(sides) > 10 and 0.2 < np.mean(sides) < 0.8
 
 
 def test_imagenet_missing_data_says_how_to_prepare(tmp_path):
@@ -230,6 +307,26 @@ def test_fashion_mnist_truncated_idx(tmp_path, monkeypatch):
   with pytest.raises(DataError, match='magic number') as e:
     datasets.load_dataset(_config(name='fashion_mnist'))
   assert path in str(e.value)
+
+
+@pytest.mark.parametrize('change,message', [
+    ('extra_bytes', r'header says shape \(20, 28, 28\) \(15680 bytes\) but it holds 15681'),
+    ('labels_count', 'holds 20 images but .* holds 19 labels'),
+    ('label_10', 'holds label 10, expected 0..9'),
+])
+def test_fashion_mnist_inconsistent_idx_files_are_refused(tmp_path, change, message):
+  paths = _write_fake_fashion_mnist(tmp_path, compress=False)
+  rng = np.random.default_rng(1)
+  if change == 'extra_bytes':  # Data past the header's shape: not the file it claims to be.
+    with open(paths['train', 'images'], 'ab') as f:
+      f.write(b'x')
+  elif change == 'labels_count':
+    _write_idx(tmp_path / 'train-labels-idx1-ubyte', np.arange(19) % 10, compress=False)
+  else:
+    _write_idx(tmp_path / 'train-labels-idx1-ubyte', rng.permutation(np.arange(20) % 11),
+               compress=False)
+  with pytest.raises(DataError, match=message):
+    datasets.load_dataset(_config(name='fashion_mnist', path=str(tmp_path)))
 
 
 def test_fashion_mnist_neither_source(tmp_path, monkeypatch):

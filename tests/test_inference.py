@@ -187,6 +187,10 @@ def test_export_equals_predict_and_loads_without_alc_jax(run, folder_data, tmp_p
                                rtol=1e-5, atol=1e-6)
   info = json.load(open(out / 'model.json'))
   assert info['class_names'] == list(CLASSES) and info['image_shape'] == [16, 16, 1]
+  assert (info['weights'], info['run'], info['step']) == (model.weights, 0, model.step)
+  assert info['platforms'] == ['cpu', 'cuda'] and info['num_classes'] == len(CLASSES)
+  assert (f'It is the {model.weights} of run 0 at step {model.step}'
+          in (out / 'README.md').read_text())
   # The README's snippet, as it is, in a process without alc_jax.
   snippet = re.search(r'```python\n(.*?)```', (out / 'README.md').read_text(), re.S).group(1)
   np.save(tmp_path / 'images.npy', images)

@@ -34,6 +34,19 @@ def test_in_memory_pipeline_sizes_priors_and_normalization(tiny_npz):
   assert data.normalization.zca is None
 
 
+def test_a_fixed_split_seed_gives_every_run_the_same_labels(tiny_npz):
+  # config.dataset.split_seed >= 0 (the tuning runs on a validation split): one label split for
+  # all runs, which still draw their own batches; -1: each run's split follows its seed.
+  fixed = _create(tiny_config(tiny_npz, **{'dataset.split_seed': 7, 'dataset.validation_size': 48}),
+                  seeds=(3, 4))
+  own = _create(tiny_config(tiny_npz, **{'dataset.validation_size': 48}), seeds=(3, 4))
+  assert fixed.split_seeds == [7, 7] and own.split_seeds == [3, 4]
+  for field in ('labeled', 'unlabeled', 'validation'):
+    np.testing.assert_array_equal(getattr(fixed.splits[0], field),
+                                  getattr(fixed.splits[1], field))
+    assert not np.array_equal(getattr(own.splits[0], field), getattr(own.splits[1], field))
+
+
 def test_batches_are_global_arrays_of_the_right_shapes(tiny_npz):
   config = tiny_config(tiny_npz, num_runs=2, **{'dataset.validation_size': 48})
   data = _create(config, seeds=(0, 1))
@@ -48,6 +61,34 @@ def test_batches_are_global_arrays_of_the_right_shapes(tiny_npz):
     next(data.eval_batches('bogus'))
 
 
+def test_eval_examples_keeps_the_first_test_images(tiny_npz):
+  data = _create(tiny_config(tiny_npz, **{'dataset.eval_examples': 40}))
+  rows = [{k: np.asarray(v) for k, v in b.items()} for b in data.eval_batches('test')]
+  mask = np.concatenate([b['mask'] for b in rows])
+  assert mask.sum() == 40
+  images = np.concatenate([b['image'] for b in rows])[mask]
+  np.testing.assert_array_equal(images, data.dataset.x_test[:40])
+
+
+def test_device_prefetch_starts_batches_ahead_and_closes_its_source():
+  pulled = []
+
+  def source():
+    try:
+      for i in range(10):
+        pulled.append(i)
+        yield i
+    finally:
+      pulled.append('closed')
+
+  with pipeline.DevicePrefetch(source(), 2) as batches:
+    assert next(batches) == 0 and pulled == [0, 1, 2]  # Two started beyond the one taken.
+    assert next(batches) == 1 and pulled == [0, 1, 2, 3]
+  assert pulled[-1] == 'closed'
+  for ahead in (0, 5):  # At the source's end, the batches already started still come.
+    assert list(pipeline.DevicePrefetch(iter(range(3)), ahead)) == [0, 1, 2]
+
+
 def test_supervised_batches_hold_labeled_examples_only(tiny_npz):
   data = _create(tiny_config(tiny_npz, method='supervised', labeled_batch_size=0))
   assert data.labeled_batch_size == 16
@@ -58,6 +99,9 @@ def test_more_labels_than_examples_is_refused(tiny_npz):
   config = tiny_config(tiny_npz, **{'dataset.num_labels': 500})
   with pytest.raises(DataError, match=r'num_labels \+ validation_size = 500 exceeds '
                      r"the 480 training examples of 'npz'"):
+    train.create_experiment(config)
+  config = tiny_config(tiny_npz, **{'dataset.num_labels': 440, 'dataset.validation_size': 48})
+  with pytest.raises(DataError, match=r'num_labels \+ validation_size = 488 exceeds'):
     train.create_experiment(config)
 
 
@@ -70,6 +114,21 @@ def test_streamed_imagenet_pipeline_needs_no_data_to_describe_itself(tiny_npz):
   assert data.num_train == imagenet.NUM_TRAIN and data.eval_names == ('test',)
   np.testing.assert_allclose(data.priors, np.full((1, 1000), 1e-3))
   np.testing.assert_allclose(data.normalization.mean, imagenet.MEAN)
+
+
+def test_streamed_imagenet_batches_repeat_from_a_step_and_a_resume_gets_fresh_ones(tiny_npz):
+  # The stream is seeded by (run seed, start step): the same start gives the same batches; a run
+  # resumed at step 5 is not fed step 0's batches again.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tiny_npz, **{'dataset.name': 'imagenet_1pct'})
+  config.dataset.image_size = 16
+  config.dataset.shuffle_buffer = 8
+  data = _create(config)
+  with tfds.testing.mock_data(num_examples=8):
+    first, again, resumed = (next(data._local_train_batches(step)) for step in (0, 0, 5))
+  assert first['image'].shape == (1, config.batch_size, 16, 16, 3)  # The run axis (R = 1).
+  np.testing.assert_array_equal(first['image'], again['image'])
+  assert not np.array_equal(first['image'], resumed['image'])
 
 
 def test_unknown_data_set_names_every_valid_one(tiny_npz):

@@ -260,6 +260,10 @@ def test_cache_hit_on_rerun_and_a_new_entry_when_files_or_size_change(tmp_path, 
   assert len(_entries(cache, 'unlabeled')) == 1  # The stale entry is gone.
   datasets.load_dataset(_config(root, image_size=12))
   assert 'Decoding 4 images of labeled/' in capsys.readouterr().out
+  # Touching a file (same bytes, a new modification time) is a change too.
+  os.utime(next((root / 'labeled').rglob('*.png')), ns=(2, 2))
+  datasets.load_dataset(_config(root, image_size=12))
+  assert 'Decoding 4 images of labeled/' in capsys.readouterr().out
 
 
 def test_cache_falls_back_when_beside_the_data_cannot_be_written(tmp_path, capsys):
@@ -272,6 +276,23 @@ def test_cache_falls_back_when_beside_the_data_cannot_be_written(tmp_path, capsy
   capsys.readouterr()
   datasets.load_dataset(_config(root, cache_dir=str(elsewhere)))
   assert 'read from the cache' in capsys.readouterr().out
+
+
+def test_data_roots_sharing_a_fallback_cache_keep_their_own_entries(tmp_path, capsys):
+  # Two folders laid out alike (the same split and file names) cached in one place: neither's
+  # entry replaces the other's.
+  elsewhere = tmp_path / 'cache'
+  roots = [tmp_path / 'first', tmp_path / 'second']
+  for seed, root in enumerate(roots):
+    _folder(root, {'a': 1, 'b': 1}, unlabeled=3, seed=seed)
+    (root / decoded_cache.CACHE_FOLDER).write_text('a file where the cache folder would go')
+  loaded = [datasets.load_dataset(_config(root, cache_dir=str(elsewhere))) for root in roots]
+  capsys.readouterr()
+  assert len(_entries(elsewhere, 'unlabeled')) == 2
+  for root, first in zip(roots, loaded):
+    again = datasets.load_dataset(_config(root, cache_dir=str(elsewhere)))
+    assert 'Decoding' not in capsys.readouterr().out
+    np.testing.assert_array_equal(again.x_train, first.x_train)
 
 
 def test_a_failed_cache_write_leaves_nothing_behind(tmp_path, capsys, monkeypatch):

@@ -1,6 +1,7 @@
 """alc_jax/workdir_io.py: whole-file writes are atomic and round-trip."""
 
 import numpy as np
+import pytest
 
 from alc_jax import workdir_io
 
@@ -16,3 +17,17 @@ def test_json_and_npz_round_trip_without_leftovers(tmp_path):
 
 def test_remote_paths_are_recognised():
   assert workdir_io.is_remote('gs://bucket/run') and not workdir_io.is_remote('/tmp/run')
+
+
+def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path, monkeypatch):
+  # The new bytes go to a temporary file that replaces the old one only once complete.
+  path = str(tmp_path / 'results.json')
+  workdir_io.write_json(path, {'step': 1})
+
+  def crash(src, dst):
+    raise OSError('crashed before the rename')
+
+  monkeypatch.setattr(workdir_io.os, 'replace', crash)
+  with pytest.raises(OSError, match='crashed'):
+    workdir_io.write_json(path, {'step': 2})
+  assert workdir_io.read_json(path) == {'step': 1}
