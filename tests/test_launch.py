@@ -143,7 +143,7 @@ def test_scripts_print_usage_on_bad_args(script, args):
 def fake_run(workdir, method='mean_teacher', alc=False, imbalance='none', student=(0.5,),
              teacher=None, dataset='fashion_mnist', num_labels=250, ratio=1.0, weight=1.0,
              top5=None, similarity=False, validation=None, per_class=None, prior=None,
-             seeds=None):
+             seeds=None, split_seeds=None):
   """A finished run as the trainer leaves it: results.json, metrics.jsonl, maybe similarity.npz.
   per_class and prior: [run][class] accuracies (both models) and labeled class shares; seeds:
   each run's seed, which is also its label split's seed."""
@@ -163,7 +163,7 @@ def fake_run(workdir, method='mean_teacher', alc=False, imbalance='none', studen
                                  'teacher_class_accuracy': per_class},
              'labeled_class_prior': prior}
   if seeds is not None:
-    extra.update(seeds=list(seeds), split_seeds=list(seeds))
+    extra.update(seeds=list(seeds), split_seeds=list(seeds if split_seeds is None else split_seeds))
   _write_results(workdir, method=method, alc=alc, alc_imbalance=imbalance, dataset=dataset,
                  num_labels=num_labels, imbalance_ratio=ratio, model='cnn13', num_runs=len(student),
                  steps=400, epochs=40.0, steps_per_epoch=10, final=final, best=final,
@@ -241,11 +241,32 @@ def test_aggregate_tables_and_plots(tmp_path):
     assert f'({name})' in markdown
 
 
-def test_aggregate_empty_root_and_broken_results(tmp_path):
+def test_aggregate_empty_root_and_broken_results(tmp_path, capsys):
   (tmp_path / 'x' / 'y' / 'seed0').mkdir(parents=True)
   (tmp_path / 'x' / 'y' / 'seed0' / 'results.json').write_text('{"trunc')
+  # Checkpoint folders are not searched (orbax's files, never a run's results).
+  (tmp_path / 'x' / 'y' / 'seed0' / 'checkpoints' / '20').mkdir(parents=True)
+  (tmp_path / 'x' / 'y' / 'seed0' / 'checkpoints' / '20' / 'results.json').write_text('{')
   markdown = _module('aggregate').aggregate(str(tmp_path), str(tmp_path / 'out'))
   assert 'No results.json found.' in markdown
+  skipped = capsys.readouterr().err
+  assert 'seed0/results.json' in skipped and 'checkpoints' not in skipped
+
+
+def test_mean_curve_averages_the_steps_every_run_logged_by_epoch(tmp_path):
+  aggregate = _module('aggregate')
+  runs = []
+  for name, logged in (('a', [(10, 1.0), (20, 2.0), (30, 3.0)]), ('b', [(10, 3.0), (30, 5.0)])):
+    (tmp_path / name).mkdir()
+    with open(tmp_path / name / 'metrics.jsonl', 'w', encoding='utf-8') as f:
+      for step, value in logged:
+        f.write(json.dumps({'step': step, 'eval/student_accuracy': value}) + '\n')
+        f.write(json.dumps({'step': step, 'losses/total': 0.5}) + '\n')
+    runs.append(aggregate.Run('e', 's', name, name, str(tmp_path / name),
+                              {'steps_per_epoch': 10}, None, None, 'student'))
+  epochs, mean = aggregate.mean_curve(runs, 'eval/student_accuracy')
+  np.testing.assert_array_equal(epochs, [1.0, 3.0])  # Step 20: only run a logged it.
+  np.testing.assert_array_equal(mean, [2.0, 4.0])
 
 
 def test_aggregate_per_class_accuracy_ranks_each_runs_classes_by_its_labels(tmp_path):
@@ -299,6 +320,11 @@ def test_aggregate_pairs_rows_by_seed_against_the_reference_rows(tmp_path):
   fake_run(str(exp / 'mean_teacher_alc_soft_ratio10' / 'seed2-1'), ratio=10.0, alc=True,
            teacher=(0.80, 0.75), per_class=soft_class[[2, 1]].tolist(),
            prior=prior[[2, 1]].tolist(), seeds=(2, 1))
+  # Seed 0 on another label split (another phase's root): no Mean Teacher run to pair with.
+  fake_run(str(tmp_path / 'runs' / 'other_split' / 'fashion_mnist_imbalanced' /
+               'mean_teacher_alc_soft_ratio10' / 'seed0'), ratio=10.0, alc=True, teacher=(0.1,),
+           per_class=soft_class[[0]].tolist(), prior=prior[[0]].tolist(), seeds=(0,),
+           split_seeds=(7,))
   fake_run(str(exp / 'supervised_ratio10' / 'seed0'), method='supervised', ratio=10.0,
            student=(0.9,))  # No seeds in its results.json: cannot be paired.
   markdown = _module('aggregate').aggregate(str(tmp_path / 'runs'), str(tmp_path / 'out'))
