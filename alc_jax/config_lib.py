@@ -100,9 +100,9 @@ def validate(config, num_devices=1):
     raise ConfigError(
         f'config.dataset.validation_size={config.dataset.validation_size} holds out one set of '
         f'validation images, but the {config.num_runs} runs would each draw their own label '
-        'split (config.dataset.split_seed=-1) and train on the others\' held-out images: set '
-        '--config.dataset.split_seed=N (any N >= 0) so that the runs share one split, or '
-        'config.num_runs=1.')
+        'split (config.dataset.split_seed=-1), and every run is evaluated on the first run\'s '
+        'held-out images, which the others train on: set --config.dataset.split_seed=N (any '
+        'N >= 0) so that the runs share one split, or config.num_runs=1.')
   for field in ('consistency_weight', 'alc.weight', 'alc.entropy_weight', 'alc.graph_weight',
                 'sntg.weight', 'vat.weight',
                 'vat.entmin_weight', 'fixmatch.weight', 'fixmatch.num_ops', 'weight_decay',

@@ -261,6 +261,40 @@ def test_the_experiment_stays_usable_after_steps_that_donate_its_state(tiny_npz)
     np.testing.assert_array_equal(a, b)
 
 
+def test_optimizer_is_nesterov_sgd_with_coupled_l2_on_a_cosine_schedule(tiny_npz):
+  # torch.optim.SGD(nesterov=True, weight_decay=wd) as Mean Teacher's PyTorch code trains: the
+  # decay is added to the gradient before the momentum (coupled L2), lr by cosine annealing.
+  lr, wd, momentum, total = 0.1, 2e-4, 0.9, 10
+  config = tiny_config(tiny_npz, learning_rate=lr, weight_decay=wd, momentum=momentum,
+                       nesterov=True, lr_warmup_epochs=0.0)
+  tx, _ = train.create_optimizer(config, total, 5, methods.get('supervised'))
+  rng = np.random.default_rng(0)
+  params = {'w': rng.normal(size=(4,))}
+  opt_state = tx.init(params)
+  want, buffer = params['w'].copy(), np.zeros(4)
+  for step in range(3):
+    grad = rng.normal(size=(4,))
+    updates, opt_state = tx.update({'w': grad}, opt_state, params)
+    params = {'w': params['w'] + np.asarray(updates['w'])}
+    decayed = grad + wd * want
+    buffer = momentum * buffer + decayed
+    want = want - lr * 0.5 * (1 + np.cos(np.pi * step / total)) * (decayed + momentum * buffer)
+    np.testing.assert_allclose(params['w'], want, rtol=1e-6)
+
+
+def test_grad_norm_monitor_is_the_norm_of_the_step_gradient(tiny_npz):
+  # Without weight decay, Nesterov SGD's first update is -lr (1 + momentum) g: the parameters
+  # move by lr (1 + momentum) |g|, |g| being what monitors/grad_norm reports.
+  exp = train.create_experiment(tiny_config(tiny_npz, weight_decay=0.0, lr_warmup_epochs=0.0))
+  before = jax.device_get(exp.initial_state.params)
+  state, metrics = exp.train_step(exp.initial_state, next(exp.train_batches()))
+  moved = np.sqrt(sum(np.sum((np.asarray(a, np.float64) - b) ** 2) for a, b in
+                      zip(leaves(state.params), jax.tree.leaves(before))))
+  config = exp.config
+  np.testing.assert_allclose(moved, config.learning_rate * (1 + config.momentum)
+                             * np.asarray(metrics['monitors/grad_norm']).item(), rtol=1e-4)
+
+
 def test_metrics_accumulate_on_the_device_with_a_sticky_non_finite_flag():
   rng = np.random.default_rng(0)
   steps = [{'a': rng.normal(size=(3,)).astype(np.float32), 'b': np.float32(rng.normal())}

@@ -4,13 +4,15 @@ tests/test_train.py.)"""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
-from alc_jax import checkpointing, train
+from alc_jax import checkpointing, methods, train
 from tests.conftest import ROOT, TEST_XLA_FLAGS, tiny_config
 
 
@@ -39,6 +41,13 @@ def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
               'monitors/similarity_diagonal', 'monitors/similarity_entropy',
               'monitors/similarity_same_class', 'train/steps_per_second'):
     assert key in train_rows[-1]
+  # Each row is the mean over the steps since the previous one: the learning rate of steps 0-9,
+  # 10-19 and 20-29 (the cosine schedule at each step's start).
+  config = ml_collections.ConfigDict(results['config'])
+  _, schedule = train.create_optimizer(config, 30, results['steps_per_epoch'],
+                                       methods.get(config.method))
+  windows = np.array([schedule(s) for s in range(30)]).reshape(3, 10).mean(axis=1)
+  np.testing.assert_allclose([r['learning_rate'] for r in train_rows], windows, rtol=1e-5)
   assert [r['step'] for r in rows if 'eval/student_accuracy' in r] == [15, 30]
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   assert sorted(os.listdir(workdir / 'checkpoints'))[-1] == '30'
@@ -107,6 +116,49 @@ def test_imagenet_config_trains_under_mock_data(tmp_path):
   assert results['steps'] == 2 and results['model'] == 'resnet18'
   assert 'student_top5_accuracy' in results['final']
   assert np.load(tmp_path / 'similarity.npz')['similarity'].shape == (8, 8)
+
+
+def _checkpoint_steps(workdir):
+  return sorted(int(d) for d in os.listdir(workdir / 'checkpoints') if d.isdigit())
+
+
+def _metrics_rows(workdir):
+  path = workdir / 'metrics.jsonl'
+  return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_the_last_step_is_logged_evaluated_and_checkpointed(tiny_npz, tmp_path):
+  # 7 steps, every 5: step 7 is no multiple of 5, and still the run's last log, evaluation and
+  # checkpoint.
+  config = tiny_config(tiny_npz, num_train_steps=7, log_every_steps=5, eval_every_steps=5,
+                       checkpoint_every_steps=5)
+  train.train_and_evaluate(config, str(tmp_path))
+  assert [r['step'] for r in _metrics_rows(tmp_path) if 'losses/total' in r] == [5, 7]
+  evaluations = json.loads((tmp_path / 'evaluations.json').read_text())
+  assert [r['step'] for r in evaluations] == [5, 7]
+  assert _checkpoint_steps(tmp_path) == [5, 7]
+  # A finished run rerun without its evaluation record reports its restored model's accuracy.
+  first = json.loads((tmp_path / 'results.json').read_text())
+  (tmp_path / 'evaluations.json').unlink()
+  assert train.train_and_evaluate(config, str(tmp_path))['final'] == first['final']
+
+
+@pytest.mark.parametrize('log_every,checkpoint_every', [(1, 100), (100, 1)])
+def test_a_non_finite_step_stops_the_run_at_the_next_log_or_checkpoint(tiny_npz, tmp_path,
+                                                                       log_every,
+                                                                       checkpoint_every):
+  # lr = 1e30: the first update is finite, a later step is not. Whichever comes first, a log
+  # step or a checkpoint step, stops the run there: nothing non-finite is logged or saved.
+  config = tiny_config(tiny_npz, num_train_steps=12, learning_rate=1e30, eval_every_steps=100,
+                       log_every_steps=log_every, checkpoint_every_steps=checkpoint_every)
+  with pytest.raises(FloatingPointError, match=r'non-finite value at step (\d+)') as error:
+    train.train_and_evaluate(config, str(tmp_path))
+  step = int(re.search(r'at step (\d+)', str(error.value)).group(1))
+  assert 2 <= step < 12, step
+  assert all(s < step for s in _checkpoint_steps(tmp_path))
+  rows = _metrics_rows(tmp_path)
+  assert all(r['step'] < step and np.isfinite(r['losses/total']) for r in rows)
+  assert not (tmp_path / 'results.json').exists()
 
 
 def test_best_spans_resumptions_and_drops_evaluations_past_the_checkpoint(tiny_npz, tmp_path,
