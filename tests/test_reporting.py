@@ -57,23 +57,26 @@ def test_results_record_keeps_per_class_accuracies_out_of_final_best_and_summary
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
   history = [reporting.evaluation_row(10, {'teacher_accuracy': np.array([0.5, 0.7]),
                                            'teacher_class_accuracy': np.array([[1.0, 0.0]] * 2)}),
-             reporting.evaluation_row(20, {'teacher_accuracy': np.array([0.6, 0.6]),
+             reporting.evaluation_row(20, {'teacher_accuracy': np.array([0.6, 0.65]),
                                            'teacher_class_accuracy': np.array([[0.5, 0.75]] * 2)})]
   record = reporting.results_record(
       tiny_config(tiny_npz, num_runs=2), history, seeds=[0, 1], split_seeds=[0, 1],
-      priors=[[0.25, 0.75], [0.5, 0.5]], steps=20,
+      priors=[[0.25, 0.75], [0.5, 0.5]], steps=25,
       steps_per_epoch=10, labeled_batch_size=4, mesh_devices=1, wall_time_s=1.0,
       resumed_from_step=0, images_per_second=1.0, models=('student', 'teacher'),
       reported_model='teacher', num_labels=40)
   assert record['num_labels'] == 40
   assert record['models'] == ['student', 'teacher'] and record['reported_model'] == 'teacher'
-  assert record['final'] == {'teacher_accuracy': [0.6, 0.6]}
+  assert record['final'] == {'teacher_accuracy': [0.6, 0.65]}
   assert record['best'] == {'teacher_accuracy': [0.6, 0.7]}
   assert record['final_per_class'] == {'teacher_class_accuracy': [[0.5, 0.75]] * 2}
   assert record['labeled_class_prior'] == [[0.25, 0.75], [0.5, 0.5]]
   assert set(record['summary']) == {'teacher_accuracy_mean', 'teacher_accuracy_std'}
-  assert record['summary']['teacher_accuracy_mean'] == pytest.approx(60.0)
-  assert record['epochs'] == 2.0
+  # Over runs, in %: the mean and the standard deviation of the runs as a population (ddof 0, as
+  # launch/aggregate.py's tables).
+  assert record['summary']['teacher_accuracy_mean'] == pytest.approx(62.5)
+  assert record['summary']['teacher_accuracy_std'] == pytest.approx(2.5)
+  assert record['epochs'] == 2.5
 
 
 def test_without_tensorboard_the_writer_is_metrics_jsonl_alone(tmp_path):

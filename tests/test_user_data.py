@@ -202,6 +202,19 @@ def test_mixed_sizes_and_modes_become_the_most_common_labeled_size_in_rgb(tmp_pa
   assert np.all(np.abs(unlabeled['cmyk'].astype(int) - [255, 0, 0]) <= 3)  # JPEG rounding.
 
 
+def test_equally_common_sizes_go_to_the_larger_and_hidden_folders_are_no_class(tmp_path, capsys):
+  for i in range(2):
+    _save(str(tmp_path / 'labeled' / 'a' / f'{i}.png'), np.full((8, 10, 3), 10, np.uint8))
+    _save(str(tmp_path / 'labeled' / 'b' / f'{i}.png'), np.full((12, 6, 3), 20, np.uint8))
+  # A notebook's checkpoint folder is not a class (nor its images labeled ones).
+  _save(str(tmp_path / 'labeled' / '.ipynb_checkpoints' / 'x.png'), np.zeros((8, 10, 3), np.uint8))
+  ds = datasets.load_dataset(_config(tmp_path))
+  assert ds.class_names == ('a', 'b') and ds.num_classes == 2
+  # 10x8 and 6x12 are as common: the larger (80 pixels against 72) is kept.
+  assert ds.x_train.shape == (4, 8, 10, 3)
+  assert 'converted to 10x8 RGB: the most common size in labeled/, 50%' in capsys.readouterr().out
+
+
 def test_exif_orientation_turns_both_the_size_and_the_pixels(tmp_path):
   # A photo stored sideways (10 wide, 8 high) with EXIF orientation 6: shown turned 90 degrees
   # clockwise, 8 wide and 10 high. The set's size and the pixels are the image as shown.
