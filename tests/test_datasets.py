@@ -182,7 +182,7 @@ def test_imagenet_eval_image_is_the_centre_crop_of_the_256_to_224_recipe(fmt):
   np.testing.assert_array_equal(imagenet.preprocess_eval(tf.constant(encoded), 24).numpy(), want)
 
 
-def test_imagenet_train_crops_are_random_and_half_are_flipped():
+def test_imagenet_train_crops_are_flipped_half_the_time():
   # Dark on the left, bright on the right: an unflipped crop keeps its dark side left.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   image = np.zeros((48, 48, 3), np.uint8)

@@ -36,7 +36,7 @@ def test_in_memory_pipeline_sizes_priors_and_normalization(tiny_npz):
 
 def test_a_fixed_split_seed_gives_every_run_the_same_labels(tiny_npz):
   # config.dataset.split_seed >= 0 (the tuning runs on a validation split): one label split for
-  # all runs, which still draw their own batches; -1: each run's split follows its seed.
+  # all runs; -1: each run's split follows its seed.
   fixed = _create(tiny_config(tiny_npz, **{'dataset.split_seed': 7, 'dataset.validation_size': 48}),
                   seeds=(3, 4))
   own = _create(tiny_config(tiny_npz, **{'dataset.validation_size': 48}), seeds=(3, 4))
