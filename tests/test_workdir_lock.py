@@ -75,8 +75,12 @@ def _dead_pid():
 def _zombie_pid():
   proc = subprocess.Popen([sys.executable, '-c', 'pass'])
   for _ in range(500):  # Exited, not reaped: `kill -0` still succeeds on it.
-    if workdir_lock._start_time(proc.pid) is None:
-      return proc.pid, proc
+    try:  # Its state, read here rather than through the code under test.
+      with open(f'/proc/{proc.pid}/stat', encoding='ascii') as f:
+        if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+          return proc.pid, proc
+    except OSError:
+      break
     time.sleep(0.01)
   pytest.skip('no /proc state for zombies here')
 
@@ -121,6 +125,34 @@ def test_another_hosts_lock_holds_until_its_lease_expires(tmp_path, capsys):
   with workdir_lock.WorkdirLock(tmp_path):
     pass
   assert 'lease expired' in capsys.readouterr().out
+
+
+def test_of_two_racing_runs_the_second_creator_does_not_overwrite_the_first(tmp_path,
+                                                                           monkeypatch, sleeper):
+  # Both found no lock file; the other run created it first. Ours must not overwrite it: the
+  # exclusive create fails, and the holder it then reads (alive) refuses us.
+  holder = _write_holder(tmp_path, pid=sleeper.pid,
+                         pid_start_time=workdir_lock._start_time(sleeper.pid))
+  reads = []
+  real_read = workdir_lock.WorkdirLock._read
+
+  def read(self):
+    reads.append(1)
+    return None if len(reads) == 1 else real_read(self)  # The first read came before theirs.
+
+  monkeypatch.setattr(workdir_lock.WorkdirLock, '_read', read)
+  with pytest.raises(workdir_lock.WorkdirInUse):
+    with workdir_lock.WorkdirLock(tmp_path):
+      pytest.fail('the second run must not get the workdir')
+  assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text()) == holder
+
+
+def test_a_holder_whose_lock_was_taken_stops_renewing_it(tmp_path):
+  with workdir_lock.WorkdirLock(tmp_path, lease_seconds=0.3):
+    holder = _write_holder(tmp_path, token='the-run-that-took-over')
+    time.sleep(0.5)  # Past a renewal: ours sees another token and leaves the file alone.
+    assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text()) == holder
+  assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text()) == holder  # Not freed.
 
 
 def test_the_holder_renews_its_lease(tmp_path):
