@@ -41,9 +41,13 @@ def test_fallback_past_a_checkpoint_missing_its_item_directory(tmp_path):
 def test_fallback_past_a_truncated_checkpoint_in_process(tmp_path, capsys):
   _save(tmp_path, (1, 2, 3))
   corrupt_checkpoint(tmp_path / '3')
+  # An earlier fallback's step 3, moved aside then: the newer unreadable copy replaces it.
+  (tmp_path / '3.unreadable').mkdir()
+  (tmp_path / '3.unreadable' / 'from_an_earlier_run').write_text('x')
   state, step = checkpointing.Manager(str(tmp_path), max_to_keep=3).restore_latest(
       _small_state(0))
   assert step == 2
+  assert not (tmp_path / '3.unreadable' / 'from_an_earlier_run').exists()
   np.testing.assert_array_equal(state['params']['b'], _small_state(2)['params']['b'])
   out = capsys.readouterr().out
   assert 'Checkpoint at step 3 is unreadable' in out and 'at step 2.' in out

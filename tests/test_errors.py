@@ -99,7 +99,15 @@ def test_disk_full_is_found_through_wrapping_errors():
       raise RuntimeError('orbax: async save failed') from inner
   except RuntimeError as outer:
     assert checkpointing.is_disk_full(outer)
+  try:  # Raised while handling it (no `from`): found through __context__.
+    try:
+      raise OSError(errno.EDQUOT, 'quota')
+    except OSError:
+      raise RuntimeError('cleanup failed too')  # pylint: disable=raise-missing-from
+  except RuntimeError as during:
+    assert checkpointing.is_disk_full(during)
   assert checkpointing.is_disk_full(ValueError('write failed: No space left on device'))
+  assert checkpointing.is_disk_full(RuntimeError('[Errno 122] Disk quota exceeded'))
   assert checkpointing.is_disk_full(OSError(errno.EDQUOT, 'quota'))
   assert not checkpointing.is_disk_full(OSError(errno.EACCES, 'permission denied'))
   assert not checkpointing.is_disk_full(KeyError('x'))
