@@ -488,6 +488,18 @@ def test_folder_size_mismatch(tmp_path):
   assert str(odd) in str(e.value)
 
 
+def test_folder_skips_hidden_files_and_refuses_a_class_without_training_images(tmp_path):
+  written = _write_folder(tmp_path)
+  hidden = np.zeros((5, 6, 3), np.uint8)  # Same size and mode: only its name keeps it out.
+  Image.fromarray(hidden).save(tmp_path / 'train' / 'dog' / '.thumbnail.png')
+  ds = datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
+  np.testing.assert_array_equal(ds.x_train, written['train'][0])
+  for split in ('train', 'test'):
+    (tmp_path / split / 'yak').mkdir()
+  with pytest.raises(DataError, match='yak holds no .png/.jpg/.jpeg image; every class needs'):
+    datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
+
+
 def test_folder_mismatched_classes_and_mode(tmp_path):
   _write_folder(tmp_path)
   (tmp_path / 'test' / 'fox').mkdir()
@@ -499,5 +511,12 @@ def test_folder_mismatched_classes_and_mode(tmp_path):
   with pytest.raises(DataError, match='mode') as e:
     datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
   assert str(gray) in str(e.value)
+  gray.unlink()
+  # Only 'L' and 'RGB' (train/ + test/ images are taken as they are): RGBA is refused.
+  rgba = tmp_path / 'train' / 'emu' / 'rgba.png'
+  Image.fromarray(np.zeros((5, 6, 4), np.uint8), 'RGBA').save(rgba)
+  with pytest.raises(DataError, match="has PIL mode 'RGBA'; only 'L'") as e:
+    datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
+  assert str(rgba) in str(e.value)
   with pytest.raises(DataFileNotFoundError, match='train'):
     datasets.load_dataset(_config(name='folder', path=str(tmp_path / 'nowhere')))
