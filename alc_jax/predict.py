@@ -66,13 +66,18 @@ def write_csv(path, names, probabilities, labels):
   """The CSV of the module docstring; written to a temporary file, then renamed into place."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f'{path}.tmp'
-  with open(tmp, 'w', newline='', encoding='utf-8') as f:
-    writer = csv.writer(f)
-    writer.writerow(['path', 'class', 'confidence'] + [f'p_{label}' for label in labels])
-    for name, p in zip(names, probabilities):
-      best = int(p.argmax())
-      writer.writerow([name, labels[best], f'{p[best]:.6g}'] + [f'{v:.6g}' for v in p])
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'w', newline='', encoding='utf-8') as f:
+      writer = csv.writer(f)
+      writer.writerow(['path', 'class', 'confidence'] + [f'p_{label}' for label in labels])
+      for name, p in zip(names, probabilities):
+        best = int(p.argmax())
+        writer.writerow([name, labels[best], f'{p[best]:.6g}'] + [f'{v:.6g}' for v in p])
+    os.replace(tmp, path)
+  except BaseException:  # Nothing half-written is left: an earlier CSV at `path` stays whole.
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 if __name__ == '__main__':

@@ -24,9 +24,14 @@ def write_bytes(path, data: bytes):
     epath.Path(path).write_bytes(data)
     return
   tmp = f'{path}.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:  # No temporary file left behind either.
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def write_json(path, payload):

@@ -146,6 +146,23 @@ def test_evaluate_writes_metrics_and_the_confusion_matrix(run, folder_data, tmp_
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
+def test_a_csv_write_that_fails_keeps_the_previous_csv_whole(tmp_path):
+  path = str(tmp_path / 'predictions.csv')
+  probabilities = np.array([[0.2, 0.8], [0.9, 0.1]])
+  predict.write_csv(path, ['a.png', 'b.png'], probabilities, ('cat', 'dog'))
+  before = open(path, encoding='utf-8').read()
+  assert before.splitlines()[1] == 'a.png,dog,0.8,0.2,0.8'
+
+  def failing():  # One row, then the prediction fails.
+    yield probabilities[0]
+    raise RuntimeError('prediction failed')
+
+  with pytest.raises(RuntimeError, match='prediction failed'):
+    predict.write_csv(path, ['a.png', 'b.png'], failing(), ('cat', 'dog'))
+  assert open(path, encoding='utf-8').read() == before
+  assert os.listdir(tmp_path) == ['predictions.csv']  # No temporary file left.
+
+
 def test_classification_metrics_against_hand_computed_values():
   # Classes 0 and 1: 3 true each, 2 found, 1 false alarm; class 2: 1 true, none predicted;
   # class 3: never present, predicted once.

@@ -31,3 +31,4 @@ def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path, monkeypatch):
   with pytest.raises(OSError, match='crashed'):
     workdir_io.write_json(path, {'step': 2})
   assert workdir_io.read_json(path) == {'step': 1}
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['results.json']  # No .tmp left.
