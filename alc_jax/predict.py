@@ -21,6 +21,7 @@ inputs.
 """
 
 import csv
+import io
 import os
 import time
 
@@ -28,7 +29,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's start-up line
 
 from absl import app, flags
 
-from alc_jax import inference
+from alc_jax import inference, workdir_io
 
 FLAGS = flags.FLAGS
 
@@ -63,21 +64,17 @@ def predict(workdir, input_path, out, weights='reported', run=0, batch_size=256)
 
 
 def write_csv(path, names, probabilities, labels):
-  """The CSV of the module docstring; written to a temporary file, then renamed into place."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp'
-  try:
-    with open(tmp, 'w', newline='', encoding='utf-8') as f:
-      writer = csv.writer(f)
-      writer.writerow(['path', 'class', 'confidence'] + [f'p_{label}' for label in labels])
-      for name, p in zip(names, probabilities):
-        best = int(p.argmax())
-        writer.writerow([name, labels[best], f'{p[best]:.6g}'] + [f'{v:.6g}' for v in p])
-    os.replace(tmp, path)
-  except BaseException:  # Nothing half-written is left: an earlier CSV at `path` stays whole.
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  """The CSV of the module docstring, composed in memory and then written whole
+  (workdir_io.write_bytes): a failure part-way leaves an earlier CSV at `path` as it was."""
+  if not workdir_io.is_remote(path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  text = io.StringIO(newline='')
+  writer = csv.writer(text)
+  writer.writerow(['path', 'class', 'confidence'] + [f'p_{label}' for label in labels])
+  for name, p in zip(names, probabilities):
+    best = int(p.argmax())
+    writer.writerow([name, labels[best], f'{p[best]:.6g}'] + [f'{v:.6g}' for v in p])
+  workdir_io.write_bytes(path, text.getvalue().encode('utf-8'))
 
 
 if __name__ == '__main__':
