@@ -74,6 +74,18 @@ def np_log_softmax(x):
   return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+def checkpoint_steps(ckpt_dir, finalized=True):
+  """Steps of the checkpoint directories in `ckpt_dir` ([] if there is none); finalized=False
+  also counts orbax's temporary directories (`<step>.orbax-checkpoint-tmp-...`)."""
+  try:
+    names = os.listdir(ckpt_dir)
+  except FileNotFoundError:
+    return []
+  if finalized:
+    return sorted(int(n) for n in names if n.isdigit())
+  return sorted(int(n.split('.')[0]) for n in names if n.split('.')[0].isdigit())
+
+
 def make_tiny_images(n, num_classes, size, rng):
   """Class c = a bright square in one of `num_classes` positions, plus noise: easy to learn."""
   labels = np.arange(n) % num_classes

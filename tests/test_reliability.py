@@ -32,7 +32,8 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TEST_XLA_FLAGS, corrupt_checkpoint, make_tiny_images
+from tests.conftest import (ROOT, TEST_XLA_FLAGS, checkpoint_steps, corrupt_checkpoint,
+                            make_tiny_images)
 
 STEPS = 120  # Of the CLI runs; ~3 s of training: a wide window to kill a run mid-way.
 KILL_AT = 40  # SIGKILL once a checkpoint of at least this step exists.
@@ -116,19 +117,8 @@ class _Job:
             f'--- stdout ---\n{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}')
 
 
-def _checkpoint_steps(ckpt_dir, finalized=True):
-  """Steps of the checkpoint directories (finalized: no orbax temporary directories)."""
-  try:
-    names = os.listdir(ckpt_dir)
-  except FileNotFoundError:
-    return []
-  if finalized:
-    return sorted(int(n) for n in names if n.isdigit())
-  return sorted(int(n.split('.')[0]) for n in names if n.split('.')[0].isdigit())
-
-
 def _newest_checkpoint(ckpt_dir):
-  steps = _checkpoint_steps(ckpt_dir)
+  steps = checkpoint_steps(ckpt_dir)
   return steps[-1] if steps else -1
 
 
@@ -263,11 +253,11 @@ def runs(tiny_npz, tmp_path_factory, two_process_jobs):
         info['I'] = True
       if 'B2' not in jobs and not b.running():
         info['B_killed'] = killed
-        info['B_steps_after_kill'] = _checkpoint_steps(wd['B'] / 'checkpoints')
+        info['B_steps_after_kill'] = checkpoint_steps(wd['B'] / 'checkpoints')
         start('B2', wd['B'])
       if 'P2' not in jobs and not p.running():
         info['P_termed'] = termed
-        info['P_steps_after_term'] = _checkpoint_steps(wd['P'] / 'checkpoints')
+        info['P_steps_after_term'] = checkpoint_steps(wd['P'] / 'checkpoints')
         info['P_results_after_term'] = (wd['P'] / 'results.json').exists()
         if info['P_steps_after_term']:  # Before the rerun rotates it away (keep_checkpoints).
           saved = _restore(wd['P'] / 'checkpoints', max(info['P_steps_after_term']))
@@ -442,9 +432,9 @@ def test_nan_stops_the_run_naming_the_step_and_the_terms(runs):
   assert 'losses/total' in terms and 'losses/supervised' in terms, terms
   assert 'Lower config.learning_rate' in job.stderr
   # Nothing from the failing step on was checkpointed, finalized or half-written.
-  assert all(s < step for s in _checkpoint_steps(ckpt, finalized=False)), os.listdir(ckpt)
+  assert all(s < step for s in checkpoint_steps(ckpt, finalized=False)), os.listdir(ckpt)
   assert not (runs['workdirs']['N'] / 'results.json').exists()
-  for s in _checkpoint_steps(ckpt):  # What was kept is finite.
+  for s in checkpoint_steps(ckpt):  # What was kept is finite.
     state = _restore(ckpt, s)
     assert all(np.all(np.isfinite(v)) for v in state.values() if v.dtype.kind == 'f'), s
 
@@ -457,8 +447,8 @@ def test_nan_keeps_the_last_good_checkpoint(runs):
   job, ckpt = runs['jobs']['N'], runs['workdirs']['N'] / 'checkpoints'
   step, _ = _nan_step(job)
   assert step >= 2, step  # Else there is no good checkpoint to keep.
-  assert _checkpoint_steps(ckpt, finalized=False) == _checkpoint_steps(ckpt), os.listdir(ckpt)
-  assert max(_checkpoint_steps(ckpt), default=0) == step - 1, os.listdir(ckpt)
+  assert checkpoint_steps(ckpt, finalized=False) == checkpoint_steps(ckpt), os.listdir(ckpt)
+  assert max(checkpoint_steps(ckpt), default=0) == step - 1, os.listdir(ckpt)
 
 
 # --- 6. Configs that cannot run -------------------------------------------------------------------
