@@ -6,15 +6,25 @@ Usage: python tests/_reliability_multiprocess.py NPZ OUT.npz PROCESS_ID NUM_PROC
 With NUM_PROCESSES > 1 the processes join a jax.distributed job on 127.0.0.1:PORT (CPU, gloo
 collectives, one device each); with 1 it runs alone on however many devices XLA_FLAGS gives it.
 Process 0 writes the final state (params, batch statistics, EMA teacher) and the per-step losses.
+
+Then the processes run the whole trainer (`train.train_and_evaluate`, TRAIN_STEPS steps) in one
+shared workdir, train_<NUM_PROCESSES>/ beside OUT, and once more after its last checkpoint and
+results.json are removed (a resume); each process writes the two runs' results to
+OUT.results<PROCESS_ID>.json.
 """
 
 import ast
 import json
 import os
+import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# The trainer's run: a checkpoint, evaluation and log row every 2 steps; the resume from step 2.
+TRAIN_STEPS = 4
+TRAIN_OVERRIDES = {'num_train_steps': TRAIN_STEPS, 'log_every_steps': 2, 'eval_every_steps': 2,
+                   'checkpoint_every_steps': 2}
 
 
 def main(npz, out, process_id, num_processes, port, steps, *extra):
@@ -27,6 +37,7 @@ def main(npz, out, process_id, num_processes, port, steps, *extra):
                                num_processes=num_processes, process_id=process_id,
                                initialization_timeout=60)
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   from alc_jax import ema, train, workdir_lock  # pylint: disable=g-import-not-at-top
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
 
@@ -67,6 +78,21 @@ def main(npz, out, process_id, num_processes, port, steps, *extra):
   flat['step'] = local(state.step)
   if process_id == 0:
     np.savez(out, **flat)
+
+  # The whole trainer, in every process on one workdir: process 0 writes the workdir's files, the
+  # others only their metrics.<process>.jsonl; evaluation and checkpoints are collective.
+  train_dir = os.path.join(os.path.dirname(out), f'train_{num_processes}')
+  config = tiny_config(npz, batch_size=16, labeled_batch_size=4,
+                       **{**overrides, **TRAIN_OVERRIDES})
+  first = train.train_and_evaluate(config, train_dir)
+  multihost_utils.sync_global_devices('first run done')
+  if process_id == 0:  # The rerun resumes from the checkpoint before the last.
+    shutil.rmtree(os.path.join(train_dir, 'checkpoints', str(TRAIN_STEPS)))
+    os.remove(os.path.join(train_dir, 'results.json'))
+  multihost_utils.sync_global_devices('last checkpoint removed')
+  resumed = train.train_and_evaluate(config, train_dir)
+  with open(f'{out}.results{process_id}.json', 'w', encoding='utf-8') as f:
+    json.dump({'first': first, 'resumed': resumed}, f)
   if num_processes > 1:
     jax.distributed.shutdown()
   print(f'process {process_id} done', flush=True)

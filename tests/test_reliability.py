@@ -138,10 +138,11 @@ def _assert_states_equal(got, want):
   assert not different, f'{len(different)} of {len(want)} arrays differ, e.g. {different[:5]}'
 
 
-def _metric_rows(workdir):
-  """{step: row} of metrics.jsonl; a step logged twice (before a crash and after) keeps the last."""
+def _metric_rows(workdir, name='metrics.jsonl'):
+  """{step: row} of metrics.jsonl (or `name`: process 1's metrics.1.jsonl); a step logged twice
+  (before a crash and after) keeps the last."""
   rows = {}
-  for line in (workdir / 'metrics.jsonl').read_text().splitlines():
+  for line in (workdir / name).read_text().splitlines():
     if line.strip():
       row = json.loads(line)
       if 'losses/total' in row:
@@ -482,7 +483,8 @@ def test_two_processes_equal_one_process(two_process_jobs, runs):
   the tiny config (mean teacher + ALC over the global batch), against one process on one device.
   Process-local batch rows, make_array_from_process_local_data, BatchNorm statistics and the
   similarity over the global batch must all agree (a 2-device mesh only reorders float sums:
-  ~2e-6 here; two processes and one process with two devices agree bitwise)."""
+  ~2e-6 here; two processes and one process with two devices agree bitwise). Then the whole
+  trainer in the same processes (`_check_the_trainer_in_two_processes`)."""
   del runs  # Started the reference job.
   jobs, base = two_process_jobs['jobs'], two_process_jobs['dir']
   for job in jobs.values():
@@ -503,6 +505,38 @@ def test_two_processes_equal_one_process(two_process_jobs, runs):
   for name in one.files:
     assert np.all(np.isfinite(two[name])), name  # NaN == NaN would pass assert_allclose.
     np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
+  _check_the_trainer_in_two_processes(jobs, base)
+
+
+def _check_the_trainer_in_two_processes(jobs, base):
+  """Test 7, second part: the whole trainer (train_and_evaluate: evaluation, checkpoints,
+  metrics, results.json, a resume) in the same 2-process job, against the 1-process job."""
+  results = {job: json.loads((base / f'{npz}.results{i}.json').read_text())
+             for job, npz, i in (('proc0', 'two.npz', 0), ('proc1', 'two.npz', 1),
+                                 ('single', 'one.npz', 0))}
+  for job, result in results.items():
+    first, resumed = result['first'], result['resumed']
+    assert first['resumed_from_step'] == 0 and resumed['resumed_from_step'] == 2, job
+    assert 'Resuming from the checkpoint at step 2.' in jobs[job].stdout, jobs[job].describe()
+    for key in ('final', 'best', 'summary', 'steps'):  # Every process returns the same results,
+      assert resumed[key] == first[key] == results['proc0']['first'][key], (job, key)  # resumed.
+  two, one = base / 'train_2', base / 'train_1'
+  # Process 0 writes the workdir's files; process 1 only its own metrics rows.
+  assert set(os.listdir(two)) == set(os.listdir(one)) | {'metrics.1.jsonl'}, os.listdir(two)
+  assert {'results.json', 'similarity.npz', 'evaluations.json'} <= set(os.listdir(two))
+  assert checkpoint_steps(two / 'checkpoints') == checkpoint_steps(one / 'checkpoints') == [2, 4]
+  assert 'step 4/4' in jobs['proc0'].stdout and 'step 4/4' not in jobs['proc1'].stdout
+  rows = {name: _metric_rows(two, name) for name in ('metrics.jsonl', 'metrics.1.jsonl')}
+  rows['one'] = _metric_rows(one)
+  assert sorted(rows['one']) == sorted(rows['metrics.jsonl']) == sorted(rows['metrics.1.jsonl'])
+  for step, row in rows['one'].items():
+    for key, value in row.items():
+      if key != 'train/steps_per_second':
+        assert rows['metrics.1.jsonl'][step][key] == rows['metrics.jsonl'][step][key], key
+        np.testing.assert_allclose(rows['metrics.jsonl'][step][key], value, rtol=1e-5,
+                                   atol=1e-6, err_msg=f'{key} at step {step}')
+  hosts = json.loads((two / 'hosts.json').read_text())
+  assert [(h['from_step'], h['num_devices']) for h in hosts] == [(0, 2)], hosts
 
 
 # --- 8. Chaos: repeated SIGKILLs ---------------------------------------------------------------
