@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 import warnings
 
 import jax
@@ -204,6 +205,9 @@ def test_the_flag_is_only_added_when_this_jaxlib_knows_it(monkeypatch):
   # XLA aborts the process on an unknown flag or value: the guard must look before it sets.
   assert cpu_setup.xla_knows(b'xla_force_host_platform_device_count')  # A long-standing flag.
   assert not cpu_setup.xla_knows(b'xla_cpu_no_such_flag_for_this_test')
+  # Every needle, not any: the Eigen flag needs its name and its enum value.
+  assert not cpu_setup.xla_knows(b'xla_force_host_platform_device_count',
+                                 b'xla_cpu_no_such_flag_for_this_test')
   for knows, want in ((False, None), (True, cpu_setup.EIGEN_CONVS)):
     monkeypatch.setattr(cpu_setup, '_configured', False)
     monkeypatch.setattr(cpu_setup, 'applied', {})
@@ -270,6 +274,51 @@ def test_levers_from_the_environment():
   assert cpu_setup.wanted_levers(' devices ') == {'devices'}
   with pytest.raises(ValueError, match='convs, devices'):
     cpu_setup.wanted_levers('eigen')
+
+
+def test_cores_are_those_this_process_may_run_on(monkeypatch):
+  # A job pinned to 1 of the machine's cores (taskset, a container's cpuset) gets one device.
+  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {3}, raising=False)
+  assert cpu_setup.num_cores() == 1
+
+
+@pytest.mark.parametrize('platforms,plugin,want', [
+    ('cpu', True, True), ('cpu,cuda', True, True), ('cuda,cpu', False, False),
+    ('tpu', False, False), ('', False, True), ('', True, False)])
+def test_the_set_up_acts_only_where_the_cpu_is_the_default_backend(monkeypatch, platforms, plugin,
+                                                                    want):
+  """JAX_PLATFORMS' first entry decides; unset, an installed accelerator plugin (which JAX would
+  take) keeps the CPU set-up off."""
+  monkeypatch.setenv('JAX_PLATFORMS', platforms)
+  monkeypatch.setattr(cpu_setup, 'jax', types.SimpleNamespace(
+      config=types.SimpleNamespace(jax_platforms=None)))  # Not set in code either.
+  monkeypatch.setattr(cpu_setup.importlib.metadata, 'entry_points',
+                      lambda group: ['jax_cuda12_plugin'] if plugin else [])
+  monkeypatch.setattr(cpu_setup.importlib.util, 'find_spec', lambda name: None)
+  assert cpu_setup._cpu_is_default_backend() == want  # pylint: disable=protected-access
+
+
+def test_ynn_convolutions_counts_only_those_inside_ynnpack_fusions():
+  hlo = """%fused_conv (p0: f32[1,4,4,1], p1: f32[3,3,1,1]) -> f32[1,4,4,1] {
+  ROOT %convolution.1 = f32[1,4,4,1] convolution(%p0, %p1), window={size=3x3 pad=1_1x1_1}
+}
+
+%ynn_body (p0: f32[1,4,4,1], p1: f32[3,3,1,1]) -> f32[1,4,4,1] {
+  ROOT %convolution.2 = f32[1,4,4,1] convolution(%p0, %p1), window={size=3x3 pad=1_1x1_1}
+}
+
+%custom_body (p0: f32[1,4,4,1], p1: f32[3,3,1,1]) -> f32[1,4,4,1] {
+  %convolution.3 = f32[1,4,4,1] convolution(%p0, %p1), window={size=3x3 pad=1_1x1_1}
+  ROOT %convolution.4 = f32[1,4,4,1] convolution(%convolution.3, %p1), window={size=3x3}
+}
+
+ENTRY %main (a: f32[1,4,4,1], b: f32[3,3,1,1]) -> f32[1,4,4,1] {
+  %fusion.1 = f32[1,4,4,1] fusion(%a, %b), kind=kLoop, calls=%fused_conv
+  %ynn_fusion.3 = f32[1,4,4,1] fusion(%fusion.1, %b), kind=kCustom, calls=%ynn_body
+  ROOT %fusion.7 = f32[1,4,4,1] fusion(%ynn_fusion.3, %b), kind=kCustom, calls=%custom_body, backend_config={"fusion_backend_config":{"kind":"__ynn_fusion"}}
+}
+"""
+  assert cpu_setup.ynn_convolutions(hlo) == 3  # Not conv 1: an ordinary fusion's, Eigen's.
 
 
 def test_the_mesh_takes_the_most_devices_that_divide_the_batch():

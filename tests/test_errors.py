@@ -6,15 +6,18 @@ images through CNN-13) are in test_reliability.py.
 
 import errno
 import signal
+import types
 
+from absl import app
 import numpy as np
 import pytest
 from PIL import Image
 
-from alc_jax import checkpointing, config_lib, main, models, train, workdir_lock
+from alc_jax import (checkpointing, config_lib, cpu_setup, inference, main, models, train,
+                     workdir_lock)
 from alc_jax.data import datasets
 from alc_jax.data import DataError, DataFileNotFoundError
-from tests.conftest import make_tiny_images, tiny_config
+from tests.conftest import ROOT, make_tiny_images, tiny_config
 
 
 def _exit_message(monkeypatch, error):
@@ -37,6 +40,57 @@ def _exit_message(monkeypatch, error):
 def test_fixable_errors_exit_with_one_line(monkeypatch, error, prefix):
   message = _exit_message(monkeypatch, error)
   assert message == prefix and '\n' not in message
+
+
+def test_a_stray_argument_is_a_usage_error_before_anything_runs(monkeypatch):
+  """`python -m alc_jax.main configs/smoke.py` (no --config=), or a stray argument to a tool."""
+  ran = []
+  monkeypatch.setattr(cpu_setup, 'configure', lambda: ran.append('cpu set-up'))
+  with pytest.raises(app.UsageError, match=r"arguments: \['configs/smoke.py'\]"):
+    main.main(['alc_jax.main', 'configs/smoke.py'])
+  with pytest.raises(app.UsageError, match=r"arguments: \['photos/'\]"):
+    inference.run_tool(['alc_jax.predict', 'photos/'], lambda: ran.append('tool'))
+  assert not ran
+
+
+def _main(monkeypatch, *args):
+  """alc_jax.main's `main` after absl parsed `args`, with the training replaced: what it did, in
+  order (the CPU set-up, jax.distributed, the log level, the run)."""
+  calls = []
+  monkeypatch.setattr(cpu_setup, 'configure', lambda: calls.append('cpu set-up'))
+  monkeypatch.setattr(main.jax.distributed, 'initialize', lambda: calls.append('distributed'))
+  monkeypatch.setattr(main.logging, 'set_verbosity', lambda level: calls.append(level))
+  monkeypatch.setattr(main.tfds_data, 'tf_cpu_only', lambda: None)
+  monkeypatch.setattr(main, 'run', lambda config, workdir: calls.append(('run', workdir)) or 0)
+  try:
+    main.FLAGS(['alc_jax.main', f'--config={ROOT}/configs/smoke.py', '--workdir=/w', *args])
+    with pytest.raises(SystemExit) as e:
+      main.main(['alc_jax.main'])
+  finally:
+    main.FLAGS.unparse_flags()
+  assert e.value.code == 0
+  return calls
+
+
+# ml_collections' config flag loads the config file by importlib's deprecated load_module (as
+# every `python -m alc_jax.main` does, where Python does not show DeprecationWarnings).
+@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
+def test_main_starts_jax_distributed_when_asked_after_the_cpu_set_up(monkeypatch):
+  warning = main.logging.WARNING  # Orbax's INFO lines off unless the user asks (-v 0).
+  assert _main(monkeypatch) == ['cpu set-up', warning, ('run', '/w')]
+  assert _main(monkeypatch, '--multihost') == ['cpu set-up', warning, 'distributed',
+                                               ('run', '/w')]
+  assert _main(monkeypatch, '--verbosity=0') == ['cpu set-up', ('run', '/w')]
+
+
+def test_the_inference_tools_run_on_the_cpu_set_up(monkeypatch):
+  calls = []
+  monkeypatch.setattr(cpu_setup, 'configure', lambda: calls.append('cpu set-up'))
+  monkeypatch.setattr(inference, 'jax', types.SimpleNamespace(config=types.SimpleNamespace(
+      update=lambda *args: calls.append(args))))
+  monkeypatch.setattr(inference.logging, 'set_verbosity', lambda level: None)
+  inference.run_tool(['alc_jax.predict'], lambda *a, **k: calls.append(('tool', a, k)), 'w', run=1)
+  assert calls == [('jax_platforms', 'cpu'), 'cpu set-up', ('tool', ('w',), {'run': 1})]
 
 
 def test_a_full_disk_exits_at_once_after_its_line(monkeypatch, capsys):

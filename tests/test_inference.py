@@ -265,3 +265,8 @@ def test_errors_are_one_line(run, folder_data, tmp_path):
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines()[-1].startswith('Error: run=5 is out of range')
   assert 'Traceback' not in proc.stderr
+  # Without --workdir, the flag parser says so (the tools need to know which run's model).
+  proc = subprocess.run(cmd[:3] + cmd[4:6], cwd=ROOT, capture_output=True, text=True,
+                        timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
+  assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+  assert 'Flag --workdir must have a value other than None' in proc.stderr, proc.stderr[-3000:]

@@ -4,8 +4,10 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -97,6 +99,85 @@ def test_sweep_runs_jobs_in_parallel_and_reports_failures(tmp_path):
   assert f"resume {root / 'svhn_250' / 'pi_model' / 'seed0'}" in out.stdout
   out = _sweep(*args)  # Resumes: only the failed job runs again.
   assert '3 jobs: 1 to run, 2 finished already' in out.stdout
+
+
+def _fake_trainer(path, body):
+  """A stand-in for the interpreter that runs `python -m alc_jax.main`: a bash script that sets
+  $w to the job's --workdir and runs `body`."""
+  path.write_text('#!/bin/bash\n'
+                  'for a in "$@"; do case "$a" in --workdir=*) w="${a#--workdir=}";; esac; done\n'
+                  + body)
+  path.chmod(0o755)
+  return str(path)
+
+
+def test_sweep_runs_at_most_parallel_jobs_and_a_job_without_results_failed(tmp_path):
+  events = tmp_path / 'events.txt'  # Each job's start and end time (ns), appended line by line.
+  fake = _fake_trainer(tmp_path / 'fake_python', (
+      f'echo "start $(date +%s%N)" >> {events}\nsleep 0.5\necho "end $(date +%s%N)" >> {events}\n'
+      # The Mean Teacher jobs exit 0 but leave no results.json: the sweep must count them failed.
+      'pwd > "$w/cwd.txt"\n'
+      'case "$*" in *mean_teacher*) exit 0;; esac\necho "{}" > "$w/results.json"\n'))
+  root = tmp_path / 'runs'
+  args = ('--configs', f'{ROOT}/configs/svhn_250.py', '--rows', 'supervised,mean_teacher,pi_model',
+          '--seeds', '0,1', '--root', str(root), '--parallel', '2', '--python', fake)
+  out = _sweep(*args, cwd=tmp_path)  # Started elsewhere, the jobs still run in the repository
+  assert out.returncode == 1 and 'summary: 4 done, 0 skipped, 2 failed' in out.stdout, out.stdout
+  cwd = root / 'svhn_250' / 'pi_model' / 'seed0' / 'cwd.txt'  # (configs import configs.default).
+  assert cwd.read_text().strip() == ROOT
+  for seed in (0, 1):  # Exit status 0, but no results.json.
+    assert f"FAILED (exit 0, see {root / 'svhn_250' / 'mean_teacher' / f'seed{seed}'}" in out.stdout
+  running, most = 0, 0
+  for _, kind in sorted((int(t), kind) for kind, t in
+                        (line.split() for line in events.read_text().splitlines())):
+    running += 1 if kind == 'start' else -1
+    most = max(most, running)
+  assert most == 2, events.read_text()  # Two at a time: never three, and not one by one.
+  _sweep(*args)  # The failed jobs run again; their log keeps the first attempt's lines.
+  log = (root / 'svhn_250' / 'mean_teacher' / 'seed0' / 'log.txt').read_text()
+  assert log.count('$ ') == 2 and log.count('-m alc_jax.main') == 2, log
+
+
+def test_sweep_interrupted_stops_its_jobs(tmp_path):
+  pids = tmp_path / 'pids'
+  pids.mkdir()
+  fake = _fake_trainer(tmp_path / 'fake_python',
+                       f'echo $$ > {pids}/$(basename $(dirname "$w")); exec sleep 60\n')
+  sweep = subprocess.Popen(
+      [sys.executable, os.path.join(LAUNCH, 'sweep.py'), '--configs', 'configs/svhn_250.py',
+       '--rows', 'supervised,mean_teacher', '--seeds', '0', '--root', str(tmp_path / 'runs'),
+       '--parallel', '2', '--python', fake], cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.monotonic() + 30
+    while len(os.listdir(pids)) < 2 and time.monotonic() < deadline:
+      time.sleep(0.05)
+    jobs = [int((pids / name).read_text()) for name in sorted(os.listdir(pids))]
+    assert len(jobs) == 2
+    sweep.send_signal(signal.SIGINT)  # Ctrl-C reaches the sweep only, as kill -INT does.
+    stdout, _ = sweep.communicate(timeout=30)
+    assert sweep.returncode != 0
+    assert stdout.count('(resumes from its checkpoint next time)') == 2, stdout
+    for pid in jobs:  # Stopped (terminated and waited for, so not even a zombie is left).
+      with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+  finally:
+    sweep.kill()
+    for name in os.listdir(pids):
+      try:
+        os.kill(int((pids / name).read_text()), signal.SIGKILL)
+      except (ProcessLookupError, ValueError):
+        pass
+
+
+@pytest.mark.parametrize('flag,value,error', [
+    ('--seeds', '0,x', '--seeds must be a comma list of integers'),
+    ('--parallel', '0', 'must be >= 1'), ('--num-runs-per-job', '0', 'must be >= 1'),
+    ('--override', 'alc.weight', 'expected config.KEY=VALUE')])
+def test_sweep_refuses_bad_flags(tmp_path, flag, value, error):
+  out = _sweep('--configs', 'configs/svhn_250.py', '--root', str(tmp_path), '--dry-run', flag,
+               value)
+  assert out.returncode == 2 and 'usage:' in out.stderr and error in out.stderr, out.stderr
 
 
 # --- tpu_pod.sh, slurm.sh -----------------------------------------------------------------------
