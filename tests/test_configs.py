@@ -1,11 +1,14 @@
 """Every experiment config loads for every row and carries the paper's hyperparameters."""
 
 import importlib
+import os
+import re
 
 import pytest
 
 from alc_jax import config_lib
 from configs import common
+from tests.conftest import ROOT
 
 STEMS = ('fashion_mnist_250', 'fashion_mnist_500', 'cifar10_1000', 'svhn_250', 'svhn_350',
          'svhn_500', 'imagenet_1pct', 'wrn_cifar10_4000', 'wrn_svhn_1000', 'cifar10_imbalanced',
@@ -137,6 +140,41 @@ def test_paper_numbers_cover_the_config_rows():
   assert paper_numbers.lookup('svhn_250', 'sntg').mean is None
   assert paper_numbers.lookup('cifar10_imbalanced', 'mean_teacher_alc_soft_ratio15').mean == 86.69
   assert paper_numbers.lookup('imagenet_1pct', 'mean_teacher_alc').top5 == 34.77
+
+
+PAPER_TEXT = os.path.join(os.path.dirname(ROOT), 'shared', 'paper', 'alc-paper.md')
+
+
+def _paper_table(text, number):
+  """The decimals of Table `number`'s rows in the paper's text, in reading order: the block of
+  lines after its caption (up to a blank line), except lines that begin with white space (column
+  headers, and Table 6's stray line of its text extraction)."""
+  after_caption = text.split(f'**Table {number}**', 1)[1].split('\n', 1)[1]
+  lines = after_caption.lstrip('\n').split('\n\n', 1)[0].splitlines()
+  return [float(x) for line in lines if line[:1].strip() for x in re.findall(r'\d+\.\d+', line)]
+
+
+def test_paper_numbers_are_the_papers_tables():
+  """Every number launch/paper_numbers.py transcribed, against the paper's text, table by table
+  (rows and columns in the paper's order)."""
+  from launch import paper_numbers as p  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(PAPER_TEXT):
+    pytest.skip(f'the paper is not at {PAPER_TEXT} (../shared beside the clone)')
+  with open(PAPER_TEXT, encoding='utf-8') as f:
+    text = f.read()
+  ours = {
+      2: [x for cols in p.TABLE2.values() for mean_std in cols.values() for x in mean_std],
+      3: [x for cols in p.TABLE3.values() for mean_std in cols.values() for x in mean_std],
+      4: [x for top1_top5 in p.TABLE4.values() for x in top1_top5],
+      5: [x for cols in p.TABLE5.values() for mean_std in cols.values() for x in mean_std],
+      6: [x for values in p.TABLE6.values() for x in values],
+      7: [x for values in p.TABLE7.values() for x in values],
+      # Table 8's columns are SVHN then CIFAR-10, as in the paper.
+      8: [x for cols in p.TABLE8.values() for mean_std in cols.values() for x in mean_std],
+      9: [x for mean_std in p.TABLE9.values() for x in mean_std],
+  }
+  for number, values in ours.items():
+    assert values == _paper_table(text, number), f'Table {number}'
 
 
 def test_alc_variants_set_every_switch_whatever_the_defaults():

@@ -13,21 +13,22 @@ target size and mode, the resize filter, skip_unreadable and a format version. S
 removing, replacing or touching a file, or changing config.dataset.image_size, makes a new entry;
 the older entries of the same folder are then deleted.
 
-Atomic: each file is written under a temporary name in the same folder, flushed to disk, and
-renamed into place (the .json first, the .npy last; an entry counts only when its .npy exists),
-so a crash or a full disk leaves either a whole entry or none (a stray temporary file at worst).
+Atomic: each file is written by `workdir_io.write_atomically` (a unique temporary name in the same
+folder, flushed to disk, renamed into place; the .json first, the .npy last: an entry counts only
+when its .npy exists), so a crash or a full disk leaves either a whole entry or none (a stray
+temporary file at worst).
 """
 
 import hashlib
 import json
 import os
-import tempfile
 import time
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import logging
 
+from alc_jax import workdir_io
 from alc_jax.data.image_files import RESAMPLE
 
 CACHE_FOLDER = '.alc_jax_cache'  # Beside the data: ROOT/.alc_jax_cache/.
@@ -95,8 +96,8 @@ class DecodedCache:
       try:
         os.makedirs(place[0], exist_ok=True)
         record = json.dumps({'files': list(files), 'skipped': list(skipped)}).encode()
-        _write_atomically(meta, lambda f: f.write(record))
-        _write_atomically(npy, lambda f: np.save(f, images, allow_pickle=False))
+        workdir_io.write_atomically(meta, lambda f: f.write(record))
+        workdir_io.write_atomically(npy, lambda f: np.save(f, images, allow_pickle=False))
       except OSError as e:
         errors.append(f'{place[0]}: {e.strerror or e}')
         for path in (npy, meta):  # A .json whose .npy failed is useless.
@@ -128,22 +129,6 @@ class DecodedCache:
           pass
       elif ext in ('.npy', '.json') and stem != prefix + key and len(stem) == len(prefix + key):
         _remove(path)
-
-
-def _write_atomically(path: str, write):
-  """write(file) into a temporary file beside `path`, flushed to disk, then renamed to `path`."""
-  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp',
-                             dir=os.path.dirname(path))
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the data's other users.
-    os.replace(tmp, path)
-  except BaseException:
-    _remove(tmp)
-    raise
 
 
 def _remove(path):
