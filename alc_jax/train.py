@@ -586,18 +586,23 @@ def _finish(exp, state, log, step, start_step, workdir, hosts=()):
       # Training throughput after compilation (evaluation and checkpoint time included).
       images_per_second=(log.progress.steps_per_second(step) * config.batch_size
                          * config.num_runs))
+  first_batch = None
+  if config.alc.enabled and exp.data.eval_names:  # S of the first evaluation set's images.
+    # Every process's rows of its first batch (a collective): the same images whatever the
+    # number of processes.
+    local = next(iter(exp.data.local_eval_batches(exp.data.eval_names[0])))
+    first_batch = jax.tree.map(np.asarray, multihost_utils.process_allgather(local, tiled=True))
   if jax.process_index() == 0:
     workdir_io.write_json(os.path.join(workdir, 'results.json'), results)
-    if config.alc.enabled and exp.data.eval_names:  # S of the first evaluation set's images.
-      first = exp.data.local_eval_batches(exp.data.eval_names[0])
-      _save_similarity(state, exp, workdir, next(iter(first)))
+    if first_batch is not None:
+      _save_similarity(state, exp, workdir, first_batch)
   print(reporting.final_accuracy_line(results['summary'], exp.data.eval_names), flush=True)
   return results
 
 
 def _save_similarity(state, exp, workdir, batch, size=100):
   """S of run 0 on the first `size` test images (eval mode), for the plots of launch/aggregate.py.
-  `batch`: this process's rows of the first test batch (numpy)."""
+  `batch`: the first test batch, every process's rows (numpy)."""
   first = jax.tree.map(lambda a: np.asarray(a)[0], state)
   rows = np.flatnonzero(batch['mask'])[:size]  # Skip the padding of the last eval batch.
   x = exp.data.normalization(batch['image'][rows])
