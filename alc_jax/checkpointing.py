@@ -11,6 +11,7 @@ import shutil
 from absl import logging
 from etils import epath
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts  # orbax's storage layer (a dependency of orbax).
@@ -88,6 +89,19 @@ class CheckpointUnavailable(CheckpointError, OSError):
 
 class _Corrupt(Exception):
   """Internal: the checkpoint is provably incomplete or corrupt (see Manager.restore_latest)."""
+
+
+# What each process's attempt at a checkpoint came to (`_agree`).
+OUTCOMES = ('restored', 'corrupt', 'failed')
+
+
+def _agree(outcome):
+  """Every process's outcome (one of OUTCOMES) of its attempt at one checkpoint, in process
+  order; a collective in a job of several processes, so every process must reach it."""
+  if jax.process_count() == 1:
+    return [outcome]
+  codes = multihost_utils.process_allgather(np.int32(OUTCOMES.index(outcome)))
+  return [OUTCOMES[int(code)] for code in np.ravel(codes)]
 
 
 def _errno(error):
@@ -212,27 +226,54 @@ class Manager:
     bug) is not the checkpoint's fault: its error is raised as it is and nothing is moved.
     On a remote workdir (gs://...) a corrupt checkpoint cannot be moved aside atomically; the
     CheckpointError raised then names it and says how to move it aside by hand.
+    In a job of several processes every process tries each checkpoint, then they agree (a
+    collective): restored where all restored it; skipped (moved aside once, by process 0) where
+    all found it corrupt; otherwise every process stops, each with its own error, or a
+    CheckpointUnavailable naming the process that failed.
     """
     for step in sorted(self._manager.all_steps(), reverse=True):
       path = epath.Path(self._directory) / str(step)
+      state = error = None
       try:
+        self._check_metadata(path, target)
+        state = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+      except (CheckpointError, _Corrupt) as e:
+        error = e
+      except Exception as e:  # pylint: disable=broad-except
         try:
-          self._check_metadata(path, target)
-          state = self._manager.restore(step, args=ocp.args.StandardRestore(target))
-        except (CheckpointError, _Corrupt):
-          raise
-        except Exception as e:  # pylint: disable=broad-except
           self._diagnose(path, target, e)
-          raise  # Not the checkpoint's fault (the arrays decode): a traceback for a bug.
-      except _Corrupt as corrupt:
-        self._skip(step, path, corrupt)
+          error = e  # Not the checkpoint's fault (the arrays decode): a traceback for a bug.
+        except (CheckpointError, _Corrupt) as diagnosed:
+          error = diagnosed
+      outcomes = _agree('restored' if error is None else
+                        'corrupt' if isinstance(error, _Corrupt) else 'failed')
+      if error is not None and not isinstance(error, _Corrupt):
+        if isinstance(error, CheckpointError):
+          self._manager.close()  # Its threads would otherwise outlive the one-line error.
+        raise error
+      if 'failed' in outcomes or len(set(outcomes)) > 1:
+        self._manager.close()
+        raise self._peers_failed(path, outcomes)
+      if error is not None:  # Every process found it corrupt.
+        self._skip(step, path, error)
         continue
-      except CheckpointError:
-        self._manager.close()  # Its threads would otherwise outlive the one-line error.
-        raise
       print(f'Resuming from the checkpoint at step {step}.', flush=True)
       return state, step
     return target, 0
+
+  def _peers_failed(self, path, outcomes):
+    """The CheckpointUnavailable of a process whose own attempt did not fail while another
+    process's did, or found the checkpoint corrupt where it did not."""
+    failed = [i for i, outcome in enumerate(outcomes) if outcome == 'failed']
+    if failed:
+      what = f'process {failed[0]} of this job could not restore the checkpoint {path}'
+    else:
+      corrupt = [i for i, outcome in enumerate(outcomes) if outcome == 'corrupt']
+      what = (f'the processes of this job disagree whether the checkpoint {path} is readable '
+              f'(process {corrupt[0]} found it incomplete or corrupt)')
+    return CheckpointUnavailable(
+        errno.EIO, f'{what}; its log says why. Nothing was skipped or moved: rerun the same '
+        'command once that is fixed.')
 
   def _skip(self, step, path, corrupt):
     self._manager.close()
@@ -244,9 +285,12 @@ class Manager:
     message = (f'Checkpoint at step {step} is unreadable ({corrupt}); falling back to the '
                'previous one.')
     logging.warning(message)
-    print(message, flush=True)
-    shutil.rmtree(f'{path}.unreadable', ignore_errors=True)
-    os.replace(path, f'{path}.unreadable')
+    if jax.process_index() == 0:  # Once, for the job's processes, which all agreed to skip it.
+      print(message, flush=True)
+      shutil.rmtree(f'{path}.unreadable', ignore_errors=True)
+      os.replace(path, f'{path}.unreadable')
+    if jax.process_count() > 1:  # No process lists the steps before the move.
+      multihost_utils.sync_global_devices(f'checkpoint {step} moved aside')
     # A fresh manager: orbax latches its item layout from the first step it reads.
     self._manager = self._create()
 

@@ -8,15 +8,14 @@ collectives, one device each); with 1 it runs alone on however many devices XLA_
 Process 0 writes the final state (params, batch statistics, EMA teacher) and the per-step losses.
 
 Then the processes run the whole trainer (`train.train_and_evaluate`, TRAIN_STEPS steps) in one
-shared workdir, train_<NUM_PROCESSES>/ beside OUT, and once more after its last checkpoint and
-results.json are removed (a resume); each process writes the two runs' results to
-OUT.results<PROCESS_ID>.json.
+shared workdir, train_<NUM_PROCESSES>/ beside OUT, and once more after its last checkpoint is
+corrupted and results.json removed (the rerun skips that checkpoint and resumes from the one
+before); each process writes the two runs' results to OUT.results<PROCESS_ID>.json.
 """
 
 import ast
 import json
 import os
-import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +38,7 @@ def main(npz, out, process_id, num_processes, port, steps, *extra):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   from alc_jax import ema, train, workdir_lock  # pylint: disable=g-import-not-at-top
-  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  from tests.conftest import corrupt_checkpoint, tiny_config  # pylint: disable=g-import-not-at-top
 
   assert jax.process_count() == num_processes and jax.process_index() == process_id
   print(f'process {process_id}/{num_processes}: {jax.device_count()} global devices, '
@@ -86,10 +85,10 @@ def main(npz, out, process_id, num_processes, port, steps, *extra):
                        **{**overrides, **TRAIN_OVERRIDES})
   first = train.train_and_evaluate(config, train_dir)
   multihost_utils.sync_global_devices('first run done')
-  if process_id == 0:  # The rerun resumes from the checkpoint before the last.
-    shutil.rmtree(os.path.join(train_dir, 'checkpoints', str(TRAIN_STEPS)))
+  if process_id == 0:  # The rerun skips the corrupt last checkpoint, resumes from the one before.
+    corrupt_checkpoint(os.path.join(train_dir, 'checkpoints', str(TRAIN_STEPS)))
     os.remove(os.path.join(train_dir, 'results.json'))
-  multihost_utils.sync_global_devices('last checkpoint removed')
+  multihost_utils.sync_global_devices('last checkpoint corrupted')
   resumed = train.train_and_evaluate(config, train_dir)
   with open(f'{out}.results{process_id}.json', 'w', encoding='utf-8') as f:
     json.dump({'first': first, 'resumed': resumed}, f)

@@ -510,7 +510,8 @@ def test_two_processes_equal_one_process(two_process_jobs, runs):
 
 def _check_the_trainer_in_two_processes(jobs, base):
   """Test 7, second part: the whole trainer (train_and_evaluate: evaluation, checkpoints,
-  metrics, results.json, a resume) in the same 2-process job, against the 1-process job."""
+  metrics, results.json, a resume past a corrupt checkpoint) in the same 2-process job, against
+  the 1-process job."""
   results = {job: json.loads((base / f'{npz}.results{i}.json').read_text())
              for job, npz, i in (('proc0', 'two.npz', 0), ('proc1', 'two.npz', 1),
                                  ('single', 'one.npz', 0))}
@@ -518,6 +519,9 @@ def _check_the_trainer_in_two_processes(jobs, base):
     first, resumed = result['first'], result['resumed']
     assert first['resumed_from_step'] == 0 and resumed['resumed_from_step'] == 2, job
     assert 'Resuming from the checkpoint at step 2.' in jobs[job].stdout, jobs[job].describe()
+    # Every process found step 4 corrupt; process 0 says so and moves it aside, once.
+    skipped = 'Checkpoint at step 4 is unreadable' in jobs[job].stdout
+    assert skipped == (job != 'proc1'), jobs[job].describe()
     for key in ('final', 'best', 'summary', 'steps'):  # Every process returns the same results,
       assert resumed[key] == first[key] == results['proc0']['first'][key], (job, key)  # resumed.
   two, one = base / 'train_2', base / 'train_1'
@@ -525,6 +529,8 @@ def _check_the_trainer_in_two_processes(jobs, base):
   assert set(os.listdir(two)) == set(os.listdir(one)) | {'metrics.1.jsonl'}, os.listdir(two)
   assert {'results.json', 'similarity.npz', 'evaluations.json'} <= set(os.listdir(two))
   assert checkpoint_steps(two / 'checkpoints') == checkpoint_steps(one / 'checkpoints') == [2, 4]
+  assert '4.unreadable' in os.listdir(two / 'checkpoints') and 'Traceback' not in (
+      jobs['proc0'].stderr + jobs['proc1'].stderr)
   assert 'step 4/4' in jobs['proc0'].stdout and 'step 4/4' not in jobs['proc1'].stdout
   rows = {name: _metric_rows(two, name) for name in ('metrics.jsonl', 'metrics.1.jsonl')}
   rows['one'] = _metric_rows(one)

@@ -228,3 +228,25 @@ def test_a_corrupt_checkpoint_in_a_bucket_is_named_not_moved(tmp_path, monkeypat
   assert f'the checkpoint {tmp_path / "2"} is incomplete or corrupt' in message, message
   assert f'gsutil -m mv {tmp_path / "2"} {tmp_path / "2"}.unreadable' in message, message
   assert _listing(tmp_path) == ['1', '2']
+
+
+@pytest.mark.parametrize('mine,peers,fragment', [
+    ('restored', ['restored', 'failed'], 'process 1 of this job could not restore'),
+    ('restored', ['restored', 'corrupt'], 'disagree whether the checkpoint'),
+    ('corrupt', ['corrupt', 'restored'], 'process 0 found it incomplete or corrupt'),
+])
+def test_the_processes_of_a_job_agree_before_a_checkpoint_is_used_or_skipped(
+    tmp_path, monkeypatch, mine, peers, fragment):
+  """In a job of several processes, a checkpoint is restored only where every process restored
+  it and skipped only where every process found it corrupt; otherwise each process stops, with
+  a one-line error naming the process at fault, and nothing is moved. (Test 7 of
+  tests/test_reliability.py runs the agreeing case in a real 2-process job.)"""
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  if mine == 'corrupt':
+    corrupt_checkpoint(str(tmp_path / '2'))
+  seen = []
+  monkeypatch.setattr(checkpointing, '_agree', lambda outcome: seen.append(outcome) or peers)
+  with pytest.raises(checkpointing.CheckpointUnavailable, match=fragment):
+    checkpointing.Manager(str(tmp_path), 5).restore_latest(_state(0))
+  assert seen == [mine]  # This process's own outcome, at the newest checkpoint.
+  assert _listing(tmp_path) == ['1', '2']

@@ -50,4 +50,9 @@ def test_each_write_has_its_own_temporary_file_and_the_umask_mode(tmp_path, monk
   umask = os.umask(0o022)
   os.umask(umask)
   assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+  old = os.umask(0o077)  # A private umask gives private files.
+  try:
+    assert workdir_io._file_mode() == 0o600  # pylint: disable=protected-access
+  finally:
+    os.umask(old)
   assert sorted(p.name for p in tmp_path.iterdir()) == ['entry.npy']
