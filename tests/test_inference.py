@@ -193,8 +193,15 @@ def test_classification_metrics_against_hand_computed_values():
 
 def test_export_equals_predict_and_loads_without_alc_jax(run, folder_data, tmp_path):
   workdir, _ = run
+  # The run's class names in an order that is not sorted (an npz's class_names may be in any):
+  # the export keeps the run's order (index = class id).
+  copy = tmp_path / 'run'
+  shutil.copytree(workdir, copy)
+  metadata = json.loads((copy / 'inference.json').read_text())
+  metadata['class_names'] = list(reversed(CLASSES))
+  (copy / 'inference.json').write_text(json.dumps(metadata))
   out = tmp_path / 'exported'
-  export.export(workdir, str(out))
+  export.export(str(copy), str(out))
   model = inference.load(workdir)
   images = inference.open_images(str(folder_data / 'test'), model.image_shape).read(0, 10)
   with open(out / 'model.jaxexport', 'rb') as f:
@@ -203,7 +210,7 @@ def test_export_equals_predict_and_loads_without_alc_jax(run, folder_data, tmp_p
     np.testing.assert_allclose(np.asarray(forward.call(images[:n])), model.predict(images[:n]),
                                rtol=1e-5, atol=1e-6)
   info = json.load(open(out / 'model.json'))
-  assert info['class_names'] == list(CLASSES) and info['image_shape'] == [16, 16, 1]
+  assert info['class_names'] == list(reversed(CLASSES)) and info['image_shape'] == [16, 16, 1]
   assert (info['weights'], info['run'], info['step']) == (model.weights, 0, model.step)
   assert info['platforms'] == ['cpu', 'cuda'] and info['num_classes'] == len(CLASSES)
   assert (f'It is the {model.weights} of run 0 at step {model.step}'
