@@ -570,6 +570,10 @@ class _Log:
       self.progress.last_accuracy = f'{name} acc {100 * np.mean(result[key]):.2f}%'
 
 
+# Images of similarity.npz (S of the first test images, for launch/aggregate.py's plots).
+SIMILARITY_IMAGES = 100
+
+
 def _finish(exp, state, log, step, start_step, workdir, hosts=()):
   """results.json (and similarity.npz with ALC) of a finished run; returns the results. `hosts`:
   host.record's list of the hosts the run's steps ran on (none recorded by default)."""
@@ -586,23 +590,29 @@ def _finish(exp, state, log, step, start_step, workdir, hosts=()):
       # Training throughput after compilation (evaluation and checkpoint time included).
       images_per_second=(log.progress.steps_per_second(step) * config.batch_size
                          * config.num_runs))
-  first_batch = None
+  first_images = None
   if config.alc.enabled and exp.data.eval_names:  # S of the first evaluation set's images.
-    # Every process's rows of its first batch (a collective): the same images whatever the
-    # number of processes.
-    local = next(iter(exp.data.local_eval_batches(exp.data.eval_names[0])))
-    first_batch = jax.tree.map(np.asarray, multihost_utils.process_allgather(local, tiled=True))
+    first_images = _first_eval_images(exp)  # A collective: every process takes part.
   if jax.process_index() == 0:
     workdir_io.write_json(os.path.join(workdir, 'results.json'), results)
-    if first_batch is not None:
-      _save_similarity(state, exp, workdir, first_batch)
+    if first_images is not None:
+      _save_similarity(state, exp, workdir, first_images)
   print(reporting.final_accuracy_line(results['summary'], exp.data.eval_names), flush=True)
   return results
 
 
-def _save_similarity(state, exp, workdir, batch, size=100):
+def _first_eval_images(exp, size=SIMILARITY_IMAGES):
+  """The first evaluation set's first batch, up to `size` rows of each process's part, gathered
+  from every process (numpy): its first `size` images are the same whatever the number of
+  processes. A collective."""
+  local = next(iter(exp.data.local_eval_batches(exp.data.eval_names[0])))
+  local = {key: np.asarray(value)[:size] for key, value in local.items()}
+  return jax.tree.map(np.asarray, multihost_utils.process_allgather(local, tiled=True))
+
+
+def _save_similarity(state, exp, workdir, batch, size=SIMILARITY_IMAGES):
   """S of run 0 on the first `size` test images (eval mode), for the plots of launch/aggregate.py.
-  `batch`: the first test batch, every process's rows (numpy)."""
+  `batch`: `_first_eval_images`."""
   first = jax.tree.map(lambda a: np.asarray(a)[0], state)
   rows = np.flatnonzero(batch['mask'])[:size]  # Skip the padding of the last eval batch.
   x = exp.data.normalization(batch['image'][rows])
