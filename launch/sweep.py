@@ -202,7 +202,12 @@ def main(argv=None):
       verb = 'resume' if os.path.isdir(job.workdir) else 'run '
       print(f'  {verb} {job.workdir}\n       {shlex.join(job.command)}')
     return 0
-  done, failed = run_jobs(todo, args.parallel, len(jobs), len(skip))
+  try:
+    done, failed = run_jobs(todo, args.parallel, len(jobs), len(skip))
+  except KeyboardInterrupt:  # Ctrl-C: the running jobs were stopped; no traceback.
+    print('Stopped by Ctrl-C: rerun the same command to resume (finished jobs are skipped).',
+          flush=True)
+    return 130
   print(f'summary: {len(done)} done, {len(skip)} skipped, {len(failed)} failed')
   for job in failed:
     print(f'  failed {job.workdir} (log: {job.workdir}/log.txt)')

@@ -155,9 +155,10 @@ def test_sweep_interrupted_stops_its_jobs(tmp_path):
     jobs = [int((pids / name).read_text()) for name in sorted(os.listdir(pids))]
     assert len(jobs) == 2
     sweep.send_signal(signal.SIGINT)  # Ctrl-C reaches the sweep only, as kill -INT does.
-    stdout, _ = sweep.communicate(timeout=30)
-    assert sweep.returncode != 0
+    stdout, stderr = sweep.communicate(timeout=30)
+    assert sweep.returncode == 130 and 'Traceback' not in stderr, stderr
     assert stdout.count('(resumes from its checkpoint next time)') == 2, stdout
+    assert 'Stopped by Ctrl-C: rerun the same command to resume' in stdout, stdout
     for pid in jobs:  # Stopped (terminated and waited for, so not even a zombie is left).
       with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
