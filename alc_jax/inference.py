@@ -422,7 +422,7 @@ def cli_setup():
 
 def run_tool(argv, tool, *args, **kwargs):
   """The body of an inference tool's absl `main`: `tool(*args, **kwargs)` after `cli_setup`,
-  an InferenceError printed as one line, `Error: ...`, exit status 1."""
+  an InferenceError printed as one line, `Error: ...`, exit status 1; Ctrl-C one line, 130."""
   if len(argv) > 1:
     raise app.UsageError(f'Too many command-line arguments: {argv[1:]}')
   cli_setup()
@@ -430,3 +430,7 @@ def run_tool(argv, tool, *args, **kwargs):
     tool(*args, **kwargs)
   except InferenceError as e:
     sys.exit(f'Error: {e}')
+  except KeyboardInterrupt:  # Every file written so far is whole (workdir_io's writers).
+    print('Stopped by Ctrl-C: rerun the same command (any file already written is whole).',
+          file=sys.stderr, flush=True)
+    sys.exit(130)

@@ -93,6 +93,18 @@ def test_the_inference_tools_run_on_the_cpu_set_up(monkeypatch):
   assert calls == [('jax_platforms', 'cpu'), 'cpu set-up', ('tool', ('w',), {'run': 1})]
 
 
+def test_ctrl_c_stops_an_inference_tool_with_one_line_and_130(monkeypatch, capsys):
+  monkeypatch.setattr(inference, 'cli_setup', lambda: None)
+
+  def interrupted():
+    raise KeyboardInterrupt
+  with pytest.raises(SystemExit) as e:
+    inference.run_tool(['alc_jax.export'], interrupted)
+  assert e.value.code == 130
+  assert capsys.readouterr().err == ('Stopped by Ctrl-C: rerun the same command (any file '
+                                     'already written is whole).\n')
+
+
 def test_a_full_disk_exits_at_once_after_its_line(monkeypatch, capsys):
   def fail(config, workdir):
     raise checkpointing.DiskFullError(errno.ENOSPC, 'the disk of /w is full')
