@@ -114,9 +114,10 @@ def _fake_trainer(path, body):
 def test_sweep_runs_at_most_parallel_jobs_and_a_job_without_results_failed(tmp_path):
   events = tmp_path / 'events.txt'  # Each job's start and end time (ns), appended line by line.
   fake = _fake_trainer(tmp_path / 'fake_python', (
-      f'echo "start $(date +%s%N)" >> {events}\nsleep 0.5\necho "end $(date +%s%N)" >> {events}\n'
-      # The Mean Teacher jobs exit 0 but leave no results.json: the sweep must count them failed.
+      # 0.8 s a job: the two a sweep starts together overlap even on a loaded machine.
+      f'echo "start $(date +%s%N)" >> {events}\nsleep 0.8\necho "end $(date +%s%N)" >> {events}\n'
       'pwd > "$w/cwd.txt"\n'
+      # The Mean Teacher jobs exit 0 but leave no results.json: the sweep must count them failed.
       'case "$*" in *mean_teacher*) exit 0;; esac\necho "{}" > "$w/results.json"\n'))
   root = tmp_path / 'runs'
   args = ('--configs', f'{ROOT}/configs/svhn_250.py', '--rows', 'supervised,mean_teacher,pi_model',
