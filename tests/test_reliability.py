@@ -543,7 +543,7 @@ def _check_the_trainer_in_two_processes(jobs, base):
                                    atol=1e-6, err_msg=f'{key} at step {step}')
   hosts = json.loads((two / 'hosts.json').read_text())
   assert [(h['from_step'], h['num_devices']) for h in hosts] == [(0, 2)], hosts
-  # S of the first test images: process 0's rows of the first evaluation batch are those images.
+  # S of the first test images, gathered from both processes' rows: the 1-process job's images.
   sim_two, sim_one = np.load(two / 'similarity.npz'), np.load(one / 'similarity.npz')
   np.testing.assert_array_equal(sim_two['labels'], sim_one['labels'])
   np.testing.assert_allclose(sim_two['similarity'], sim_one['similarity'], rtol=1e-5, atol=1e-6)
