@@ -144,11 +144,15 @@ def test_sweep_interrupted_stops_its_jobs(tmp_path):
   pids.mkdir()
   fake = _fake_trainer(tmp_path / 'fake_python',
                        f'echo $$ > {pids}/$(basename $(dirname "$w")); exec sleep 60\n')
+  # Ctrl-C's handler set first: a process started with SIGINT ignored (a background job of a
+  # non-interactive shell, as CI may run the suite) passes that on, and Python keeps it.
+  run_sweep = ('import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)'
+               '; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")')
   sweep = subprocess.Popen(
-      [sys.executable, os.path.join(LAUNCH, 'sweep.py'), '--configs', 'configs/svhn_250.py',
-       '--rows', 'supervised,mean_teacher', '--seeds', '0', '--root', str(tmp_path / 'runs'),
-       '--parallel', '2', '--python', fake], cwd=ROOT, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True)
+      [sys.executable, '-c', run_sweep, os.path.join(LAUNCH, 'sweep.py'), '--configs',
+       'configs/svhn_250.py', '--rows', 'supervised,mean_teacher', '--seeds', '0', '--root',
+       str(tmp_path / 'runs'), '--parallel', '2', '--python', fake], cwd=ROOT,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     deadline = time.monotonic() + 30
     while len(os.listdir(pids)) < 2 and time.monotonic() < deadline:
