@@ -315,7 +315,7 @@ def test_ynn_convolutions_counts_only_those_inside_ynnpack_fusions():
 ENTRY %main (a: f32[1,4,4,1], b: f32[3,3,1,1]) -> f32[1,4,4,1] {
   %fusion.1 = f32[1,4,4,1] fusion(%a, %b), kind=kLoop, calls=%fused_conv
   %ynn_fusion.3 = f32[1,4,4,1] fusion(%fusion.1, %b), kind=kCustom, calls=%ynn_body
-  ROOT %fusion.7 = f32[1,4,4,1] fusion(%ynn_fusion.3, %b), kind=kCustom, calls=%custom_body, backend_config={"fusion_backend_config":{"kind":"__ynn_fusion"}}
+  ROOT %fusion.7 = f32[1] fusion(%b), calls=%custom_body, backend_config={"k":"__ynn_fusion"}
 }
 """
   assert cpu_setup.ynn_convolutions(hlo) == 3  # Not conv 1: an ordinary fusion's, Eigen's.
