@@ -603,8 +603,9 @@ def _finish(exp, state, log, step, start_step, workdir, hosts=()):
 
 def _first_eval_images(exp, size=SIMILARITY_IMAGES):
   """The first evaluation set's first batch, up to `size` rows of each process's part, gathered
-  from every process (numpy): its first `size` images are the same whatever the number of
-  processes. A collective."""
+  from every process (numpy). A collective. For the in-memory data sets, whose processes take
+  consecutive rows of each batch, its first `size` images are the same whatever the number of
+  processes (ImageNet's stream gives each process its own shard)."""
   local = next(iter(exp.data.local_eval_batches(exp.data.eval_names[0])))
   local = {key: np.asarray(value)[:size] for key, value in local.items()}
   return jax.tree.map(np.asarray, multihost_utils.process_allgather(local, tiled=True))
