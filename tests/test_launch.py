@@ -75,19 +75,25 @@ def test_sweep_rejects_unknown_rows(tmp_path):
   assert out.returncode != 0 and 'valid rows' in out.stdout + out.stderr
 
 
-def test_sweep_runs_jobs_in_parallel_and_reports_failures(tmp_path):
-  # A stand-in for `python -m alc_jax.main`: writes results.json, or fails for the Pi-model row.
-  fake = tmp_path / 'fake_python'
-  fake.write_text('#!/bin/bash\n'
+def _fake_trainer(path, body):
+  """A stand-in for the interpreter that runs `python -m alc_jax.main`: a bash script that sets
+  $w to the job's --workdir and runs `body`."""
+  path.write_text('#!/bin/bash\n'
                   'for a in "$@"; do case "$a" in --workdir=*) w="${a#--workdir=}";; esac; done\n'
-                  'echo "training in $w"\n'
-                  'case "$*" in *pi_model*) echo boom >&2; exit 3;; esac\n'
-                  'echo "{}" > "$w/results.json"\n')
-  fake.chmod(0o755)
+                  + body)
+  path.chmod(0o755)
+  return str(path)
+
+
+def test_sweep_runs_jobs_in_parallel_and_reports_failures(tmp_path):
+  # Writes results.json, or fails for the Pi-model row.
+  fake = _fake_trainer(tmp_path / 'fake_python', 'echo "training in $w"\n'
+                       'case "$*" in *pi_model*) echo boom >&2; exit 3;; esac\n'
+                       'echo "{}" > "$w/results.json"\n')
   root = tmp_path / 'runs'
   _write_results(str(root / 'svhn_250' / 'supervised' / 'seed0'))
   args = ('--configs', 'configs/svhn_250.py', '--rows', 'supervised,mean_teacher,pi_model',
-          '--seeds', '0', '--root', str(root), '--parallel', '2', '--python', str(fake))
+          '--seeds', '0', '--root', str(root), '--parallel', '2', '--python', fake)
   out = _sweep(*args)
   assert out.returncode == 1
   assert 'summary: 1 done, 1 skipped, 1 failed' in out.stdout
@@ -99,16 +105,6 @@ def test_sweep_runs_jobs_in_parallel_and_reports_failures(tmp_path):
   assert f"resume {root / 'svhn_250' / 'pi_model' / 'seed0'}" in out.stdout
   out = _sweep(*args)  # Resumes: only the failed job runs again.
   assert '3 jobs: 1 to run, 2 finished already' in out.stdout
-
-
-def _fake_trainer(path, body):
-  """A stand-in for the interpreter that runs `python -m alc_jax.main`: a bash script that sets
-  $w to the job's --workdir and runs `body`."""
-  path.write_text('#!/bin/bash\n'
-                  'for a in "$@"; do case "$a" in --workdir=*) w="${a#--workdir=}";; esac; done\n'
-                  + body)
-  path.chmod(0o755)
-  return str(path)
 
 
 def test_sweep_runs_at_most_parallel_jobs_and_a_job_without_results_failed(tmp_path):
