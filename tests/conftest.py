@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny learnable image data set as .npz and a tiny config that trains on it."""
 
+import json
 import os
+import pathlib
 import shutil
 import sys
 import tempfile
@@ -84,6 +86,15 @@ def checkpoint_steps(ckpt_dir, finalized=True):
   if finalized:
     return sorted(int(n) for n in names if n.isdigit())
   return sorted(int(n.split('.')[0]) for n in names if n.split('.')[0].isdigit())
+
+
+def metrics_rows(workdir, name='metrics.jsonl'):
+  """The rows of a run's metrics.jsonl (or `name`, e.g. process 1's metrics.1.jsonl) in file
+  order; [] when there is none."""
+  path = pathlib.Path(workdir) / name
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def make_tiny_images(n, num_classes, size, rng):

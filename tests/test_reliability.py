@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import (ROOT, TEST_XLA_FLAGS, checkpoint_steps, corrupt_checkpoint,
-                            make_tiny_images)
+                            make_tiny_images, metrics_rows)
 
 STEPS = 120  # Of the CLI runs; ~3 s of training: a wide window to kill a run mid-way.
 KILL_AT = 40  # SIGKILL once a checkpoint of at least this step exists.
@@ -139,15 +139,9 @@ def _assert_states_equal(got, want):
 
 
 def _metric_rows(workdir, name='metrics.jsonl'):
-  """{step: row} of metrics.jsonl (or `name`: process 1's metrics.1.jsonl); a step logged twice
-  (before a crash and after) keeps the last."""
-  rows = {}
-  for line in (workdir / name).read_text().splitlines():
-    if line.strip():
-      row = json.loads(line)
-      if 'losses/total' in row:
-        rows[row['step']] = row
-  return rows
+  """{step: train row} of metrics.jsonl (or `name`: process 1's metrics.1.jsonl); a step logged
+  twice (before a crash and after) keeps the last."""
+  return {row['step']: row for row in metrics_rows(workdir, name) if 'losses/total' in row}
 
 
 def _results(workdir):
@@ -378,8 +372,7 @@ def test_a_double_launch_runs_once_and_the_second_says_who_holds_the_workdir(run
   assert 'another --workdir' in message and 'Traceback' not in loser.stderr
   assert 'Resuming' not in winner.stdout  # The loser wrote no checkpoint (nor anything else).
   # The run that holds the workdir logged every step once, in order, as the reference run did.
-  steps = [json.loads(line)['step'] for line in (wd['L'] / 'metrics.jsonl').read_text().splitlines()
-           if 'losses/total' in line]
+  steps = [row['step'] for row in metrics_rows(wd['L']) if 'losses/total' in row]
   assert steps == sorted(set(steps)) == sorted(_metric_rows(wd['A'])), steps
   _assert_same_results(_results(wd['L']), _results(wd['A']))
 
@@ -630,8 +623,7 @@ def test_chaos_repeated_sigkills_end_bitwise_equal_to_the_uninterrupted_run(runs
   wd_a = runs['workdirs']['A']
   _assert_same_results(_results(wd), _results(wd_a))
   _assert_states_equal(_restore(ckpt, STEPS), _restore(wd_a / 'checkpoints', STEPS))
-  steps = [json.loads(line)['step'] for line in (wd / 'metrics.jsonl').read_text().splitlines()
-           if 'losses/total' in line]
+  steps = [row['step'] for row in metrics_rows(wd) if 'losses/total' in row]
   assert steps == sorted(set(steps)) == sorted(_metric_rows(wd_a)), steps
   rows, rows_a = _metric_rows(wd), _metric_rows(wd_a)
   for s in rows:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from alc_jax import checkpointing, methods, train
-from tests.conftest import ROOT, TEST_XLA_FLAGS, checkpoint_steps, tiny_config
+from tests.conftest import (ROOT, TEST_XLA_FLAGS, checkpoint_steps, metrics_rows,
+                            tiny_config)
 
 
 def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
@@ -34,7 +35,7 @@ def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
   assert 0.0 <= results['final']['teacher_accuracy'][0] <= 1.0
   assert 'cpu_isa' in results and [h['from_step'] for h in results['hosts']] == [0]
   assert len(results['final_per_class']['teacher_class_accuracy'][0]) == 4  # [run][class]
-  rows = _metrics_rows(workdir)
+  rows = metrics_rows(workdir)
   train_rows = [r for r in rows if 'losses/total' in r]
   assert [r['step'] for r in train_rows] == [10, 20, 30]
   for key in ('losses/supervised', 'losses/consistency', 'losses/alc', 'learning_rate',
@@ -120,18 +121,13 @@ def test_imagenet_config_trains_under_mock_data(tmp_path):
   assert np.load(tmp_path / 'similarity.npz')['similarity'].shape == (8, 8)
 
 
-def _metrics_rows(workdir):
-  path = workdir / 'metrics.jsonl'
-  return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def test_the_last_step_is_logged_evaluated_and_checkpointed(tiny_npz, tmp_path):
   # 7 steps, every 5: step 7 is no multiple of 5, and still the run's last log, evaluation and
   # checkpoint.
   config = tiny_config(tiny_npz, num_train_steps=7, log_every_steps=5, eval_every_steps=5,
                        checkpoint_every_steps=5)
   train.train_and_evaluate(config, str(tmp_path))
-  assert [r['step'] for r in _metrics_rows(tmp_path) if 'losses/total' in r] == [5, 7]
+  assert [r['step'] for r in metrics_rows(tmp_path) if 'losses/total' in r] == [5, 7]
   evaluations = json.loads((tmp_path / 'evaluations.json').read_text())
   assert [r['step'] for r in evaluations] == [5, 7]
   assert checkpoint_steps(tmp_path / 'checkpoints') == [5, 7]
@@ -154,7 +150,7 @@ def test_a_non_finite_step_stops_the_run_at_the_next_log_or_checkpoint(tiny_npz,
   step = int(re.search(r'at step (\d+)', str(error.value)).group(1))
   assert 2 <= step < 12, step
   assert all(s < step for s in checkpoint_steps(tmp_path / 'checkpoints', finalized=False))
-  rows = _metrics_rows(tmp_path)
+  rows = metrics_rows(tmp_path)
   assert all(r['step'] < step and np.isfinite(r['losses/total']) for r in rows)
   assert not (tmp_path / 'results.json').exists()
 
