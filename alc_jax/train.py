@@ -445,7 +445,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   config = ml_collections.ConfigDict(config)
   devices = mesh_devices(config.batch_size)
-  config_lib.validate(config, len(devices))  # The only validation: before the workdir is touched.
+  # Before the workdir is touched; create_experiment refuses what needs the data, before any file.
+  config_lib.validate(config, len(devices))
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # Local or a bucket (gs://...).
   with workdir_lock.WorkdirLock(workdir), _Interruption() as interruption:
     try:
@@ -460,10 +461,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _train_in_workdir(config, devices, workdir, interruption):
   """train_and_evaluate once the workdir is held and the signal handlers are in place."""
   config_lib.check_workdir(config, workdir)
-  if jax.process_index() == 0:
+  exp = create_experiment(config, devices)  # May refuse the data or the config: no file yet.
+  if jax.process_index() == 0:  # Written once the set-up passed, so that a rerun fixing what it
+    # refused is not refused in turn as "a different config"; before the first checkpoint, so
+    # that any checkpoint is usable by predict.py.
     workdir_io.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-  exp = create_experiment(config, devices)
-  if jax.process_index() == 0:  # Before the first checkpoint: any checkpoint is then usable.
     inference.write_metadata(workdir, exp)
   manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
   state, start_step = manager.restore_latest(exp.initial_state)

@@ -256,3 +256,20 @@ def test_top5_on_five_classes_or_fewer_is_refused_before_compiling(tiny_npz):
   """Top-5 of <= 5 classes is 100 % by construction (fewer than 5: top_k fails while tracing)."""
   with pytest.raises(config_lib.ConfigError, match=r'eval_top5.*on 4 classes.*eval_top5=False'):
     train.create_experiment(tiny_config(tiny_npz, eval_top5=True))
+
+
+@pytest.mark.parametrize('refused,fix', [
+    ({'eval_top5': True}, {'eval_top5': False}),  # The config, refused once the data is read.
+    ({'model.name': 'cnn13'}, {'model.name': 'tiny_cnn'}),  # Images too small for the backbone.
+])
+def test_a_set_up_refused_in_a_new_workdir_leaves_no_config_for_the_fix_to_clash_with(
+    tmp_path, refused, fix):
+  """The fix its message suggests, rerun in the same workdir, is not "a different config"."""
+  x, y = make_tiny_images(64, 4, 8, np.random.default_rng(0))
+  path = tmp_path / 'digits.npz'
+  np.savez(path, x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+  workdir = tmp_path / 'run'
+  with pytest.raises((config_lib.ConfigError, DataError)):
+    train.train_and_evaluate(tiny_config(str(path), **refused), str(workdir))
+  assert not (workdir / 'config.json').exists(), 'the refused config was recorded'
+  config_lib.check_workdir(tiny_config(str(path), **fix), str(workdir))
