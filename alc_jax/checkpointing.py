@@ -214,8 +214,12 @@ class Manager:
       any array) differs from `target`'s: the code or config changed. Raised; nothing is moved;
     - CheckpointUnavailable: the storage failed a read (any OSError, raised by orbax or by our
       own read of the step directory's files): it may be intact. Raised; nothing is moved;
-    - provably incomplete or corrupt: reported, moved aside to `<step>.unreadable` (so that the
-      resumed run can write that step again) and the one before it is tried. "Provably" means
+    - provably incomplete or corrupt: the one before it is tried; once an older one restored,
+      each skipped one is reported and moved aside to `<step>.unreadable` (so that the resumed
+      run can write that step again). If none restores, CheckpointError: nothing is moved and
+      the run does not start over from step 0 (which would cut metrics.jsonl back): every
+      checkpoint failing alike points to a common cause (an orbax or jaxlib that reads them
+      differently) more than to damage, and the error says how to start over. "Provably" means
       that the storage answered every read and the bytes are not a checkpoint: the step
       directory has no `_METADATA` (in `default/`, or in the step directory for orbax's older
       layout: a copy or sync cut short), or its metadata cannot be decoded (a truncated
@@ -224,13 +228,14 @@ class Manager:
       case after every file of the step directory was read back in full without an error.
     A restore that fails although the arrays decode into host memory (a device out of memory, a
     bug) is not the checkpoint's fault: its error is raised as it is and nothing is moved.
-    On a remote workdir (gs://...) a corrupt checkpoint cannot be moved aside atomically; the
-    CheckpointError raised then names it and says how to move it aside by hand.
+    On a remote workdir (gs://...) a corrupt checkpoint cannot be moved aside atomically; once an
+    older one restored, the CheckpointError raised names it and says how to move it aside by hand.
     In a job of several processes every process tries each checkpoint, then they agree (a
     collective): restored where all restored it; skipped (moved aside once, by process 0) where
     all found it corrupt; otherwise every process stops, each with its own error, or a
     CheckpointUnavailable naming the process that failed.
     """
+    skipped = []  # (step, path, why) of the corrupt ones, newest first.
     for step in sorted(self._manager.all_steps(), reverse=True):
       path = epath.Path(self._directory) / str(step)
       state = error = None
@@ -255,10 +260,18 @@ class Manager:
         self._manager.close()
         raise self._peers_failed(path, outcomes)
       if error is not None:  # Every process found it corrupt.
-        self._skip(step, path, error)
+        skipped.append((step, path, error))
+        # A fresh manager: orbax latches its item layout from the first step it reads.
+        self._manager.close()
+        self._manager = self._create()
         continue
+      if skipped:
+        self._move_aside(skipped, step)
       print(f'Resuming from the checkpoint at step {step}.', flush=True)
       return state, step
+    if skipped:
+      self._manager.close()
+      raise self._none_readable(skipped)
     return target, 0
 
   def _peers_failed(self, path, outcomes):
@@ -275,24 +288,43 @@ class Manager:
         errno.EIO, f'{what}; its log says why. Nothing was skipped or moved: rerun the same '
         'command once that is fixed.')
 
-  def _skip(self, step, path, corrupt):
-    self._manager.close()
+  def _move_aside(self, skipped, restored):
+    """Moves each corrupt checkpoint of `skipped` ((step, path, why), newer than the step
+    `restored`) to `<step>.unreadable`, saying so once for the job's processes."""
     if workdir_io.is_remote(self._directory):
+      self._manager.close()
+      named = ', '.join(str(path) for _, path, _ in skipped)
+      named = f'checkpoints {named} are' if len(skipped) > 1 else f'checkpoint {named} is'
+      moves = '; '.join(f'gsutil -m mv {path} {path}.unreadable' for _, path, _ in skipped)
       raise CheckpointError(
-          f'the checkpoint {path} is incomplete or corrupt ({corrupt}); a checkpoint in a bucket '
-          f'cannot be moved aside atomically: move it aside yourself (e.g. `gsutil -m mv {path} '
-          f'{path}.unreadable`) and rerun the same command to resume from the one before it.')
-    message = (f'Checkpoint at step {step} is unreadable ({corrupt}); falling back to the '
-               'previous one.')
-    logging.warning(message)
-    if jax.process_index() == 0:  # Once, for the job's processes, which all agreed to skip it.
-      print(message, flush=True)
-      shutil.rmtree(f'{path}.unreadable', ignore_errors=True)
-      os.replace(path, f'{path}.unreadable')
-    if jax.process_count() > 1:  # No process lists the steps before the move.
-      multihost_utils.sync_global_devices(f'checkpoint {step} moved aside')
-    # A fresh manager: orbax latches its item layout from the first step it reads.
+          f'the {named} incomplete or corrupt ({skipped[0][2]}); a checkpoint in a bucket cannot '
+          f'be moved aside atomically: move it aside yourself (`{moves}`) and rerun the same '
+          f'command to resume from the intact one of step {restored}.')
+    for step, path, corrupt in skipped:
+      message = (f'Checkpoint at step {step} is unreadable ({corrupt}); falling back to the '
+                 'previous one.')
+      logging.warning(message)
+      if jax.process_index() == 0:  # Once, for the job's processes, which all agreed to skip it.
+        print(message, flush=True)
+        shutil.rmtree(f'{path}.unreadable', ignore_errors=True)
+        os.replace(path, f'{path}.unreadable')
+    if jax.process_count() > 1:  # No process lists the steps before the moves.
+      multihost_utils.sync_global_devices('corrupt checkpoints moved aside')
+    self._manager.close()  # orbax's manager lists the steps it has; it would skip saving them.
     self._manager = self._create()
+
+  def _none_readable(self, skipped):
+    """The CheckpointError when every checkpoint is corrupt (`skipped`: (step, path, why))."""
+    which = '; '.join(f'step {step}: {why}' for step, _, why in skipped[:3])
+    more = f'; and {len(skipped) - 3} more' if len(skipped) > 3 else ''
+    moves = '; '.join(f'mv {path} {path}.unreadable' for _, path, _ in skipped)
+    return CheckpointError(
+        f'no checkpoint in {self._directory} could be read, each incomplete or corrupt ({which}'
+        f'{more}). Nothing was moved and the run did not start over from step 0: all failing '
+        f'alike points to a common cause (an orbax or jaxlib version that reads them '
+        f'differently) more than to damage. Rerun with the versions that wrote them to resume; '
+        f'if they are damaged, move them aside (`{moves}`) and rerun to start from step 0, or '
+        f'use a new --workdir.')
 
   def _unavailable(self, path, error):
     """The CheckpointUnavailable for a failed read of the checkpoint at `path`."""

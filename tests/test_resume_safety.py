@@ -213,9 +213,42 @@ def test_a_checkpoint_without_metadata_is_skipped_only_once_its_files_read_back(
   assert _listing(tmp_path) == ['1', '2']
 
 
+def test_when_every_checkpoint_is_corrupt_nothing_moves_and_the_run_does_not_start_over(
+    tmp_path):
+  """All failing alike points to a common cause (another orbax): restarting from step 0 would
+  move every checkpoint aside and cut metrics.jsonl back, so it is an error with the fix."""
+  _save(tmp_path, {1: _state(1), 2: _state(2)})
+  corrupt_checkpoint(tmp_path / '1')
+  corrupt_checkpoint(tmp_path / '2')
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    checkpointing.Manager(str(tmp_path), max_to_keep=5).restore_latest(_state(0))
+  message = str(error.value)
+  assert 'no checkpoint in' in message and 'did not start over from step 0' in message, message
+  assert 'step 2: ' in message and 'step 1: ' in message, message
+  assert f'mv {tmp_path / "2"} {tmp_path / "2"}.unreadable' in message, message
+  assert _listing(tmp_path) == ['1', '2']
+
+
+def test_corrupt_checkpoints_move_aside_only_once_an_older_one_restored(tmp_path, capsys):
+  _save(tmp_path, {1: _state(1), 2: _state(2), 3: _state(3)})
+  corrupt_checkpoint(tmp_path / '2')
+  corrupt_checkpoint(tmp_path / '3')
+  state, step = checkpointing.Manager(str(tmp_path), max_to_keep=5).restore_latest(_state(0))
+  assert step == 1 and int(state['step']) == 1
+  out = capsys.readouterr().out
+  said = [out.index(f'Checkpoint at step {s} is unreadable') for s in (3, 2)]
+  assert said == sorted(said) and said[-1] < out.index('Resuming from the checkpoint at step 1.')
+  assert _listing(tmp_path) == ['1', '2.unreadable', '3.unreadable']
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)  # The resumed run saves 2 again.
+  manager.save(2, _state(2))
+  manager.wait()
+  assert manager.restore_latest(_state(0))[1] == 2
+
+
 def test_a_corrupt_checkpoint_in_a_bucket_is_named_not_moved(tmp_path, monkeypatch):
-  """A bucket cannot move a directory atomically: the error names the corrupt checkpoint and
-  the command that moves it aside; nothing is moved and no older one is restored."""
+  """A bucket cannot move a directory atomically: once the older one restored, the error names
+  the corrupt checkpoint, the command that moves it aside and the step the rerun resumes from;
+  nothing is moved."""
   _save(tmp_path, {1: _state(1), 2: _state(2)})
   corrupt_checkpoint(tmp_path / '2')
   manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
@@ -227,6 +260,7 @@ def test_a_corrupt_checkpoint_in_a_bucket_is_named_not_moved(tmp_path, monkeypat
   message = str(error.value)
   assert f'the checkpoint {tmp_path / "2"} is incomplete or corrupt' in message, message
   assert f'gsutil -m mv {tmp_path / "2"} {tmp_path / "2"}.unreadable' in message, message
+  assert 'resume from the intact one of step 1.' in message, message
   assert _listing(tmp_path) == ['1', '2']
 
 
