@@ -22,6 +22,12 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# pylint: disable=wrong-import-position
+from alc_jax import reporting  # noqa: E402
+from configs import fashion_mnist_250  # noqa: E402
+
 CONFIG = os.path.join(ROOT, 'configs', 'fashion_mnist_250.py')
 DIVERGED = 'non-finite value at step'
 
@@ -50,8 +56,6 @@ def parse_args(argv=None):
 
 def w2_of(row):
   """w2 of the row's config (the data set's recipe), before scaling."""
-  sys.path.insert(0, ROOT)
-  from configs import fashion_mnist_250  # pylint: disable=g-import-not-at-top
   return fashion_mnist_250.get_config(row).alc.weight
 
 
@@ -83,7 +87,12 @@ def run_case(row, width, args):
     with open(status_path, 'w', encoding='utf-8') as f:
       json.dump({'diverged': diverged, 'wall_s': time.time() - start,
                  'message': next((l for l in text.splitlines() if DIVERGED in l), '')}, f)
-  with open(status_path, encoding='utf-8') as f:
+  return summarize_case(row, width, workdir)
+
+
+def summarize_case(row, width, workdir):
+  """A finished case's summary dict, from its workdir."""
+  with open(os.path.join(workdir, 'probe_status.json'), encoding='utf-8') as f:
     status = json.load(f)
   rows = []
   with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
@@ -92,9 +101,11 @@ def run_case(row, width, args):
   spread = [(r['step'], r['monitors/attention_logit_spread']) for r in train]
   results_path = os.path.join(workdir, 'results.json')
   accuracy = None
-  if os.path.exists(results_path):
+  if os.path.exists(results_path):  # The accuracy of the model its method reports.
     with open(results_path, encoding='utf-8') as f:
-      accuracy = json.load(f)['summary'].get('teacher_accuracy_mean')
+      results = json.load(f)
+    key = reporting.accuracy_key(results['reported_model'])
+    accuracy = results['summary'][f'{key}_mean']
   last = train[-1] if train else {}
   return {'row': row, 'width': width, 'diverged': status['diverged'],
           'last_step': last.get('step', 0), 'spread': spread,

@@ -26,6 +26,10 @@ import sys
 
 import numpy as np
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from alc_jax import reporting  # noqa: E402  pylint: disable=wrong-import-position
+
 PY = sys.executable
 ROWS = ('supervised', 'mean_teacher', 'mean_teacher_alc')
 CLASS_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
@@ -115,7 +119,7 @@ def main():
     with open(results_path) as f:
       results = json.load(f)
     reported = results['reported_model']
-    final = results['final'][f'{reported}_accuracy']
+    final = results['final'][reporting.accuracy_key(reported)]
     from_csv = []
     for k in range(results['num_runs']):
       out = os.path.join(workdir, f'predict_test_run{k}.csv')

@@ -13,9 +13,10 @@ WORKDIR="${WORKDIR:-workdirs/fashion_mnist_100_cpu}"
 .venv/bin/python - "$WORKDIR/results.json" <<'PY'
 import json, re, sys
 import numpy as np
+from alc_jax import reporting
 results = json.load(open(sys.argv[1]))
 model = results['reported_model']
-accuracy = 100 * np.asarray(results['final'][f'{model}_accuracy'], float).reshape(-1)
+accuracy = 100 * np.asarray(results['final'][reporting.accuracy_key(model)], float).reshape(-1)
 seeds = ', '.join(str(s) for s in results['seeds'])
 print(f'\nThis run, {results["method"]}{" + ALC" if results["alc"] else ""} ({model}), test '
       f'accuracy, seed(s) {seeds}: {", ".join(f"{a:.2f}" for a in accuracy)} %')

@@ -662,6 +662,21 @@ def test_paper_tables_t7b_runs_the_other_ratios_with_two_seeds(tmp_path):
 
 # --- alc_stability_probe.py ---------------------------------------------------------------------
 
+@pytest.mark.parametrize('reported', ['student', 'teacher'])
+def test_stability_probe_reads_the_accuracy_of_the_model_the_method_reports(tmp_path, reported):
+  """Π + ALC has no teacher: its row read the teacher's accuracy, and showed none."""
+  (tmp_path / 'probe_status.json').write_text(
+      json.dumps({'diverged': False, 'wall_s': 1.0, 'message': ''}))
+  (tmp_path / 'metrics.jsonl').write_text(json.dumps(
+      {'step': 10, 'monitors/attention_logit_spread': 0.5}) + '\n')
+  summary = {'student_accuracy_mean': 61.5, 'teacher_accuracy_mean': 70.25}
+  (tmp_path / 'results.json').write_text(json.dumps(
+      {'reported_model': reported, 'summary': summary}))
+  case = _module('alc_stability_probe').summarize_case('pi_model_alc', 0.25, str(tmp_path))
+  assert case['accuracy'] == summary[f'{reported}_accuracy_mean']
+  assert case['last_step'] == 10 and case['max_spread'] == 0.5
+
+
 def test_stability_probe_reports_spread_and_catches_a_diverging_row(tiny_npz, tmp_path):
   """Two tiny cases: a stable one, and one made to diverge (lr 1e6): exit 1 names the latter."""
   probe = os.path.join(LAUNCH, 'alc_stability_probe.py')
