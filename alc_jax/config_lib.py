@@ -1,5 +1,9 @@
 """Config checks that run before anything compiles; each error says what to change."""
 
+import difflib
+
+import ml_collections
+
 from alc_jax import attention, losses, methods, models, runs, workdir_io
 from alc_jax.methods import alc as alc_method, sntg, vat
 from alc_jax.data import datasets, imagenet, pipeline, splits, tfds_data
@@ -12,6 +16,10 @@ BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 
 # would join two schedules (the rate jumps at the resumed step), so check_workdir refuses them
 # unless config.allow_schedule_change. Not in BOOKKEEPING, and compared apart from the others.
 SCHEDULE = ('num_train_steps', 'num_epochs')
+# Fields renamed so that each name says one thing (issue 28); alc_jax.main answers an override of
+# an old name with the new one. (alc.graph's value 'attention' is alc.head_training's 'eq13'.)
+RENAMED_FIELDS = {'alc.logits': 'alc.attention_logits', 'alc.normalization': 'alc.pairwise_scale',
+                  'alc.graph': 'alc.head_training'}
 
 
 class ConfigError(ValueError):
@@ -191,6 +199,32 @@ def _schedule(flat):
   if steps is None or epochs is None:
     return None
   return ('num_train_steps', steps) if steps > 0 else ('num_epochs', epochs)
+
+
+def unknown_field_error(config, overrides):
+  """The ConfigError for the first of `overrides` (dotted paths, as in --config.PATH=...) that
+  names no field of `config`, or None if they all do. A renamed field is answered with its new
+  name; another with the fields beside it."""
+  for path in overrides:
+    node, parts = config, path.split('.')
+    for i, part in enumerate(parts):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        break
+      node = node[part]
+    else:
+      continue
+    if path in RENAMED_FIELDS:
+      return ConfigError(f'config.{path} is now config.{RENAMED_FIELDS[path]}: set '
+                         f'--config.{RENAMED_FIELDS[path]}=... instead.')
+    where = '.'.join(['config'] + parts[:i])
+    if not isinstance(node, ml_collections.ConfigDict):
+      return ConfigError(f'--config.{path}: {where} is a value ({type(node).__name__}), not a '
+                         'block of fields.')
+    close = difflib.get_close_matches(part, list(node), n=3)
+    hint = (f'did you mean {" or ".join(f"{where}.{c}" for c in close)}?' if close else
+            f'its fields: {", ".join(sorted(node))}')
+    return ConfigError(f'--config.{path}: {where} has no field {part!r} ({hint})')
+  return None
 
 
 def flatten(tree, prefix=''):

@@ -21,6 +21,12 @@ from alc_jax import checkpointing, config_lib, cpu_setup, train, workdir_io, wor
 from alc_jax import data as data_lib
 from alc_jax.data import tfds_data
 
+# configs/*.py import `configs.default`: with the repository's root on the path (a clone or an
+# editable install; a wheel has no configs/) they load whichever folder the run starts from.
+_REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_REPOSITORY, 'configs')) and _REPOSITORY not in sys.path:
+  sys.path.append(_REPOSITORY)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.json.')
 flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (TPU pods, SLURM, ...).')
@@ -44,6 +50,37 @@ def main(argv):
   logging.info('JAX process %d/%d, local devices %s, CPU set-up %s', jax.process_index(),
                jax.process_count(), jax.local_devices(), cpu_setup.applied)
   sys.exit(run(FLAGS.config, FLAGS.workdir))
+
+
+def parse_flags(argv):
+  """absl's flag parsing (app.run's default), with the config's mistakes in one line, where
+  ml_collections raises a traceback: a config file that does not load, a row its get_config
+  refuses, an override that names no field (a renamed one with its new name)."""
+  config_file = next((value for flag, value in zip(argv, argv[1:] + [''])
+                      if flag == '--config'), None)
+  config_file = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), config_file)
+  overrides = [a[len('--config.'):].split('=', 1)[0] for a in argv if a.startswith('--config.')]
+  try:
+    rest = FLAGS(argv)
+    if FLAGS.config is not None:
+      FLAGS.config.keys()  # pylint: disable=pointless-statement  # A file that did not load raises.
+    return rest
+  except OSError as e:  # ml_collections could not load the file (raised on first use).
+    sys.exit(f'Config error: --config={config_file} did not load: '
+             f'{str(e).strip().splitlines()[-1].strip()}')
+  except (flags.Error, AttributeError, KeyError) as e:
+    if 'Error whilst parsing config file' in str(e):  # get_config raised: its last line says why.
+      sys.exit(f'Config error: --config={config_file}: {str(e).strip().splitlines()[-1].strip()}')
+    error = None
+    if overrides and config_file:
+      # Loaded again to name the field: ml_collections keeps no config after a failed override.
+      error = config_lib.unknown_field_error(FLAGS['config'].parser.parse(config_file), overrides)
+    if error:
+      sys.exit(f'Config error: {error}')
+    if not isinstance(e, flags.Error):
+      raise
+    sys.exit(f'FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on '
+             'flags.')
 
 
 def run(config, workdir):
@@ -77,4 +114,4 @@ def run(config, workdir):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

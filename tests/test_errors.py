@@ -5,7 +5,10 @@ images through CNN-13) are in test_reliability.py.
 """
 
 import errno
+import os
 import signal
+import subprocess
+import sys
 import types
 
 from absl import app
@@ -273,3 +276,55 @@ def test_a_set_up_refused_in_a_new_workdir_leaves_no_config_for_the_fix_to_clash
     train.train_and_evaluate(tiny_config(str(path), **refused), str(workdir))
   assert not (workdir / 'config.json').exists(), 'the refused config was recorded'
   config_lib.check_workdir(tiny_config(str(path), **fix), str(workdir))
+
+
+@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
+@pytest.mark.parametrize('args,message', [
+    (['--config.alc.logits=cosine'],
+     'Config error: config.alc.logits is now config.alc.attention_logits: set '
+     '--config.alc.attention_logits=... instead.'),
+    (['--config.alc.enabeld=True'],
+     "Config error: --config.alc.enabeld: config.alc has no field 'enabeld' (did you mean "
+     'config.alc.enabled?)'),
+    (['--config.seed.x=1'],
+     'Config error: --config.seed.x: config.seed is a value (int), not a block of fields.'),
+])
+def test_a_config_override_naming_no_field_is_one_line(args, message):
+  """ml_collections answers these with a 40-line traceback (AttributeError: "'logits'")."""
+  try:
+    with pytest.raises(SystemExit) as e:
+      main.parse_flags(['alc_jax.main', f'--config={ROOT}/configs/smoke.py', '--workdir=/w',
+                        *args])
+  finally:
+    main.FLAGS.unparse_flags()
+  assert str(e.value.code) == message
+
+
+@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
+@pytest.mark.parametrize('config,message', [
+    ('configs/nothere.py', 'Config error: --config={} did not load: [Errno 2] No such file'),
+    ('configs/fashion_mnist_250.py:nonsense',
+     "Config error: --config={}: ValueError: unknown row 'nonsense'; valid rows: supervised,"),
+])
+def test_a_config_file_or_row_that_does_not_load_is_one_line(config, message):
+  path = f'{ROOT}/{config}'
+  try:
+    with pytest.raises(SystemExit) as e:
+      main.parse_flags(['alc_jax.main', f'--config={path}', '--workdir=/w'])
+  finally:
+    main.FLAGS.unparse_flags()
+  assert str(e.value.code).startswith(message.format(path)) and '\n' not in str(e.value.code)
+
+
+def test_the_configs_load_whichever_folder_the_run_starts_in(tmp_path):
+  """configs/*.py import configs.default: from another folder that was a ModuleNotFoundError. On
+  the command line (where ml_collections fails otherwise than in-process) a renamed field."""
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+  out = subprocess.run([sys.executable, '-m', 'alc_jax.main', f'--config={ROOT}/configs/smoke.py',
+                        '--workdir=run', '--config.alc.logits=cosine'], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1, out.stderr
+  assert out.stderr.strip().endswith('Config error: config.alc.logits is now '
+                                     'config.alc.attention_logits: set '
+                                     '--config.alc.attention_logits=... instead.'), out.stderr
+  assert 'Traceback' not in out.stderr and not (tmp_path / 'run').exists()
