@@ -79,7 +79,19 @@ def validate(config, num_devices=1):
   if config.num_runs < 1:
     raise ConfigError(f'config.num_runs={config.num_runs} must be >= 1.')
   _choice(config.run_batching, runs.RUN_BATCHINGS, 'run_batching')
-  if methods.get(config.method).labeled_only:
+  method = methods.get(config.method)
+  if config.alc.imbalance != 'none' and not config.alc.enabled:
+    raise ConfigError(
+        f'config.alc.imbalance={config.alc.imbalance!r} weights the terms of ALC\'s loss (Eq. 14 / '
+        f'15) and would be ignored without it: set --config.alc.enabled=True, or leave '
+        f"config.alc.imbalance at 'none'.")
+  if config.alc.enabled and config.alc.imbalance == 'soft' and not method.has_targets:
+    raise ConfigError(
+        f"config.alc.imbalance='soft' weights the unsupervised term by the probabilities of its "
+        f'target prediction (Eq. 15), which {method.label} does not have: soft would be the same '
+        f"run as 'hard' (only the supervised term weighted, Eq. 14). Set "
+        f'--config.alc.imbalance=hard.')
+  if method.labeled_only:
     if config.labeled_batch_size not in (0, config.batch_size):
       raise ConfigError(
           f'config.method={config.method!r} trains on batches of labeled examples only, so '

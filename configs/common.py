@@ -10,14 +10,18 @@ from alc_jax.methods import alc as alc_method
 from configs import default
 
 # Short row name -> config overrides (dotted keys), for every method of the registry
-# (alc_jax/methods/): 'ROW' alone, 'ROW_alc' with ALC, and 'ROW_alc_hard' / 'ROW_alc_soft' with
-# the imbalance weights of Eq. 14 / 15. Rows not listed in a config's ROWS still load: every config
-# accepts every row, ROWS only says which ones the paper's table has.
+# (alc_jax/methods/): 'ROW' alone, 'ROW_alc' with ALC, 'ROW_alc_hard' with the imbalance weights
+# of Eq. 14 and, for a method with a target prediction (Π, Mean Teacher, SNTG, FixMatch:
+# `has_targets`), 'ROW_alc_soft' with Eq. 15's (without one, soft is hard). Rows not listed in a
+# config's ROWS still load: every config accepts every row, ROWS only says which ones the paper's
+# table has.
 METHOD_ROWS = {}
 for _name in methods.NAMES:
   METHOD_ROWS[_name] = {'method': _name}
   METHOD_ROWS[f'{_name}_alc'] = {'method': _name, 'alc.enabled': True}
   for _imbalance in [w for w in alc_method.IMBALANCE_WEIGHTINGS if w != 'none']:  # Eq. 14, 15.
+    if _imbalance == 'soft' and not methods.get(_name).has_targets:
+      continue
     METHOD_ROWS[f'{_name}_alc_{_imbalance}'] = {'method': _name, 'alc.enabled': True,
                                                 'alc.imbalance': _imbalance}
 

@@ -29,7 +29,8 @@ def get_config(row=None):
   config.alc = ml_collections.ConfigDict()
   config.alc.enabled = False  # Adds w2 * l_alc (Eq. 6 / 13) to the method's objective.
   config.alc.weight = 1.0  # w2 of Eq. 6; 1 in the paper, 100 on CIFAR-10 (Sec. 5.1, 5.3).
-  # Sample weighting for imbalanced labels: 'none' (Eq. 6), 'hard' (Eq. 14) or 'soft' (Eq. 15).
+  # Sample weighting for imbalanced labels: 'none' (Eq. 6), 'hard' (Eq. 14) or 'soft' (Eq. 15;
+  # for methods with a target prediction: Method.has_targets). With ALC only (alc.enabled).
   config.alc.imbalance = 'none'
   # Similarity S: 'attention' (Eq. 7-12, the paper's ALC), or the attention-free rows of Table 9:
   # 'sample' (Eq. 16), 'gaussian' (Eq. 17), 'cosine' (Eq. 18).

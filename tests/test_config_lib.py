@@ -42,6 +42,11 @@ BAD_CONFIGS = [
     ({'fixmatch.threshold': 1.2}, 1, ['config.fixmatch.threshold=1.2', 'in [0, 1]']),
     ({'dataset.name': 'imagenet_1pct', 'dataset.image_size': 224, 'num_runs': 2}, 1,
      ['imagenet_1pct streams from TFDS', 'config.num_runs=1']),
+    ({'alc.enabled': False, 'alc.imbalance': 'hard'}, 1,
+     ["config.alc.imbalance='hard'", 'would be ignored', '--config.alc.enabled=True']),
+    ({'method': 'vat', 'alc.enabled': True, 'alc.imbalance': 'soft'}, 1,
+     ["config.alc.imbalance='soft'", 'VAT does not have', "same run as 'hard'",
+      '--config.alc.imbalance=hard']),
 ]
 
 
@@ -66,7 +71,10 @@ def test_validate_refuses_a_bad_config_saying_what_to_change(tiny_npz, overrides
     ({'method': 'supervised', 'labeled_batch_size': 16}, 1),
     ({'model.name': 'cnn13', 'model.dropout': 0.3}, 1), ({'model.name': 'resnet18'}, 1),
     ({'dataset.validation_size': 40, 'num_runs': 2, 'dataset.split_seed': 0}, 1),
-    ({'dataset.validation_size': 40}, 1)])
+    ({'dataset.validation_size': 40}, 1),
+    ({'method': 'vat', 'alc.enabled': True, 'alc.imbalance': 'hard'}, 1),
+    ({'method': 'fixmatch', 'alc.enabled': True, 'alc.imbalance': 'soft'}, 1),
+    ({'method': 'sntg', 'alc.enabled': True, 'alc.imbalance': 'soft'}, 1)])
 def test_validate_accepts_good_configs(tiny_npz, overrides, num_devices):
   config_lib.validate(tiny_config(tiny_npz, **overrides), num_devices)  # The checks can pass.
 

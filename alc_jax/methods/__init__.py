@@ -2,7 +2,9 @@
 
 A method is a `base.Method`: what it needs (an EMA teacher, two views, labeled rows only, a
 config block) and its loss terms. ALC (alc.py) wraps any of them. To add a method: a module here
-with a `base.Method` subclass, one line in `_ALL` below, and its rows in configs/common.py.
+with a `base.Method` subclass and one line in `_ALL` below; configs/common.py makes its rows
+(ROW, ROW_alc, ...) from this registry, and settings of its own go in configs/default.py, with
+their checks in alc_jax/config_lib.py.
 """
 
 from alc_jax.methods import base

@@ -29,6 +29,7 @@ class WithALC(base.Method):
     self.method = method
     self.name, self.label = method.name, f'{method.label} + ALC'
     self.uses_teacher, self.labeled_only = method.uses_teacher, method.labeled_only
+    self.has_targets = method.has_targets
     self.config_block, self.ema_model = method.config_block, method.ema_model
 
   def has_teacher(self, config):

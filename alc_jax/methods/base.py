@@ -105,6 +105,10 @@ class Method:
   labeled_only = False  # Its batches hold labeled rows only (config.labeled_batch_size unused).
   config_block = None  # The config section of its own settings (config.<block>), if any.
   needs_similarity = False  # The student's pass also computes ALC's S (alc.WithALC).
+  # Its unsupervised term compares the student with a target prediction z on every image (Eq. 1
+  # and 3's z; FixMatch's weak view): the term Eq. 14 weights by z's class and Eq. 15 by z's
+  # probabilities. Without one, ALC's imbalance weights reach the supervised term only.
+  has_targets = False
   # The name its EMA model (when `has_teacher`) is evaluated, reported and loaded under:
   # 'teacher' where the loss learns from it (Eq. 2-3), 'ema' where only evaluation uses it.
   ema_model = 'teacher'
@@ -154,6 +158,7 @@ def supervised_cross_entropy(step, student, weights):
 class ConsistencyMethod(Method):
   """CE + w1 * ||f(x) - z||^2 on softmax outputs (Eq. 1 / Eq. 3), z from `targets`, a pass on
   the second view ('augment2': the same images under other noise)."""
+  has_targets = True
 
   def view_keys(self, config):
     del config

@@ -37,6 +37,7 @@ class FixMatch(base.Method):
   name = 'fixmatch'
   label = 'FixMatch'
   config_block = 'fixmatch'
+  has_targets = True  # The weak view's prediction, whose class is the pseudo-label.
   ema_model = 'ema'  # An EMA for evaluation only: the loss has no teacher.
 
   def has_teacher(self, config):

@@ -14,6 +14,7 @@ class SNTG(base.Method):
   name = 'sntg'
   label = 'SNTG'
   config_block = 'sntg'
+  has_targets = True  # Its base's (Π or Mean Teacher).
 
   def _base(self, config):
     return BASES[config.sntg.base]
