@@ -53,7 +53,7 @@ def validate(config, num_devices=1):
                       f"max-only and avg-only similarities): set --config.alc.pooling={new}.")
   _choice(config.alc.pooling, attention.POOLINGS, 'alc.pooling')
   _choice(config.alc.outputs, alc_method.OUTPUTS, 'alc.outputs')
-  _choice(config.alc.scope, alc_method.SCOPES, 'alc.scope')
+  _choice(config.alc.scope, models.ALC_SCOPES, 'alc.scope')
   _choice(config.alc.attention_logits, losses.ATTENTION_LOGITS, 'alc.attention_logits')
   _choice(config.alc.pairwise_scale, losses.PAIRWISE_SCALES, 'alc.pairwise_scale')
   _choice(config.alc.head_training, attention.HEAD_TRAININGS, 'alc.head_training')

@@ -18,7 +18,6 @@ from alc_jax.methods import base
 
 IMBALANCE_WEIGHTINGS = ('none', 'hard', 'soft')  # config.alc.imbalance: Eq. 6, Eq. 14, Eq. 15.
 OUTPUTS = ('logits', 'probs')  # config.alc.outputs: which p_i Eq. 13 compares.
-SCOPES = ('global', 'per_device')  # config.alc.scope: one S per batch, or one per device.
 
 
 class WithALC(base.Method):

@@ -6,4 +6,5 @@ package's API; each is defined in the module named beside it."""
 from alc_jax.models.backbones import MODEL_NAMES, create_model, feature_shape  # noqa: F401
 from alc_jax.models.backbones import DEFAULT_DROPOUT, WITH_DROPOUT  # noqa: F401
 from alc_jax.models.backbones import smallest_input_size  # noqa: F401
-from alc_jax.models.classifier import COMPUTE_DTYPES, Classifier, create_classifier  # noqa: F401
+from alc_jax.models.classifier import ALC_SCOPES, COMPUTE_DTYPES  # noqa: F401
+from alc_jax.models.classifier import Classifier, create_classifier  # noqa: F401

@@ -30,6 +30,8 @@ class Classifier(nn.Module):
 
 # config.compute_dtype -> the dtype the backbone computes in (its parameters stay float32).
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+# config.alc.scope: one S over the whole batch, or one per device's part (Classifier.groups).
+ALC_SCOPES = ('global', 'per_device')
 
 
 def create_classifier(config, num_classes: int, num_devices: int = 1) -> Classifier:
@@ -39,5 +41,5 @@ def create_classifier(config, num_classes: int, num_devices: int = 1) -> Classif
   dtype = COMPUTE_DTYPES[config.compute_dtype]
   backbone = backbones.create_model(config.model, num_classes, dtype=dtype)
   head = attention.create_head(config.alc) if config.alc.enabled else None
-  groups = num_devices if config.alc.scope == 'per_device' else 1
+  groups = num_devices if config.alc.scope == 'per_device' else 1  # One of ALC_SCOPES.
   return Classifier(backbone=backbone, head=head, groups=groups)
