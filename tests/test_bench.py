@@ -168,3 +168,22 @@ def test_core_equivalence_cases_are_configs_that_run(tiny_npz):
   assert len(cases) == 28
   for overrides in cases.values():
     config_lib.validate(core_equivalence.case_config(tiny_npz, overrides), num_devices=1)
+
+
+def test_loop_overhead_times_the_trainer_s_own_loop(tiny_npz):
+  """bench/loop_overhead.py on the tiny data set: the step alone, then train_and_evaluate's own
+  loop (its logged steps/s), one round; a ratio comes out and the trainer's lines stay quiet."""
+  cmd = [sys.executable, os.path.join(ROOT, 'bench', 'loop_overhead.py'),
+         f'--config={ROOT}/configs/smoke.py', '--steps', '6', '--rounds', '1',
+         '--config.model.name=tiny_cnn', '--config.dataset.name=npz',
+         f'--config.dataset.path={tiny_npz}', '--config.dataset.num_labels=40',
+         '--config.batch_size=16', '--config.labeled_batch_size=4', '--config.log_every_steps=2']
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  assert len(lines) == 3, lines  # The header, the round, the median: no trainer lines.
+  assert re.match(r'^round 0: step alone \d+ img/s, loop \d+ img/s, loop / step \d+\.\d{3}$',
+                  lines[1]), lines[1]
+  assert re.match(r'^median loop / step over 1 rounds: \d+\.\d{3} ', lines[2]), lines[2]
+  bad = subprocess.run(cmd[:2] + ['--bogus'], capture_output=True, text=True, timeout=60)
+  assert bad.returncode == 2 and 'unrecognised arguments: --bogus' in bad.stderr
