@@ -33,7 +33,8 @@ def get_config(row=None):
   # for methods with a target prediction: Method.has_targets). With ALC only (alc.enabled).
   config.alc.imbalance = 'none'
   # Similarity S: 'attention' (Eq. 7-12, the paper's ALC), or the attention-free rows of Table 9:
-  # 'sample' (Eq. 16), 'gaussian' (Eq. 17), 'cosine' (Eq. 18).
+  # 'sample' (Eq. 16), 'gaussian' (Eq. 17), 'cosine' (Eq. 18), which have no attention head: its
+  # settings (pooling, channel attention, MLP, attention logits and temperature) are unused there.
   config.alc.similarity = 'attention'
   # Pooling pair of the sample attention (Table 8 a/b/d, Table 9): 'max_avg' (Eq. 10-12),
   # 'max' (GMaxPool only), 'avg' (GAvgPool only), 'mean_of_max_and_avg' (Table 9's "average": the
