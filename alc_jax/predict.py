@@ -74,7 +74,8 @@ def write_csv(path, names, probabilities, labels):
   for name, p in zip(names, probabilities):
     best = int(p.argmax())
     writer.writerow([name, labels[best], f'{p[best]:.6g}'] + [f'{v:.6g}' for v in p])
-  workdir_io.write_bytes(path, text.getvalue().encode('utf-8'))
+  # surrogateescape: a file name in another encoding than UTF-8 keeps the bytes it has on disk.
+  workdir_io.write_bytes(path, text.getvalue().encode('utf-8', 'surrogateescape'))
 
 
 if __name__ == '__main__':

@@ -146,6 +146,12 @@ def test_evaluate_writes_metrics_and_the_confusion_matrix(run, folder_data, tmp_
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
+def test_a_file_name_that_is_not_utf8_keeps_its_bytes_in_the_csv(tmp_path):
+  name = os.fsdecode(b'caf\xe9.png')  # As os.listdir gives a Latin-1 name from an old zip.
+  predict.write_csv(str(tmp_path / 'p.csv'), [name], np.array([[0.25, 0.75]]), ('cat', 'dog'))
+  assert (tmp_path / 'p.csv').read_bytes().splitlines()[1] == b'caf\xe9.png,dog,0.75,0.25,0.75'
+
+
 def test_a_csv_write_that_fails_keeps_the_previous_csv_whole(tmp_path):
   path = str(tmp_path / 'predictions.csv')
   probabilities = np.array([[0.2, 0.8], [0.9, 0.1]])

@@ -327,6 +327,20 @@ def test_a_failed_cache_write_leaves_nothing_behind(tmp_path, capsys, monkeypatc
 # --- Unreadable files and other bad input -----------------------------------------------------
 
 
+def test_a_dangling_link_and_a_name_that_is_not_utf8_are_data_not_tracebacks(tmp_path, capsys):
+  """A link to a removed file is an unreadable image (skipped with skip_unreadable); a file name
+  in another encoding (an old zip's Latin-1) is read like any other."""
+  _folder(tmp_path, {'a': 2, 'b': 2}, unlabeled=4)
+  latin1 = os.path.join(os.fsencode(tmp_path / 'labeled' / 'a'), b'caf\xe9.png')
+  _save(os.fsdecode(latin1), np.full((16, 16, 3), 7, np.uint8))
+  os.symlink(tmp_path / 'gone.png', tmp_path / 'unlabeled' / 'dangling.png')
+  with pytest.raises(DataError, match='dangling.png'):
+    datasets.load_dataset(_config(tmp_path))
+  ds = datasets.load_dataset(_config(tmp_path, skip_unreadable=True))
+  assert ds.x_train.shape[0] == 9 and (ds.y_train >= 0).sum() == 5
+  assert 'Skipped 1 unreadable image(s)' in capsys.readouterr().out
+
+
 def test_unreadable_images_stop_the_load_or_are_skipped_and_counted(tmp_path, capsys):
   _folder(tmp_path, {'a': 2, 'b': 2}, unlabeled=4)
   bad = tmp_path / 'unlabeled' / 'broken.png'

@@ -47,8 +47,13 @@ def entry_key(directory: str, files: Sequence[str], size: Tuple[int, int], mode:
   digest.update(json.dumps([_FORMAT_VERSION, list(size), mode, RESAMPLE,
                             bool(skip_unreadable)]).encode())
   for name in files:
-    stat = os.stat(os.path.join(directory, name))
-    digest.update(f'\n{name}\t{stat.st_size}\t{stat.st_mtime_ns}'.encode())
+    try:
+      stat = os.stat(os.path.join(directory, name))
+      entry = f'\t{stat.st_size}\t{stat.st_mtime_ns}'
+    except OSError:  # A dangling link, a file gone since the listing: decoding reports it.
+      entry = '\tunreadable'
+    # os.fsencode: a name in another encoding than UTF-8 (its bytes as the file system has them).
+    digest.update(b'\n' + os.fsencode(name) + entry.encode())
   return digest.hexdigest()[:32]
 
 
@@ -64,7 +69,7 @@ class DecodedCache:
   def __init__(self, root: str, cache_dir: str = ''):
     self.root = os.path.abspath(root)
     # Entries outside the data root are named after it, so that several roots share a folder.
-    root_tag = hashlib.sha256(self.root.encode()).hexdigest()[:12]
+    root_tag = hashlib.sha256(os.fsencode(self.root)).hexdigest()[:12]
     self.places = [(os.path.join(self.root, CACHE_FOLDER), ''),
                    (cache_dir or _default_fallback(), f'{root_tag}-')]
 
