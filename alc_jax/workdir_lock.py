@@ -106,13 +106,20 @@ class WorkdirLock:
     workdir_io.write_bytes(str(self.path), json.dumps(record, indent=1).encode('utf-8'))
 
   def _create_local(self, record):
-    """O_EXCL create: False if the file exists (someone else holds or just took it)."""
+    """Creates the lock file whole; False if it exists (someone else holds or just took it). The
+    record is written to a file of its own, then linked to the lock's name (atomic, and refused
+    where the name exists): created empty and written after, a racing run could read it empty,
+    take it for a dead holder's and take the workdir too."""
+    new = f'{self.path}.new.{self.token}'
+    fd = os.open(new, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     try:
-      fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        f.write(json.dumps(record, indent=1))
+      os.link(new, self.path)
     except FileExistsError:
       return False
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-      f.write(json.dumps(record, indent=1))
+    finally:
+      os.remove(new)
     return True
 
   def _lease_decides(self, holder):

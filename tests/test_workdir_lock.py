@@ -147,6 +147,23 @@ def test_of_two_racing_runs_the_second_creator_does_not_overwrite_the_first(tmp_
   assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text()) == holder
 
 
+def test_the_lock_file_never_exists_without_its_whole_record(tmp_path, monkeypatch):
+  """Created empty and written after, a racing run could read it empty between the two, take it
+  for a dead holder's and take the workdir as well: the name appears with the record in it."""
+  seen = []
+  real_link = os.link
+
+  def link(source, target):
+    seen.append((os.path.exists(target), json.loads(open(source, encoding='utf-8').read())))
+    real_link(source, target)
+
+  monkeypatch.setattr(workdir_lock.os, 'link', link)
+  with workdir_lock.WorkdirLock(tmp_path) as lock:
+    assert seen == [(False, json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text()))]
+    assert seen[0][1]['token'] == lock.token
+    assert os.listdir(tmp_path) == [workdir_lock.LOCK_NAME]  # No record file left beside it.
+
+
 def test_a_holder_whose_lock_was_taken_stops_renewing_it(tmp_path):
   with workdir_lock.WorkdirLock(tmp_path, lease_seconds=0.3):
     holder = _write_holder(tmp_path, token='the-run-that-took-over')
