@@ -182,7 +182,8 @@ def load(workdir, weights: str = 'reported', run: int = 0, batch_size: int = 256
   weights = info['reported_model'] if weights == 'reported' else weights
   if weights not in info['models']:
     raise InferenceError(f'the run in {workdir} has no {weights} (it trained '
-                         f'{" and ".join(info["models"])}): choose weights=student.')
+                         f'{" and ".join(info["models"])}): choose weights='
+                         f'{" or weights=".join(info["models"])}.')
   config = ml_collections.ConfigDict(info['config'])
   if not 0 <= run < config.num_runs:
     raise InferenceError(f'run={run} is out of range: the run in {workdir} trained '

@@ -259,7 +259,8 @@ def test_errors_are_one_line(run, folder_data, tmp_path):
     inference.load(str(unfinished))
   with pytest.raises(inference.InferenceError, match=r'run=2 is out of range.*0\.\.1'):
     inference.load(workdir, run=2)
-  with pytest.raises(inference.InferenceError, match='weights='):
+  with pytest.raises(inference.InferenceError, match=r'has no ema \(it trained student and '
+                     r'teacher\): choose weights=student or weights=teacher\.'):
     inference.load(workdir, weights='ema')
   model = inference.load(workdir)
   with pytest.raises(inference.InferenceError, match=r'dtype float32; expected uint8'):
