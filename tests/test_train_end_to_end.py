@@ -61,6 +61,8 @@ def test_smoke_config_end_to_end_and_resume(tiny_npz, tmp_path):
   assert 'Resuming from the checkpoint at step 30' in again.stdout
   rerun = json.loads((workdir / 'results.json').read_text())
   assert rerun['final'] == results['final']
+  for key in ('images_per_second', 'wall_time_s'):  # The training's, not the rerun's (0 steps).
+    assert rerun[key] == results[key] > 0, key
   assert rerun['hosts'] == results['hosts'] and 'another host' not in again.stdout  # Same host.
 
 
