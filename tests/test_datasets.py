@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top,wrong-
 from alc_jax.data import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alc_jax.data import fashion_mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alc_jax.data import tfds_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from alc_jax.data import image_files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alc_jax.data import imagenet  # pylint: disable=g-import-not-at-top,wrong-import-position
 from alc_jax.data import DataError, DataFileNotFoundError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -468,6 +469,20 @@ def test_folder_round_trip(tmp_path, mode):
   np.testing.assert_array_equal(ds.y_train, written['train'][1])
   np.testing.assert_array_equal(ds.x_test, written['test'][0])
   np.testing.assert_array_equal(ds.y_test, written['test'][1])
+
+
+def test_folder_images_are_read_as_shown_as_predict_reads_them(tmp_path):
+  """EXIF orientation 3 (stored upside down): training reads what alc_jax.predict and evaluate
+  read (image_files.decode_image), not the stored pixels."""
+  _write_folder(tmp_path)
+  stored = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+  exif = Image.Exif()
+  exif[0x0112] = 3  # Orientation: rotated 180 degrees.
+  path = tmp_path / 'train' / 'cat' / '0.png'
+  Image.fromarray(stored).save(path, exif=exif)
+  ds = datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
+  np.testing.assert_array_equal(ds.x_train[0], stored[::-1, ::-1])
+  np.testing.assert_array_equal(ds.x_train[0], image_files.decode_image(str(path), (6, 5), 'RGB'))
 
 
 def test_folder_unreadable_image(tmp_path):

@@ -48,9 +48,12 @@ def _list_classes(split_dir: str) -> Sequence[str]:
 
 
 def _read_image(path: str):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
   try:
     with Image.open(path) as img:
+      # The image as shown (EXIF orientation applied), as image_files.decode_image reads the
+      # other layout's files and alc_jax.predict / evaluate read every file.
+      img = ImageOps.exif_transpose(img)
       img.load()
       return img.mode, img.size, np.asarray(img)
   except Exception as e:  # pylint: disable=broad-except  (PIL raises many kinds)
