@@ -41,7 +41,7 @@ from absl import app, flags, logging
 from etils import epath
 
 from alc_jax import checkpointing, cpu_setup, methods, models, reporting, train, workdir_io
-from alc_jax.data import image_files
+from alc_jax.data import DataError, image_files
 from alc_jax.data.normalization import Normalization
 
 METADATA_FILE = 'inference.json'
@@ -69,7 +69,34 @@ def write_metadata(workdir, exp):
       'reported_model': exp.method.reported_model(exp.config),
       'models': list(exp.models),  # The weights a checkpoint holds: student (and teacher or ema).
       'config': exp.config.to_dict(),
+      'data': data_fingerprint(exp),
   })
+
+
+def data_fingerprint(exp):
+  """What a resumed run must find again of its data (a user's folder can change between runs):
+  the classes in label order, the image shape, and the training and labeled image counts (with
+  config.num_epochs the first sets the schedule's length)."""
+  data = exp.data
+  return {'class_names': None if data.class_names is None else list(data.class_names),
+          'num_classes': data.num_classes, 'image_shape': list(data.image_shape),
+          'num_train': data.num_train, 'num_labeled': data.num_labeled}
+
+
+def check_same_data(workdir, exp):
+  """Raises DataError when `workdir` holds a run that started on other data than `exp` reads
+  now; a workdir without a run, or one from before the fingerprint was recorded, passes."""
+  info = workdir_io.read_json(os.path.join(workdir, METADATA_FILE)) or {}
+  before, now = info.get('data'), data_fingerprint(exp)
+  if before is None or before == now:
+    return
+  changed = '; '.join(f'{key}: {before.get(key)} -> {now[key]}' for key in now
+                      if before.get(key) != now[key])
+  dataset = exp.config.dataset
+  raise DataError(
+      f'{workdir} holds a run that started on other data than {dataset.path or dataset.name} '
+      f'gives now ({changed}): resumed, it would go on with other classes, images or schedule. '
+      f'Restore the data it started on to resume it, or use a new --workdir.')
 
 
 def read_metadata(workdir) -> Tuple[dict, Normalization]:

@@ -462,6 +462,7 @@ def _train_in_workdir(config, devices, workdir, interruption):
   """train_and_evaluate once the workdir is held and the signal handlers are in place."""
   config_lib.check_workdir(config, workdir)
   exp = create_experiment(config, devices)  # May refuse the data or the config: no file yet.
+  inference.check_same_data(workdir, exp)  # A user's folder may have changed since the start.
   if jax.process_index() == 0:  # Written once the set-up passed, so that a rerun fixing what it
     # refused is not refused in turn as "a different config"; before the first checkpoint, so
     # that any checkpoint is usable by predict.py.

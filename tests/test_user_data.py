@@ -465,6 +465,18 @@ def test_a_run_without_a_test_set_reports_its_validation_accuracy(tmp_path, caps
   saved = json.loads((tmp_path / 'run' / 'results.json').read_text())
   assert saved['final'] == results['final']
   assert np.load(tmp_path / 'run' / 'similarity.npz')['similarity'].shape == (20, 20)
+  # The folder changes, then the same command reruns: refused before any file is written.
+  metadata = (tmp_path / 'run' / 'inference.json').read_text()
+  _save(str(root / 'unlabeled' / 'new.png'), np.zeros((8, 8, 3), np.uint8))
+  with pytest.raises(DataError, match=r'other data than .* \(num_train: 80 -> 81\).*new --workdir'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  os.remove(root / 'unlabeled' / 'new.png')
+  for split in ('labeled', 'validation'):  # A class renamed: the label order changes.
+    os.rename(root / split / 'east', root / split / 'zeta')
+  with pytest.raises(DataError, match=r"class_names: \['east', 'north', 'south', 'west'\] -> "
+                                      r"\['north', 'south', 'west', 'zeta'\]"):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert (tmp_path / 'run' / 'inference.json').read_text() == metadata
 
 
 def test_without_test_or_validation_set_the_run_finishes_reporting_no_accuracy(tmp_path, capsys):
