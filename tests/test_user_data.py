@@ -341,6 +341,22 @@ def test_a_dangling_link_and_a_name_that_is_not_utf8_are_data_not_tracebacks(tmp
   assert 'Skipped 1 unreadable image(s)' in capsys.readouterr().out
 
 
+def test_a_folder_that_cannot_be_listed_stops_the_load(tmp_path, monkeypatch):
+  """os.walk skips a folder it cannot list: its images vanished without a word."""
+  _folder(tmp_path, {'a': 2, 'b': 2}, unlabeled=4)
+  locked = str(tmp_path / 'unlabeled' / 'part1')
+  scandir = os.scandir
+
+  def fake_scandir(path='.'):
+    if os.fspath(path) == locked:  # As for a folder without read permission (not for root).
+      raise PermissionError(13, 'Permission denied', locked)
+    return scandir(path)
+
+  monkeypatch.setattr(os, 'scandir', fake_scandir)
+  with pytest.raises(DataError, match=f'Cannot list the folder {locked}: PermissionError'):
+    datasets.load_dataset(_config(tmp_path))
+
+
 def test_unreadable_images_stop_the_load_or_are_skipped_and_counted(tmp_path, capsys):
   _folder(tmp_path, {'a': 2, 'b': 2}, unlabeled=4)
   bad = tmp_path / 'unlabeled' / 'broken.png'

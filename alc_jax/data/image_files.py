@@ -55,7 +55,13 @@ def list_images(directory: str, recursive: bool) -> List[str]:
   """Paths relative to `directory` of its image files, sorted ('/'-separated); hidden files and
   folders are skipped."""
   found = []
-  for root, dirs, files in os.walk(directory, followlinks=True):  # Linked folders too.
+
+  def unreadable(error):  # os.walk would skip the folder, and its images would silently vanish.
+    if not (isinstance(error, FileNotFoundError) and error.filename == directory):
+      raise DataError(f'Cannot list the folder {error.filename}: {type(error).__name__}: '
+                      f'{error.strerror}. Make it readable (or move it out of {directory}).')
+
+  for root, dirs, files in os.walk(directory, onerror=unreadable, followlinks=True):  # And links.
     dirs[:] = sorted(d for d in dirs if not d.startswith('.')) if recursive else []
     rel = os.path.relpath(root, directory)
     for name in files:
