@@ -36,6 +36,7 @@ def validate(config, num_devices=1):
   """Raises ConfigError for a config that cannot run; silent otherwise."""
   _choice(config.method, methods.NAMES, 'method')
   _choice(config.sntg.base, tuple(sntg.BASES), 'sntg.base')
+  _choice(config.sntg.distance, losses.SNTG_DISTANCES, 'sntg.distance')
   _choice(config.vat.power_iteration, vat.POWER_ITERATIONS, 'vat.power_iteration')
   _choice(config.dataset.name, pipeline.DATASET_NAMES, 'dataset.name')
   _choice(config.model.name, models.MODEL_NAMES, 'model.name')

@@ -301,19 +301,32 @@ def kl_divergence(target_logits: Array, logits: Array, mask: Optional[Array] = N
   return _weighted_mean(kl, None, mask)
 
 
-def sntg_loss(embeddings: Array, teacher_logits: Array, margin: float = 1.0) -> Array:
+# config.sntg.distance: the squared distance of two embeddings as a mean over their D dimensions
+# (SNTG's public code, `T.mean(squared_error(...), axis=1)`) or a sum (Luo et al.'s ||h_i - h_j||^2).
+SNTG_DISTANCES = ('mean', 'sum')
+
+
+def sntg_loss(embeddings: Array, teacher_logits: Array, margin: float = 1.0,
+              labels: Optional[Array] = None, distance: str = 'mean') -> Array:
   """Smooth Neighbors on Teacher Graphs (Luo et al. 2018), over all pairs of the batch.
 
-  W_ij = 1 when the teacher predicts the same class for i and j. Neighbours are pulled together
-  (||h_i - h_j||^2), non-neighbours pushed to at least `margin` apart (max(0, m - ||h_i - h_j||)^2).
-  Averaged over the B(B-1) ordered pairs i != j.
+  W_ij = 1 when i and j have the same target class: the true label of a labeled row (`labels`
+  >= 0; -1 marks an unlabeled row), else the teacher's prediction (the public code's default,
+  `merge = True`). Neighbours are pulled together (d_ij^2), non-neighbours pushed to at least
+  `margin` apart (max(0, m - d_ij)^2), d_ij^2 the squared distance by `distance` (SNTG_DISTANCES).
+  Averaged over the B(B-1) ordered pairs i != j (the public code pairs the batch's two halves: the
+  same expectation).
   """
   h = _f32(embeddings)
-  pred = jnp.argmax(jax.lax.stop_gradient(teacher_logits), axis=-1)
-  same = (pred[:, None] == pred[None, :]).astype(jnp.float32)
+  target = jnp.argmax(jax.lax.stop_gradient(teacher_logits), axis=-1)
+  if labels is not None:
+    target = jnp.where(labels >= 0, labels, target)
+  same = (target[:, None] == target[None, :]).astype(jnp.float32)
   sq_norms = jnp.sum(h * h, axis=-1)
   gram = jnp.matmul(h, h.T, precision=_HIGHEST)
   d2 = jnp.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram, 0.0)
+  if distance == 'mean':
+    d2 = d2 / h.shape[-1]
   # sqrt has an infinite derivative at 0; pairs at distance 0 only matter in the pull term.
   d = jnp.sqrt(jnp.where(d2 > 1e-12, d2, 1.0)) * (d2 > 1e-12)
   pair = same * d2 + (1.0 - same) * jnp.maximum(margin - d, 0.0) ** 2

@@ -110,6 +110,9 @@ def get_config(row=None):
   config.sntg.base = 'pi_model'  # SNTG's public code runs on the Pi-model.
   config.sntg.weight = 0.4  # lambda of Luo et al. 2018, relative to w1.
   config.sntg.margin = 1.0  # Contrastive margin for pairs of different teacher-predicted classes.
+  # Squared distance of two embeddings: 'mean' over their dimensions (the public code, which the
+  # paper ran) or 'sum' (Luo et al.'s written ||h_i - h_j||^2: D times larger, D = channels).
+  config.sntg.distance = 'mean'
   config.vat = ml_collections.ConfigDict()
   config.vat.epsilon = 6.0  # Perturbation radius (Miyato et al.: 6.0 CIFAR-10, 2.5 SVHN).
   config.vat.xi = 1e-6  # Finite-difference step of the power iteration ('finite_difference').

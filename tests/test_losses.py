@@ -158,17 +158,25 @@ def test_pseudo_label_entropy_kl(rng):
   close(losses.kl_divergence(t, z), (pt * (np.log(pt) - np.log(p))).sum(1).mean())
 
 
-def test_sntg_loss_matches_reference(rng):
+@pytest.mark.parametrize('distance', ['mean', 'sum'])
+def test_sntg_loss_matches_reference(rng, distance):
+  """The public code's form: labeled rows' targets are their labels (merge), the squared
+  distance a mean over the dimensions (or Luo et al.'s sum)."""
   h = rng.normal(size=(7, 3))
   t = rng.normal(size=(7, 4))
-  pred = t.argmax(1)
+  labels = np.array([(t[0].argmax() + 1) % 4, -1, 2, -1, -1, 0, -1])  # Row 0 against its target.
+  target = np.where(labels >= 0, labels, t.argmax(1))
   total = 0.0
   for i in range(7):
     for j in range(7):
       if i != j:
-        d = np.linalg.norm(h[i] - h[j])
-        total += d ** 2 if pred[i] == pred[j] else max(0.0, 1.5 - d) ** 2
-  close(losses.sntg_loss(h, t, margin=1.5), total / 42, 1e-4)
+        d2 = ((h[i] - h[j]) ** 2).sum() / (3 if distance == 'mean' else 1)
+        total += d2 if target[i] == target[j] else max(0.0, 1.5 - np.sqrt(d2)) ** 2
+  close(losses.sntg_loss(h, t, margin=1.5, labels=labels, distance=distance), total / 42, 1e-4)
+  # Without labels every row's target is the teacher's prediction.
+  without = losses.sntg_loss(h, t, margin=1.5, distance=distance)
+  labels_of_predictions = losses.sntg_loss(h, t, 1.5, t.argmax(1), distance)
+  close(without, labels_of_predictions, 1e-6)
 
 
 def test_sigmoid_rampup():

@@ -138,8 +138,9 @@ def _reference(method_name, config, ref):
       total += config.vat.entmin_weight * -(p * np.log(p)).sum(-1).mean()
   if method_name == 'sntg':  # Luo et al.: pairs the target puts in one class pull, others push.
     h = np.asarray(views['augment'], np.float64).mean(axis=(1, 2))
-    d = np.sqrt(((h[:, None] - h[None]) ** 2).sum(-1))
-    same = target.argmax(-1)[:, None] == target.argmax(-1)[None]
+    d = np.sqrt(((h[:, None] - h[None]) ** 2).mean(-1))  # The public code's mean over dimensions.
+    classes = np.where(labeled, labels, target.argmax(-1))  # Labeled rows: their labels.
+    same = classes[:, None] == classes[None]
     pair = np.where(same, d ** 2, np.maximum(config.sntg.margin - d, 0) ** 2)
     sntg = (pair * (1 - np.eye(B))).sum() / (B * (B - 1))
     total += w1 * config.sntg.weight * sntg

@@ -40,6 +40,8 @@ class SNTG(base.Method):
   def loss(self, step, student, targets, weights=base.SampleWeights()):
     total, metrics = self._base(step.config).loss(step, student, targets, weights)
     embeddings = jnp.mean(student.features.astype(jnp.float32), axis=(1, 2))
-    sntg = losses.sntg_loss(embeddings, targets.logits, step.config.sntg.margin)
+    labels = jnp.where(step.labeled, step.labels, -1)  # Labeled rows' targets: their labels.
+    sntg = losses.sntg_loss(embeddings, targets.logits, step.config.sntg.margin, labels,
+                            step.config.sntg.distance)
     metrics['losses/sntg'] = sntg
     return total + step.w1 * step.config.sntg.weight * sntg, metrics
