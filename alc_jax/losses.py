@@ -302,7 +302,7 @@ def kl_divergence(target_logits: Array, logits: Array, mask: Optional[Array] = N
 
 
 # config.sntg.distance: the squared distance of two embeddings as a mean over their D dimensions
-# (SNTG's public code, `T.mean(squared_error(...), axis=1)`) or a sum (Luo et al.'s ||h_i - h_j||^2).
+# (the public code: `T.mean(squared_error(...), axis=1)`) or a sum (Luo et al.: ||h_i - h_j||^2).
 SNTG_DISTANCES = ('mean', 'sum')
 
 
