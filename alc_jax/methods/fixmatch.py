@@ -12,9 +12,12 @@ or not, as in the reference (`reduce_mean(loss * mask)`); mu is the batch's unla
 (batch 100 with 10 labeled: mu = 9). lambda_u is constant: FixMatch has no ramp-up, the threshold
 is its curriculum. Evaluation uses an EMA of the weights (FixMatch reports its EMA model); the EMA
 lives in the optimizer state like Mean Teacher's teacher (alc_jax/ema.py) but no loss term reads
-it. `fixmatch.ema_decay = 0` keeps no EMA and reports the student: at CPU budgets of ~1000 steps
-the reference's 0.999 averages over most of training and lags the student by 6-12 points on
-validation (docs/results.md, "FixMatch, and where semi-supervision pays"). The EMA's batch
+it. Its decay ramps up as Mean Teacher's does (alc_jax/ema.py: min(1 - 1/(t + 1), decay)), where
+the reference keeps 0.999 from the first step: early EMAs average the iterates so far instead of
+holding mostly the random initialisation (0.999^1000 = 0.37 of it after 1000 steps); from step
+999 on the two decays are the same. `fixmatch.ema_decay = 0` keeps no EMA and reports the student:
+at CPU budgets of ~1000 steps an EMA of decay 0.999 averages over most of training and lags the
+student by 6-12 points on validation (docs/results.md, "FixMatch, and where semi-supervision pays"). The EMA's batch
 statistics are the student's (the reference's EMA also covers the moving averages, which follow
 the training passes); the strong pass's statistics are not kept, so the running
 statistics describe weak views, the closest to the un-augmented images evaluation sees.

@@ -8,7 +8,8 @@ Where the paper is silent we follow the reference CNN-13 of Temporal Ensembling 
   ~3.1M parameter count) has three, which is what we build.
 * Dropout 0.5 after each of the first two max-pools; LeakyReLU(0.1) after every convolution.
 * The reference normalises with weight-norm + mean-only BN; we use ordinary BatchNorm after every
-  convolution (conv -> BN -> LReLU), with the reference momentum 0.999 and epsilon 1e-3 (the
+  convolution (conv -> BN -> LReLU), with momentum config.model.bn_momentum (0.99 by default; the
+  TF reference's 0.999 suits 100k+ steps, configs/default.py says why) and epsilon 1e-3 (the
   TF/Keras default, also used by the WRN-28-2 of Oliver et al. 2018). Convolutions have no bias
   (BN's bias replaces it). The classifier is a plain dense layer (the reference also
   mean-only-normalises the logits).
