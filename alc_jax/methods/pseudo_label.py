@@ -1,4 +1,7 @@
-"""Pseudo-Label (Lee 2013): CE + w1 * cross-entropy of unlabeled rows to their own argmax."""
+"""Pseudo-Label (Lee 2013): CE + w1 * cross-entropy of unlabeled rows to their own argmax.
+
+w1(t) is the recipe's consistency weight and ramp-up, not Lee's alpha(t) (0 until epoch 100, then
+linear to 3 at epoch 600): docs/results.md, Table 2, says what that changes."""
 
 from alc_jax import losses
 from alc_jax.methods import base
