@@ -5,7 +5,7 @@ import difflib
 import ml_collections
 
 from alc_jax import attention, losses, methods, models, runs, workdir_io
-from alc_jax.methods import alc as alc_method, sntg, vat
+from alc_jax.methods import alc as alc_method, pseudo_label, sntg, vat
 from alc_jax.data import datasets, imagenet, pipeline, splits, tfds_data
 # Fields that may differ between a run and its resumption (they change no result).
 # run_batching (vmap or loop over runs) changes float rounding only, like the device count.
@@ -37,6 +37,7 @@ def validate(config, num_devices=1):
   _choice(config.method, methods.NAMES, 'method')
   _choice(config.sntg.base, tuple(sntg.BASES), 'sntg.base')
   _choice(config.sntg.distance, losses.SNTG_DISTANCES, 'sntg.distance')
+  _choice(config.pseudo_label_schedule, pseudo_label.WEIGHT_SCHEDULES, 'pseudo_label_schedule')
   _choice(config.vat.power_iteration, vat.POWER_ITERATIONS, 'vat.power_iteration')
   _choice(config.dataset.name, pipeline.DATASET_NAMES, 'dataset.name')
   _choice(config.model.name, models.MODEL_NAMES, 'model.name')

@@ -335,6 +335,15 @@ def sntg_loss(embeddings: Array, teacher_logits: Array, margin: float = 1.0,
   return jnp.sum(pair * off_diagonal) / max(b * (b - 1), 1)
 
 
+def lee2013_weight(epoch: Array, start_epoch: float = 100.0, end_epoch: float = 600.0,
+                   final_weight: float = 3.0) -> Array:
+  """alpha(t) of Lee 2013 (Pseudo-Label): 0 before epoch T1 = `start_epoch`, rising linearly to
+  alpha_f = `final_weight` at T2 = `end_epoch`, alpha_f after (Lee's T1 = 100, T2 = 600, 3)."""
+  t = jnp.clip((jnp.asarray(epoch, jnp.float32) - start_epoch) / (end_epoch - start_epoch),
+               0.0, 1.0)
+  return final_weight * t
+
+
 def sigmoid_rampup(step: Array, rampup_steps: float) -> Array:
   """exp(-5 (1 - t/T)^2) of Laine & Aila 2017, the ramp-up of w1 (and w2) in Mean Teacher."""
   if rampup_steps <= 0:

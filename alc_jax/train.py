@@ -71,7 +71,7 @@ def init_state(rng, model, tx, image_shape, prior):
 
 
 def train_step(state, batch, rng, normalization, *, method, model, tx, config, rampup_steps,
-               schedule):
+               schedule, steps_per_epoch=0):
   """One SGD step of one run: (state, batch, rng, normalization) -> (state, metrics). Pure.
 
   The method's loss, the optimizer update, and the teacher's update when the method has one (its
@@ -83,7 +83,7 @@ def train_step(state, batch, rng, normalization, *, method, model, tx, config, r
   grad_fn = jax.value_and_grad(methods.loss_fn, has_aux=True)
   (_, aux), grads = grad_fn(state.params, state, batch, rng, method=method, model=model,
                             config=config, normalization=normalization,
-                            rampup_steps=rampup_steps)
+                            rampup_steps=rampup_steps, steps_per_epoch=steps_per_epoch)
   teacher = ({} if aux['teacher_batch_stats'] is None
              else {'teacher_batch_stats': aux['teacher_batch_stats']})
   updates, opt_state = tx.update(grads, state.opt_state, state.params, **teacher)
@@ -395,7 +395,7 @@ def create_experiment(config: ml_collections.ConfigDict, devices=None) -> Experi
                                                       data.image_shape, prior)),
                  out_shardings=replicated)
   step_fn = functools.partial(train_step, method=method, model=model, tx=tx, config=config,
-                              schedule=schedule,
+                              schedule=schedule, steps_per_epoch=steps_per_epoch,
                               rampup_steps=config.consistency_rampup_epochs * steps_per_epoch)
   loop = runs_lib.use_run_loop(config)
 

@@ -106,6 +106,9 @@ def get_config(row=None):
   config.consistency_rampup_epochs = 5.0
   config.ema_decay = 0.97  # alpha of Eq. 2 (Sec. 5: 0.97 in all experiments).
   config.pseudo_label_threshold = 0.0  # Lee 2013 uses argmax (0); Oliver et al. 2018 use 0.95.
+  # Pseudo-Label's weight: 'recipe' (w1(t) above, as every recorded run) or 'lee2013' (Lee's
+  # alpha(t): 0 until epoch 100, linear to 3 at epoch 600; the paper says it used Lee's setting).
+  config.pseudo_label_schedule = 'recipe'
   config.sntg = ml_collections.ConfigDict()
   config.sntg.base = 'pi_model'  # SNTG's public code runs on the Pi-model.
   config.sntg.weight = 0.4  # lambda of Luo et al. 2018, relative to w1.

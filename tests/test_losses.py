@@ -179,6 +179,14 @@ def test_sntg_loss_matches_reference(rng, distance):
   close(without, labels_of_predictions, 1e-6)
 
 
+def test_lee2013_pseudo_label_weight():
+  """Lee 2013: alpha(t) = 0 before T1 = 100, (t - T1) / (T2 - T1) * 3 up to T2 = 600, then 3."""
+  epochs = np.array([0.0, 99.0, 100.0, 350.0, 599.0, 600.0, 1000.0])
+  want = [0.0, 0.0, 0.0, 1.5, 3.0 * 499 / 500, 3.0, 3.0]
+  close(losses.lee2013_weight(epochs), want, 1e-6)
+  close(losses.lee2013_weight(12.0, start_epoch=2.0, end_epoch=22.0, final_weight=1.0), 0.5, 1e-6)
+
+
 def test_sigmoid_rampup():
   close(losses.sigmoid_rampup(0, 10), np.exp(-5.0))
   close(losses.sigmoid_rampup(5, 10), np.exp(-5 * 0.25))

@@ -99,6 +99,33 @@ def _loss(method_name, config):
       params=params, state=state, batch=jax.tree.map(np.asarray, batch), keys=keys, views=views)
 
 
+def test_pseudo_label_weighted_by_lee2013_alpha_at_the_step_s_epoch():
+  """config.pseudo_label_schedule='lee2013': the pseudo-label term's weight is Lee's alpha(t) at
+  the step's epoch (t = step / steps_per_epoch), not w1(t); the supervised term is unchanged."""
+  params, state, batch, rng = _inputs()
+  normalization = lambda images: images.astype(jnp.float32) / 255.0 - 0.5
+  config = _config('pseudo_label')
+  totals, terms = {}, {}
+  for schedule in ('recipe', 'lee2013'):
+    config.pseudo_label_schedule = schedule
+    state = types.SimpleNamespace(**{**vars(state), 'step': jnp.float32(700.0)})
+    totals[schedule], aux = methods.loss_fn(
+        params, state, batch, rng, method=methods.get('pseudo_label'), model=FakeModel(),
+        config=config, normalization=normalization, rampup_steps=RAMPUP_STEPS,
+        steps_per_epoch=2)  # Step 700 is epoch 350: alpha = 3 * 250 / 500.
+    terms[schedule] = aux['metrics']
+  lee = terms['lee2013']
+  np.testing.assert_allclose(lee['weights/consistency'], 1.5, rtol=1e-6)
+  np.testing.assert_allclose(totals['lee2013'],
+                             lee['losses/supervised'] + 1.5 * lee['losses/pseudo_label'],
+                             rtol=1e-5)
+  assert terms['recipe']['weights/consistency'] == config.consistency_weight  # Ramped up: w1.
+  with pytest.raises(ValueError, match='pass steps_per_epoch'):
+    methods.loss_fn(params, state, batch, rng, method=methods.get('pseudo_label'),
+                    model=FakeModel(), config=config, normalization=normalization,
+                    rampup_steps=RAMPUP_STEPS)
+
+
 def _reference(method_name, config, ref):
   """(total, the target's logits, the teacher's statistics after its pass) in float64."""
   params, state, batch, keys, views = (ref[k] for k in ('params', 'state', 'batch', 'keys',

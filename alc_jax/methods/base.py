@@ -62,6 +62,14 @@ class Step:
   ramp: jax.Array  # The sigmoid ramp-up of w1 and w2, in [0, 1].
   # The augmented views the method draws (`Method.view_keys`), by key name, drawn together.
   views: Dict[str, jax.Array] = dataclasses.field(default_factory=dict)
+  steps_per_epoch: int = 0  # Of the run's schedule (0: not given; `epoch` then refuses).
+
+  @property
+  def epoch(self):
+    """The step's position in epochs (float), for weights scheduled in epochs."""
+    if not self.steps_per_epoch:
+      raise ValueError('this weight is scheduled in epochs: pass steps_per_epoch to loss_fn.')
+    return self.state.step / self.steps_per_epoch
 
   @property
   def w1(self):
@@ -173,7 +181,7 @@ class ConsistencyMethod(Method):
 
 
 def loss_fn(params, state, batch, rng, *, method: Method, model, config, normalization,
-            rampup_steps):
+            rampup_steps, steps_per_epoch=0):
   """The loss of one run on one global batch, for `jax.value_and_grad(..., has_aux=True)`.
 
   Args:
@@ -185,6 +193,7 @@ def loss_fn(params, state, batch, rng, *, method: Method, model, config, normali
     model: the `models.Classifier`.
     normalization: the data's `Normalization` (uint8 images to network inputs).
     rampup_steps: length of the sigmoid ramp-up of w1 and w2, in steps.
+    steps_per_epoch: of the run, for weights scheduled in epochs (`Step.epoch`); 0 = not given.
 
   Returns:
     (total, aux): aux = dict(metrics, batch_stats (the student's new statistics),
@@ -201,7 +210,7 @@ def loss_fn(params, state, batch, rng, *, method: Method, model, config, normali
   step = Step(params=params, state=state, images=batch['image'], normalization=normalization,
               x=x, labels=batch['label'], labeled=batch['labeled'], keys=keys, model=model,
               config=config, ramp=losses.sigmoid_rampup(state.step, rampup_steps),
-              views=dict(zip(view_keys, views)))
+              views=dict(zip(view_keys, views)), steps_per_epoch=steps_per_epoch)
   with_similarity = method.needs_similarity
   inputs = method.student_view(step)
   (logits, features, similarity), updates = step.forward(

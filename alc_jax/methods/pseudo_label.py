@@ -1,10 +1,15 @@
-"""Pseudo-Label (Lee 2013): CE + w1 * cross-entropy of unlabeled rows to their own argmax.
+"""Pseudo-Label (Lee 2013): CE + weight * cross-entropy of unlabeled rows to their own argmax.
 
-w1(t) is the recipe's consistency weight and ramp-up, not Lee's alpha(t) (0 until epoch 100, then
-linear to 3 at epoch 600): docs/results.md, Table 2, says what that changes."""
+The weight (config.pseudo_label_schedule, one of WEIGHT_SCHEDULES): 'recipe', w1(t), the data
+set's consistency weight and ramp-up, as every configured row and recorded run uses; or
+'lee2013', Lee's alpha(t) (0 until epoch 100, then linear to 3 at epoch 600,
+losses.lee2013_weight), the original paper's setting, which the ALC paper says it followed
+(docs/results.md, Table 2, says what that changes: over 8 epochs alpha is 0 throughout)."""
 
 from alc_jax import losses
 from alc_jax.methods import base
+
+WEIGHT_SCHEDULES = ('recipe', 'lee2013')  # config.pseudo_label_schedule.
 
 
 class PseudoLabel(base.Method):
@@ -16,5 +21,7 @@ class PseudoLabel(base.Method):
     # Above config.pseudo_label_threshold only (0 = Lee's argmax, 0.95 = Oliver et al.'s).
     pseudo = losses.pseudo_label_loss(student.logits, step.config.pseudo_label_threshold,
                                       mask=~step.labeled)
-    return sup + step.w1 * pseudo, {'losses/supervised': sup, 'losses/pseudo_label': pseudo,
-                                    'weights/consistency': step.w1}
+    weight = (losses.lee2013_weight(step.epoch) if step.config.pseudo_label_schedule == 'lee2013'
+              else step.w1)
+    return sup + weight * pseudo, {'losses/supervised': sup, 'losses/pseudo_label': pseudo,
+                                   'weights/consistency': weight}
