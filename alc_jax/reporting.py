@@ -249,6 +249,8 @@ def results_record(config, history, *, seeds, split_seeds, priors, steps, steps_
       # 'reported_model' is the one the method's tables report.
       'models': list(models),
       'reported_model': reported_model,
+      # 'best': each run's largest value of each key over the evaluations, key by key (the
+      # student's and the teacher's best, or test's and validation's, may be of other steps).
       'final': final, 'best': {k: np.asarray(v).tolist() for k, v in best.items()},
       # Final accuracy of each class, per run: [run][class].
       'final_per_class': {k: v for k, v in last.items() if is_per_class(v)},

@@ -9,7 +9,11 @@ Experiments and rows come from the sweep's layout, root/<config stem>/<row>/seed
 '<dataset>_<num_labels>' and its method.
 Each run of a results.json counts as one seed (a job with num_runs = 3 gives 3 seeds). Ours is the
 mean +- std (numpy's std, ddof = 0, like results.json's summary) of the test accuracy at the end
-of training ('final') over seeds, beside the paper's number (launch/paper_numbers.py).
+of training ('final') over seeds, beside the paper's number (launch/paper_numbers.py); 'best'
+reads results.json's `best` instead: each run's largest accuracy over its evaluations, per model
+and key, chosen on the reported split itself (optimistic), per-class values still final.
+Folders between the root and a config stem (e.g. a study's labels40/ and labels100/) are part of
+the experiment: their runs are not merged into one row.
 'auto' reports the model results.json names as `reported_model` (its method's choice in the
 registry: the teacher (EMA) for Mean Teacher, as the Mean Teacher paper does, the student
 otherwise). Under imbalanced label splits a per-class table and plot rank each run's
@@ -111,12 +115,15 @@ def _load_run(root, dirpath, metric, which, split='test'):
   with open(os.path.join(dirpath, 'results.json'), encoding='utf-8') as f:
     results = json.load(f)
   parts = os.path.relpath(dirpath, root).split(os.sep)
+  above = []  # Folders between the root and the stem (a study's parts, e.g. labels40/).
   if len(parts) >= 3 and SEED_DIR.match(parts[-1]):
-    stem, name = parts[-3], parts[-2]
+    stem, name, above = parts[-3], parts[-2], parts[:-3]
   else:  # Not the sweep's layout: file it under its data set and method.
     stem = f"{results['dataset']}_{results['num_labels']}"
     name = re.sub(r'[^a-z0-9]+', '_', method_label(results).lower()).strip('_')
-  experiment = stem
+  # The folders above are part of the experiment: runs of labels40/ and labels100/ under one
+  # root were one row (n = 6), and their pairs overwrote each other.
+  experiment = '/'.join(above + [stem])
   if results.get('imbalance_ratio', 1) != 1:
     experiment = f"{stem} (1:{results['imbalance_ratio']:g})"
   model = read_model(results, metric)
@@ -318,17 +325,25 @@ def per_class_table(rows, split='test'):
 PAIRED_AGAINST = ('mean_teacher', 'pi_model', 'supervised')
 
 
+class DuplicateRuns(ValueError):
+  """Two runs of one row hold the same seed and label split (the tool exits with its message)."""
+
+
 def _by_split(runs, split):
   """{(seed, label-split seed): (accuracy %, per-class by label rank or None)} of a row's runs;
   runs whose results.json does not name its seeds cannot be paired and are left out."""
-  out = {}
+  out, where = {}, {}
   for run in runs:
     seeds = run.results.get('seeds')
     if seeds is None:
       continue
     ranked = class_accuracy_by_rank(run, split)
     for i, key in enumerate(zip(seeds, run.results.get('split_seeds', seeds))):
-      out[key] = (run.accuracy[i], None if ranked is None else ranked[i])
+      if key in out:  # A pair would silently replace another: two runs of one seed and split.
+        raise DuplicateRuns(f'{where[key]} and {run.workdir} both hold seed {key[0]} on label split '
+                         f'{key[1]} of row {run.name!r}: keep one (e.g. seed0-2 or seed0, not '
+                         'both) or aggregate them under separate roots.')
+      out[key], where[key] = (run.accuracy[i], None if ranked is None else ranked[i]), run.workdir
   return out
 
 
@@ -557,8 +572,12 @@ def aggregate(root, out, metric='auto', which='final', split='test',
                         "`eval` column: 'teacher' is Mean Teacher's teacher, 'ema' FixMatch's EMA, "
                         "which runs before 2026-12-05 recorded as 'teacher')"
                 }.get(metric, metric)
+  when = ('at the final evaluation' if which == 'final' else
+          "as each run's best evaluation: its largest accuracy over the evaluation steps, for each "
+          'model and key apart, chosen on this split itself (optimistic; per-class columns stay '
+          'final)')
   text = [f'# Results under `{root}`', '',
-          f'{split.capitalize()} accuracy at the {which} evaluation, mean ± std (ddof 0) over '
+          f'{split.capitalize()} accuracy {when}, mean ± std (ddof 0) over '
           f'seeds; model: {eval_model}. `paper` is the paper\'s number '
           '(launch/paper_numbers.py), `diff` = ours - paper. Rows with a `--key=value` suffix '
           'vary a hyperparameter and get no paper number.', '']
@@ -609,8 +628,11 @@ def main(argv=None):
                  help='Comma-separated rows that every other row is compared with, paired by '
                       'seed (empty: none).')
   args = p.parse_args(argv)
-  aggregate(args.root, args.out, args.metric, args.which, args.split,
-            tuple(r for r in args.paired_against.split(',') if r))
+  try:
+    aggregate(args.root, args.out, args.metric, args.which, args.split,
+              tuple(r for r in args.paired_against.split(',') if r))
+  except DuplicateRuns as e:
+    sys.exit(f'aggregate.py: {e}')
   print(f'wrote {os.path.join(args.out, "results.md")}')
   return 0
 

@@ -336,6 +336,23 @@ def test_aggregate_empty_root_and_broken_results(tmp_path, capsys):
   assert 'seed0/results.json' in skipped and 'checkpoints' not in skipped
 
 
+def test_aggregate_keeps_a_study_s_parts_apart_and_refuses_a_seed_held_twice(tmp_path):
+  """labels40/ and labels100/ of one study were one row of n = 6 whose pairs overwrote each
+  other; seed0-2 beside seed0 counted seed 0 twice."""
+  root, aggregate = tmp_path / 'Q', _module('aggregate')
+  for part, accuracy in (('labels40', 0.6), ('labels100', 0.8)):
+    fake_run(str(root / part / 'fashion_mnist_cpu' / 'supervised' / 'seed0-2'),
+             method='supervised', student=(accuracy,) * 3, seeds=[0, 1, 2])
+  runs = aggregate.load_runs(str(root))
+  assert sorted(r.experiment for r in runs) == ['labels100/fashion_mnist_cpu',
+                                               'labels40/fashion_mnist_cpu']
+  assert sorted(len(rows['supervised']) for rows in aggregate.group(runs).values()) == [1, 1]
+  fake_run(str(root / 'labels40' / 'fashion_mnist_cpu' / 'supervised' / 'seed0'),
+           method='supervised', student=(0.5,), seeds=[0])
+  with pytest.raises(SystemExit, match=r'both hold seed 0 on label split 0 of row .supervised.'):
+    aggregate.main(['--root', str(root), '--out', str(tmp_path / 'out')])
+
+
 def test_mean_curve_averages_the_steps_every_run_logged_by_epoch(tmp_path):
   aggregate = _module('aggregate')
   runs = []
