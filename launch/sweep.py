@@ -16,6 +16,7 @@ Without --rows, a config's ROWS (the paper's table) are run; without --ratios, i
 import argparse
 import collections
 import importlib.util
+import json
 import os
 import shlex
 import subprocess
@@ -142,8 +143,32 @@ def make_jobs(args):
   return jobs
 
 
-def is_done(job):
+# What a job that finished ran (its command after the interpreter), written by the sweep beside
+# results.json: a rerun of the sweep with other --override/--grid values for the same workdir
+# must not take the old result for the new command's.
+JOB_RECORD = 'sweep_job.json'
+
+
+def _finished(job):
   return os.path.exists(os.path.join(job.workdir, 'results.json'))
+
+
+def is_done(job):
+  """Finished, by this job's command (a workdir finished by another command is not: run, where
+  alc_jax.main refuses a different config in one line). Workdirs finished before the record
+  existed count as done."""
+  if not _finished(job):
+    return False
+  record = os.path.join(job.workdir, JOB_RECORD)
+  if not os.path.exists(record):
+    return True
+  with open(record, encoding='utf-8') as f:
+    return json.load(f).get('command') == job.command[1:]
+
+
+def _record(job):
+  with open(os.path.join(job.workdir, JOB_RECORD), 'w', encoding='utf-8') as f:
+    json.dump({'command': job.command[1:]}, f, indent=1)
 
 
 def _fmt(seconds):
@@ -174,7 +199,9 @@ def run_jobs(todo, parallel, total, skipped):
       for proc in [p for p in running if p.poll() is not None]:
         job, log, t0, k = running.pop(proc)
         log.close()
-        ok = proc.returncode == 0 and is_done(job)
+        ok = proc.returncode == 0 and _finished(job)
+        if ok:
+          _record(job)
         (done if ok else failed).append(job)
         status = 'done' if ok else f'FAILED (exit {proc.returncode}, see {job.workdir}/log.txt)'
         print(f'[{k}/{total}] {status} {job.workdir} in {_fmt(time.time() - t0)} '

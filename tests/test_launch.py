@@ -105,6 +105,11 @@ def test_sweep_runs_jobs_in_parallel_and_reports_failures(tmp_path):
   assert f"resume {root / 'svhn_250' / 'pi_model' / 'seed0'}" in out.stdout
   out = _sweep(*args)  # Resumes: only the failed job runs again.
   assert '3 jobs: 1 to run, 2 finished already' in out.stdout
+  # Other overrides for the same workdirs: the jobs this sweep finished run again (the trainer
+  # would refuse a different config); the one finished before the record existed is kept.
+  out = _sweep(*args, '--override', 'config.num_epochs=16', '--dry-run')
+  assert '3 jobs: 2 to run, 1 finished already' in out.stdout
+  assert f"skip {root / 'svhn_250' / 'supervised' / 'seed0'}" in out.stdout
 
 
 def test_sweep_runs_at_most_parallel_jobs_and_a_job_without_results_failed(tmp_path):
