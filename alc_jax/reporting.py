@@ -57,13 +57,15 @@ class JsonlWriter:
     are dropped, so that every step appears once."""
     self._path = epath.Path(path)
     self._remote = workdir_io.is_remote(path) if remote is None else remote
-    lines = self._path.read_text().splitlines() if self._path.exists() else []
+    text = self._path.read_text() if self._path.exists() else ''
+    lines = text.splitlines()
     kept = [line for line in lines if _row_step(line) is not None
             and (resume_step is None or _row_step(line) <= resume_step)]
     if self._remote:
       self._lines = kept
     else:
-      if kept != lines:
+      # Also a last row whole but for its newline (a write cut there): the next row would join it.
+      if kept != lines or (text and not text.endswith('\n')):
         workdir_io.write_bytes(path, ''.join(line + '\n' for line in kept).encode('utf-8'))
       # Unbuffered bytes: a line is written whole by one call or not at all, and a failed write
       # (a full disk) leaves nothing buffered for a later flush to retry.

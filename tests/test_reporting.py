@@ -38,6 +38,15 @@ def test_a_resumed_run_drops_the_rows_it_will_log_again(tmp_path, remote):
   assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.jsonl']
 
 
+def test_a_last_row_whole_but_for_its_newline_is_not_joined_by_the_next(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text(json.dumps({'step': 10, 'a': 1.0}) + '\n' + json.dumps({'step': 20, 'a': 2.0}))
+  writer = reporting.JsonlWriter(str(path), resume_step=20)
+  writer.write_scalars(30, {'a': 3.0})
+  writer.close()
+  assert [row['step'] for row in _lines(path)] == [10, 20, 30]
+
+
 def test_object_store_jsonl_is_rewritten_whole_on_flush(tmp_path):
   # gs:// cannot append: the remote mode keeps the rows and writes the whole file on flush
   # (exercised here on a local path with remote=True).
