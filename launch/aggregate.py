@@ -129,6 +129,10 @@ def _load_run(root, dirpath, metric, which, split='test'):
   model = read_model(results, metric)
   key = reporting.accuracy_key(model, split)
   if key not in results[which]:
+    models = results.get('models')
+    if models is not None and model not in models:
+      raise ValueError(f'{dirpath}/results.json has no {model} model (it evaluated '
+                       f'{" and ".join(models)}): use --metric auto or one of those')
     raise ValueError(f'{dirpath}/results.json has no {key}: was it trained with '
                      f'config.dataset.validation_size > 0?')
   accuracy = 100 * np.asarray(results[which][key], float).reshape(-1)

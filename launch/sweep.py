@@ -60,9 +60,14 @@ def parse_args(argv=None):
     args.seeds = [int(s) for s in _csv(args.seeds)]
   except ValueError:
     p.error(f'--seeds must be a comma list of integers, got {args.seeds!r}')
+  if len(set(args.seeds)) != len(args.seeds):
+    p.error(f'--seeds lists a seed twice ({args.seeds}): two jobs would share one workdir')
   for flag in args.override + args.grid:
     if '=' not in flag:
       p.error(f'expected config.KEY=VALUE, got {flag!r}')
+    if _flag(flag.split('=', 1)[0]) in ('seed', 'num_runs'):  # They name the workdirs.
+      p.error(f'{flag}: the sweep sets config.seed and config.num_runs from --seeds and '
+              '--num-runs-per-job, and names the workdirs after them; use those.')
   return args
 
 

@@ -180,7 +180,10 @@ def test_sweep_interrupted_stops_its_jobs(tmp_path):
 @pytest.mark.parametrize('flag,value,error', [
     ('--seeds', '0,x', '--seeds must be a comma list of integers'),
     ('--parallel', '0', 'must be >= 1'), ('--num-runs-per-job', '0', 'must be >= 1'),
-    ('--override', 'alc.weight', 'expected config.KEY=VALUE')])
+    ('--override', 'alc.weight', 'expected config.KEY=VALUE'),
+    ('--seeds', '0,1,0', 'lists a seed twice'),
+    ('--override', 'config.seed=5', 'sets config.seed and config.num_runs from --seeds'),
+    ('--grid', 'num_runs=2,3', 'sets config.seed and config.num_runs from --seeds')])
 def test_sweep_refuses_bad_flags(tmp_path, flag, value, error):
   out = _sweep('--configs', 'configs/svhn_250.py', '--root', str(tmp_path), '--dry-run', flag,
                value)
@@ -356,6 +359,15 @@ def test_aggregate_keeps_a_study_s_parts_apart_and_refuses_a_seed_held_twice(tmp
            method='supervised', student=(0.5,), seeds=[0])
   with pytest.raises(SystemExit, match=r'both hold seed 0 on label split 0 of row .supervised.'):
     aggregate.main(['--root', str(root), '--out', str(tmp_path / 'out')])
+
+
+def test_aggregate_names_the_models_a_run_has_when_metric_asks_another(tmp_path):
+  workdir = tmp_path / 'fashion_mnist_250' / 'supervised' / 'seed0'
+  _write_results(str(workdir), method='supervised', models=['student'],
+                 final={'student_accuracy': [0.7]})
+  with pytest.raises(ValueError, match=r'has no teacher model \(it evaluated student\): use '
+                                       r'--metric auto'):
+    _module('aggregate')._load_run(str(tmp_path), str(workdir), 'teacher', 'final')
 
 
 def test_mean_curve_averages_the_steps_every_run_logged_by_epoch(tmp_path):
