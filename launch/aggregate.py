@@ -125,7 +125,7 @@ def _load_run(root, dirpath, metric, which, split='test'):
   # root were one row (n = 6), and their pairs overwrote each other.
   experiment = '/'.join(above + [stem])
   if results.get('imbalance_ratio', 1) != 1:
-    experiment = f"{stem} (1:{results['imbalance_ratio']:g})"
+    experiment = f"{experiment} (1:{results['imbalance_ratio']:g})"
   model = read_model(results, metric)
   key = reporting.accuracy_key(model, split)
   if key not in results[which]:

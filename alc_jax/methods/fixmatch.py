@@ -17,10 +17,10 @@ the reference keeps 0.999 from the first step: early EMAs average the iterates s
 holding mostly the random initialisation (0.999^1000 = 0.37 of it after 1000 steps); from step
 999 on the two decays are the same. `fixmatch.ema_decay = 0` keeps no EMA and reports the student:
 at CPU budgets of ~1000 steps an EMA of decay 0.999 averages over most of training and lags the
-student by 6-12 points on validation (docs/results.md, "FixMatch, and where semi-supervision pays"). The EMA's batch
-statistics are the student's (the reference's EMA also covers the moving averages, which follow
-the training passes); the strong pass's statistics are not kept, so the running
-statistics describe weak views, the closest to the un-augmented images evaluation sees.
+student by 6-12 points on validation (docs/results.md, "FixMatch, and where semi-supervision
+pays"). The EMA's batch statistics are the student's (the reference's EMA also covers the moving
+averages, which follow the training passes); the strong pass's statistics are not kept, so the
+running statistics describe weak views, the closest to the un-augmented images evaluation sees.
 
 With ALC (`alc.WithALC`), the target of this method is q (the weak view's predictions, detached):
 Eq. 13 pulls the weak-view predictions of similar images together (labels where known), the
