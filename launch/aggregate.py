@@ -344,10 +344,11 @@ def _by_split(runs, split):
     ranked = class_accuracy_by_rank(run, split)
     for i, key in enumerate(zip(seeds, run.results.get('split_seeds', seeds))):
       if key in out:  # A pair would silently replace another: two runs of one seed and split.
-        raise DuplicateRuns(f'{where[key]} and {run.workdir} both hold seed {key[0]} on label split '
-                         f'{key[1]} of row {run.name!r}: keep one (e.g. seed0-2 or seed0, not '
-                         'both) or aggregate them under separate roots.')
-      out[key], where[key] = (run.accuracy[i], None if ranked is None else ranked[i]), run.workdir
+        raise DuplicateRuns(f'{where[key]} and {run.workdir} both hold seed {key[0]} on label '
+                            f'split {key[1]} of row {run.name!r}: keep one (e.g. seed0-2 or '
+                            'seed0, not both) or aggregate them under separate roots.')
+      where[key] = run.workdir
+      out[key] = (run.accuracy[i], None if ranked is None else ranked[i])
   return out
 
 
