@@ -317,14 +317,16 @@ class Manager:
     """The CheckpointError when every checkpoint is corrupt (`skipped`: (step, path, why))."""
     which = '; '.join(f'step {step}: {why}' for step, _, why in skipped[:3])
     more = f'; and {len(skipped) - 3} more' if len(skipped) > 3 else ''
-    moves = '; '.join(f'mv {path} {path}.unreadable' for _, path, _ in skipped)
+    mv = 'gsutil -m mv' if workdir_io.is_remote(self._directory) else 'mv'
+    moves = '; '.join(f'{mv} {path} {path}.unreadable' for _, path, _ in skipped)
+    what = ('its only checkpoint could not be read: it is incomplete or corrupt'
+            if len(skipped) == 1 else 'no checkpoint could be read, each incomplete or corrupt')
     return CheckpointError(
-        f'no checkpoint in {self._directory} could be read, each incomplete or corrupt ({which}'
-        f'{more}). Nothing was moved and the run did not start over from step 0: all failing '
-        f'alike points to a common cause (an orbax or jaxlib version that reads them '
-        f'differently) more than to damage. Rerun with the versions that wrote them to resume; '
-        f'if they are damaged, move them aside (`{moves}`) and rerun to start from step 0, or '
-        f'use a new --workdir.')
+        f'{self._directory}: {what} ({which}{more}). Nothing was moved and the run did not start '
+        f'over from step 0 (which would drop the logged metrics): an orbax or jaxlib version that '
+        f'reads checkpoints differently fails them all alike. Rerun with the versions that wrote '
+        f'them to resume; if they are damaged, move them aside (`{moves}`) and rerun to start '
+        f'from step 0, or use a new --workdir.')
 
   def _unavailable(self, path, error):
     """The CheckpointUnavailable for a failed read of the checkpoint at `path`."""

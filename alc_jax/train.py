@@ -595,7 +595,7 @@ def _finish(exp, state, log, step, start_step, workdir, hosts=()):
                          * config.num_runs))
   if step == start_step:  # No step trained here: the training's figures stay those it recorded.
     earlier = workdir_io.read_json(os.path.join(workdir, 'results.json'), {})
-    results.update({k: earlier.get(k) for k in ('images_per_second', 'wall_time_s')})
+    results.update({k: earlier[k] for k in ('images_per_second', 'wall_time_s') if k in earlier})
   first_images = None
   if config.alc.enabled and exp.data.eval_names:  # S of the first evaluation set's images.
     first_images = _first_eval_images(exp)  # A collective: every process takes part.

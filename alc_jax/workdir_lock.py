@@ -18,6 +18,7 @@ the lock is written, re-read after a moment and kept only if it is still ours (b
 The hosts of one multi-host job are one holder: process 0 takes the lock and tells the others.
 """
 
+import errno
 import json
 import os
 import socket
@@ -118,8 +119,23 @@ class WorkdirLock:
       os.link(new, self.path)
     except FileExistsError:
       return False
+    except OSError as e:  # A file system without hard links (FAT, some network mounts).
+      if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+        raise
+      return self._create_exclusive(record)
     finally:
       os.remove(new)
+    return True
+
+  def _create_exclusive(self, record):
+    """O_EXCL create, then write: where hard links are missing (the short window in which a
+    racing run could read it empty remains there)."""
+    try:
+      fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      return False
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+      f.write(json.dumps(record, indent=1))
     return True
 
   def _lease_decides(self, holder):

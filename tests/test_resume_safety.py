@@ -223,10 +223,26 @@ def test_when_every_checkpoint_is_corrupt_nothing_moves_and_the_run_does_not_sta
   with pytest.raises(checkpointing.CheckpointError) as error:
     checkpointing.Manager(str(tmp_path), max_to_keep=5).restore_latest(_state(0))
   message = str(error.value)
-  assert 'no checkpoint in' in message and 'did not start over from step 0' in message, message
+  assert 'no checkpoint could be read' in message, message
+  assert 'did not start over from step 0' in message, message
   assert 'step 2: ' in message and 'step 1: ' in message, message
   assert f'mv {tmp_path / "2"} {tmp_path / "2"}.unreadable' in message, message
   assert _listing(tmp_path) == ['1', '2']
+
+
+def test_the_only_checkpoint_corrupt_in_a_bucket_names_the_bucket_command(tmp_path, monkeypatch):
+  _save(tmp_path, {1: _state(1)})
+  corrupt_checkpoint(tmp_path / '1')
+  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
+  is_remote = checkpointing.workdir_io.is_remote
+  monkeypatch.setattr(checkpointing.workdir_io, 'is_remote',
+                      lambda path: str(path) == manager._directory or is_remote(path))
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    manager.restore_latest(_state(0))
+  message = str(error.value)
+  assert 'its only checkpoint could not be read' in message, message
+  assert f'`gsutil -m mv {tmp_path / "1"} {tmp_path / "1"}.unreadable`' in message, message
+  assert _listing(tmp_path) == ['1']
 
 
 def test_corrupt_checkpoints_move_aside_only_once_an_older_one_restored(tmp_path, capsys):

@@ -3,6 +3,7 @@
 The command-line double launch and the takeover after a SIGKILL are in test_reliability.py.
 """
 
+import errno
 import json
 import os
 import socket
@@ -162,6 +163,19 @@ def test_the_lock_file_never_exists_without_its_whole_record(tmp_path, monkeypat
     assert seen == [(False, json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text()))]
     assert seen[0][1]['token'] == lock.token
     assert os.listdir(tmp_path) == [workdir_lock.LOCK_NAME]  # No record file left beside it.
+
+
+def test_without_hard_links_the_lock_is_created_exclusively(tmp_path, monkeypatch):
+  def no_links(source, target):
+    raise OSError(errno.EPERM, 'Operation not permitted', source)
+
+  monkeypatch.setattr(workdir_lock.os, 'link', no_links)
+  with workdir_lock.WorkdirLock(tmp_path) as lock:
+    assert json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text())['token'] == lock.token
+    assert os.listdir(tmp_path) == [workdir_lock.LOCK_NAME]
+    with pytest.raises(workdir_lock.WorkdirInUse):
+      with workdir_lock.WorkdirLock(tmp_path):
+        pass
 
 
 def test_a_holder_whose_lock_was_taken_stops_renewing_it(tmp_path):

@@ -121,9 +121,10 @@ def load_train_test_folder(path: str):
           reference = (file_path, mode, size)
         elif size != reference[2]:
           raise DataError(
-              f'Image {file_path} is {size[0]}x{size[1]} (width x height) but the expected size '
-              f'is {reference[2][0]}x{reference[2][1]}, that of {reference[0]}; all images must '
-              'have the same size (resize them beforehand).')
+              f'Image {file_path} is {size[0]}x{size[1]} (width x height, as shown: EXIF '
+              f'orientation applied) but the expected size is {reference[2][0]}x'
+              f'{reference[2][1]}, that of {reference[0]}; all images must have the same size '
+              '(resize them beforehand, or use the labeled/ layout, which resizes).')
         elif mode != reference[1]:
           raise DataError(
               f'Image {file_path} has mode {mode!r} but {reference[0]} has {reference[1]!r}; all '
