@@ -166,6 +166,13 @@ def _read_ocdbt_metadata(item):
       store.read(key).result()
 
 
+def has_checkpoint(directory):
+  """Whether `directory` (local or gs://) holds a step directory: a run there has something to
+  resume. A read, not orbax's listing (which creates and cleans the directory)."""
+  path = epath.Path(directory)
+  return path.is_dir() and any(p.name.isdigit() for p in path.iterdir())
+
+
 class Manager:
   """A thin wrapper over `ocp.CheckpointManager` that falls back past corrupt checkpoints only."""
 

@@ -186,8 +186,10 @@ def check_workdir(config, workdir):
     return
   saved, current = flatten(saved), flatten(config.to_dict())
   ignored = BOOKKEEPING + SCHEDULE
+  # A field the saved config lacks was added to the code since the run started: the run resumes
+  # under its value (a field the code lost, or a value that differs, is another config).
   diff = sorted(k for k in set(saved) | set(current)
-                if k not in ignored and saved.get(k) != current.get(k))
+                if k not in ignored and k in saved and saved.get(k) != current.get(k))
   if diff:
     details = ', '.join(f'{k}: {saved.get(k)!r} -> {current.get(k)!r}' for k in diff[:8])
     raise ConfigError(

@@ -85,7 +85,8 @@ def data_fingerprint(exp):
 
 def check_same_data(workdir, exp):
   """Raises DataError when `workdir` holds a run that started on other data than `exp` reads
-  now; a workdir without a run, or one from before the fingerprint was recorded, passes."""
+  now; a workdir without a run, or one from before the fingerprint was recorded, passes. The
+  trainer asks only where there is a checkpoint to resume."""
   info = workdir_io.read_json(os.path.join(workdir, METADATA_FILE)) or {}
   before, now = info.get('data'), data_fingerprint(exp)
   if before is None or before == now:

@@ -462,13 +462,15 @@ def _train_in_workdir(config, devices, workdir, interruption):
   """train_and_evaluate once the workdir is held and the signal handlers are in place."""
   config_lib.check_workdir(config, workdir)
   exp = create_experiment(config, devices)  # May refuse the data or the config: no file yet.
-  inference.check_same_data(workdir, exp)  # A user's folder may have changed since the start.
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  if checkpointing.has_checkpoint(checkpoints):  # To resume, the run must find its data again
+    inference.check_same_data(workdir, exp)  # (a user's folder may have changed since).
   if jax.process_index() == 0:  # Written once the set-up passed, so that a rerun fixing what it
     # refused is not refused in turn as "a different config"; before the first checkpoint, so
     # that any checkpoint is usable by predict.py.
     workdir_io.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
     inference.write_metadata(workdir, exp)
-  manager = checkpointing.Manager(os.path.join(workdir, 'checkpoints'), config.keep_checkpoints)
+  manager = checkpointing.Manager(checkpoints, config.keep_checkpoints)
   state, start_step = manager.restore_latest(exp.initial_state)
   hosts, changed = host.record(workdir, start_step, host.current(len(exp.devices)))
   log = _Log(exp, workdir, start_step)

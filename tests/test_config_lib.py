@@ -96,6 +96,21 @@ def test_workdir_of_a_different_config_is_refused(tiny_npz, tmp_path):
   config_lib.check_workdir(tiny_config(tiny_npz), str(tmp_path / 'fresh'))  # No config.json yet.
 
 
+def test_a_run_from_before_a_field_was_added_resumes(tiny_npz, tmp_path):
+  """config.json without a field the code has since gained (e.g. pseudo_label_schedule) is no
+  other config; one with a field the code no longer has is."""
+  saved = tiny_config(tiny_npz).to_dict()
+  del saved['pseudo_label_schedule'], saved['sntg']['distance']
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump(saved, f)
+  config_lib.check_workdir(tiny_config(tiny_npz), str(tmp_path))
+  saved['alc']['logits'] = 'dot'  # A field renamed since (alc.attention_logits).
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump(saved, f)
+  with pytest.raises(config_lib.ConfigError, match=r"alc.logits: 'dot' -> None"):
+    config_lib.check_workdir(tiny_config(tiny_npz), str(tmp_path))
+
+
 def _workdir_of(config, tmp_path):
   with open(tmp_path / 'config.json', 'w') as f:
     json.dump(config.to_dict(), f)

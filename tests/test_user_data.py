@@ -5,6 +5,7 @@ splits (splits.given_label_split), the pipeline around them, and runs without a 
 import hashlib
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -493,6 +494,10 @@ def test_a_run_without_a_test_set_reports_its_validation_accuracy(tmp_path, caps
                                       r"\['north', 'south', 'west', 'zeta'\]"):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert (tmp_path / 'run' / 'inference.json').read_text() == metadata
+  # Without a checkpoint there is nothing to resume: the changed folder starts the run over.
+  shutil.rmtree(tmp_path / 'run' / 'checkpoints')
+  train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert 'zeta' in (tmp_path / 'run' / 'inference.json').read_text()
 
 
 def test_without_test_or_validation_set_the_run_finishes_reporting_no_accuracy(tmp_path, capsys):
