@@ -330,7 +330,7 @@ PAIRED_AGAINST = ('mean_teacher', 'pi_model', 'supervised')
 
 
 class DuplicateRuns(ValueError):
-  """Two runs of one row hold the same seed and label split (the tool exits with its message)."""
+  """Two runs of one row hold the same seed and label split: that row is not paired."""
 
 
 def _by_split(runs, split):
@@ -373,6 +373,16 @@ def _paired_cell(differences):
   return f'{mean:+.2f}{interval} (' + ', '.join(f'{d:+.2f}' for d in differences) + ')'
 
 
+def _pairable(runs, split):
+  """_by_split, or None with a warning where two runs hold one seed and split (e.g. different
+  configs filed under one row off the sweep's layout): no pair may silently replace another."""
+  try:
+    return _by_split(runs, split)
+  except DuplicateRuns as e:
+    print(f'not paired: {e}', file=sys.stderr)
+    return None
+
+
 def paired_table(rows, reference, split='test'):
   """Markdown table of every row minus the `reference` row (None if the experiment has no such
   row or nothing pairs with it). Runs are paired by (seed, label-split seed): a pair trained on
@@ -384,13 +394,15 @@ def paired_table(rows, reference, split='test'):
   names = [n for n in rows if _base_row(n) == reference and '--' not in n]
   if not names:
     return None
-  base = _by_split(rows[names[0]], split)
+  base = _pairable(rows[names[0]], split)
+  if base is None:
+    return None
   lines = []
   for name, runs in rows.items():
-    if name == names[0]:
+    by_split = None if name == names[0] else _pairable(runs, split)
+    if by_split is None:
       continue
-    pairs = sorted(((k, v) for k, v in _by_split(runs, split).items() if k in base),
-                   key=lambda pair: pair[0])
+    pairs = sorted(((k, v) for k, v in by_split.items() if k in base), key=lambda pair: pair[0])
     if not pairs:
       continue
     cells = [_paired_cell([acc - base[k][0] for k, (acc, _) in pairs])]
@@ -633,11 +645,8 @@ def main(argv=None):
                  help='Comma-separated rows that every other row is compared with, paired by '
                       'seed (empty: none).')
   args = p.parse_args(argv)
-  try:
-    aggregate(args.root, args.out, args.metric, args.which, args.split,
-              tuple(r for r in args.paired_against.split(',') if r))
-  except DuplicateRuns as e:
-    sys.exit(f'aggregate.py: {e}')
+  aggregate(args.root, args.out, args.metric, args.which, args.split,
+            tuple(r for r in args.paired_against.split(',') if r))
   print(f'wrote {os.path.join(args.out, "results.md")}')
   return 0
 
