@@ -56,17 +56,24 @@ def parse_flags(argv):
   """absl's flag parsing (app.run's default), with the config's mistakes in one line, where
   ml_collections raises a traceback: a config file that does not load, a row its get_config
   refuses, an override that names no field (a renamed one with its new name)."""
-  config_file = next((value for flag, value in zip(argv, argv[1:] + [''])
-                      if flag == '--config'), None)
-  config_file = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), config_file)
-  overrides = [a[len('--config.'):].split('=', 1)[0] for a in argv if a.startswith('--config.')]
+  try:  # As absl reads them: --flagfile contents expanded, -config or --config, the last wins.
+    args = FLAGS.read_flags_from_files(argv[1:], force_gnu=False)
+  except flags.Error:
+    args = argv[1:]
+  config_file = None
+  for flag, following in zip(args, args[1:] + ['']):
+    name, has_value, value = flag.lstrip('-').partition('=')
+    if flag.startswith('-') and name == 'config':
+      config_file = value if has_value else following
+  overrides = [a.lstrip('-')[len('config.'):].split('=', 1)[0] for a in args
+               if a.startswith('-') and a.lstrip('-').startswith('config.')]
   try:
     rest = FLAGS(argv)
     if FLAGS.config is not None:
       FLAGS.config.keys()  # pylint: disable=pointless-statement  # A file that did not load raises.
     return rest
   except OSError as e:  # ml_collections could not load the file (raised on first use).
-    sys.exit(f'Config error: --config={config_file} did not load: '
+    sys.exit(f'Config error: the --config file did not load: '
              f'{str(e).strip().splitlines()[-1].strip()}')
   except (flags.Error, AttributeError, KeyError) as e:
     if 'Error whilst parsing config file' in str(e):  # get_config raised: its last line says why.

@@ -302,7 +302,7 @@ def test_a_config_override_naming_no_field_is_one_line(args, message):
 
 @pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 @pytest.mark.parametrize('config,message', [
-    ('configs/nothere.py', 'Config error: --config={} did not load: [Errno 2] No such file'),
+    ('configs/nothere.py', 'Config error: the --config file did not load: [Errno 2] No such file'),
     ('configs/fashion_mnist_250.py:nonsense',
      "Config error: --config={}: ValueError: unknown row 'nonsense'; valid rows: supervised,"),
 ])
@@ -314,6 +314,19 @@ def test_a_config_file_or_row_that_does_not_load_is_one_line(config, message):
   finally:
     main.FLAGS.unparse_flags()
   assert str(e.value.code).startswith(message.format(path)) and '\n' not in str(e.value.code)
+
+
+@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
+def test_config_mistakes_in_a_flagfile_or_with_one_dash_are_one_line(tmp_path):
+  """The flags as absl reads them: --flagfile's contents, -config as well as --config."""
+  flagfile = tmp_path / 'flags.txt'
+  flagfile.write_text(f'-config={ROOT}/configs/smoke.py\n--config.alc.logits=cosine\n')
+  try:
+    with pytest.raises(SystemExit) as e:
+      main.parse_flags(['alc_jax.main', f'--flagfile={flagfile}', '--workdir=/w'])
+  finally:
+    main.FLAGS.unparse_flags()
+  assert str(e.value.code).startswith('Config error: config.alc.logits is now'), e.value.code
 
 
 def test_the_configs_load_whichever_folder_the_run_starts_in(tmp_path):
