@@ -230,16 +230,21 @@ def test_when_every_checkpoint_is_corrupt_nothing_moves_and_the_run_does_not_sta
   assert _listing(tmp_path) == ['1', '2']
 
 
-def test_the_only_checkpoint_corrupt_in_a_bucket_names_the_bucket_command(tmp_path, monkeypatch):
-  _save(tmp_path, {1: _state(1)})
-  corrupt_checkpoint(tmp_path / '1')
+def _bucket_restore_error(tmp_path, monkeypatch):
+  """The CheckpointError's message of restore_latest on `tmp_path` taken for a bucket (gs://)."""
   manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
   is_remote = checkpointing.workdir_io.is_remote
   monkeypatch.setattr(checkpointing.workdir_io, 'is_remote',
                       lambda path: str(path) == manager._directory or is_remote(path))
   with pytest.raises(checkpointing.CheckpointError) as error:
     manager.restore_latest(_state(0))
-  message = str(error.value)
+  return str(error.value)
+
+
+def test_the_only_checkpoint_corrupt_in_a_bucket_names_the_bucket_command(tmp_path, monkeypatch):
+  _save(tmp_path, {1: _state(1)})
+  corrupt_checkpoint(tmp_path / '1')
+  message = _bucket_restore_error(tmp_path, monkeypatch)
   assert 'its only checkpoint could not be read' in message, message
   assert f'`gsutil -m mv {tmp_path / "1"} {tmp_path / "1"}.unreadable`' in message, message
   assert _listing(tmp_path) == ['1']
@@ -267,13 +272,7 @@ def test_a_corrupt_checkpoint_in_a_bucket_is_named_not_moved(tmp_path, monkeypat
   nothing is moved."""
   _save(tmp_path, {1: _state(1), 2: _state(2)})
   corrupt_checkpoint(tmp_path / '2')
-  manager = checkpointing.Manager(str(tmp_path), max_to_keep=5)
-  is_remote = checkpointing.workdir_io.is_remote
-  monkeypatch.setattr(checkpointing.workdir_io, 'is_remote',
-                      lambda path: str(path) == manager._directory or is_remote(path))
-  with pytest.raises(checkpointing.CheckpointError) as error:
-    manager.restore_latest(_state(0))
-  message = str(error.value)
+  message = _bucket_restore_error(tmp_path, monkeypatch)
   assert f'the checkpoint {tmp_path / "2"} is incomplete or corrupt' in message, message
   assert f'gsutil -m mv {tmp_path / "2"} {tmp_path / "2"}.unreadable' in message, message
   assert 'resume from the intact one of step 1.' in message, message
