@@ -485,6 +485,19 @@ def test_folder_images_are_read_as_shown_as_predict_reads_them(tmp_path):
   np.testing.assert_array_equal(ds.x_train[0], image_files.decode_image(str(path), (6, 5), 'RGB'))
 
 
+def test_folder_image_turned_by_exif_is_measured_as_shown(tmp_path):
+  """Orientation 6 (90 degrees) swaps width and height: stored at the set's size, the image as
+  shown is not, and the error says the orientation was applied."""
+  _write_folder(tmp_path)
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  path = tmp_path / 'train' / 'dog' / '0.png'
+  Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(path, exif=exif)  # Stored 6x5 as the rest.
+  with pytest.raises(DataError, match=r'0.png is 5x6 \(width x height, as shown: EXIF '
+                                      r'orientation applied\) but the expected size is 6x5'):
+    datasets.load_dataset(_config(name='folder', path=str(tmp_path)))
+
+
 def test_folder_unreadable_image(tmp_path):
   _write_folder(tmp_path)
   bad = tmp_path / 'train' / 'dog' / 'x.png'
