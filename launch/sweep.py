@@ -16,7 +16,6 @@ Without --rows, a config's ROWS (the paper's table) are run; without --ratios, i
 import argparse
 import collections
 import importlib.util
-import json
 import os
 import shlex
 import subprocess
@@ -26,6 +25,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)  # Config files import `configs.default`.
+
+# pylint: disable-next=wrong-import-position
+from alc_jax import workdir_io  # noqa: E402
 
 Job = collections.namedtuple('Job', 'workdir command seeds')
 
@@ -164,16 +166,12 @@ def is_done(job):
   existed count as done."""
   if not _finished(job):
     return False
-  record = os.path.join(job.workdir, JOB_RECORD)
-  if not os.path.exists(record):
-    return True
-  with open(record, encoding='utf-8') as f:
-    return json.load(f).get('command') == job.command[1:]
+  record = workdir_io.read_json(os.path.join(job.workdir, JOB_RECORD))
+  return record is None or record.get('command') == job.command[1:]
 
 
-def _record(job):
-  with open(os.path.join(job.workdir, JOB_RECORD), 'w', encoding='utf-8') as f:
-    json.dump({'command': job.command[1:]}, f, indent=1)
+def _record(job):  # Written whole or not at all: a sweep killed here must not leave half a file.
+  workdir_io.write_json(os.path.join(job.workdir, JOB_RECORD), {'command': job.command[1:]})
 
 
 def _fmt(seconds):
