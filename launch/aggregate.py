@@ -329,13 +329,11 @@ def per_class_table(rows, split='test'):
 PAIRED_AGAINST = ('mean_teacher', 'pi_model', 'supervised')
 
 
-class DuplicateRuns(ValueError):
-  """Two runs of one row hold the same seed and label split: that row is not paired."""
-
-
 def _by_split(runs, split):
   """{(seed, label-split seed): (accuracy %, per-class by label rank or None)} of a row's runs;
-  runs whose results.json does not name its seeds cannot be paired and are left out."""
+  runs whose results.json does not name its seeds cannot be paired and are left out. None, with
+  a warning, where two runs hold one seed and split (e.g. different configs filed under one row
+  off the sweep's layout): no pair may silently replace another."""
   out, where = {}, {}
   for run in runs:
     seeds = run.results.get('seeds')
@@ -343,10 +341,11 @@ def _by_split(runs, split):
       continue
     ranked = class_accuracy_by_rank(run, split)
     for i, key in enumerate(zip(seeds, run.results.get('split_seeds', seeds))):
-      if key in out:  # A pair would silently replace another: two runs of one seed and split.
-        raise DuplicateRuns(f'{where[key]} and {run.workdir} both hold seed {key[0]} on label '
-                            f'split {key[1]} of row {run.name!r}: keep one (e.g. seed0-2 or '
-                            'seed0, not both) or aggregate them under separate roots.')
+      if key in out:
+        print(f'not paired: {where[key]} and {run.workdir} both hold seed {key[0]} on label '
+              f'split {key[1]} of row {run.name!r}: keep one (e.g. seed0-2 or seed0, not both) '
+              'or aggregate them under separate roots.', file=sys.stderr)
+        return None
       where[key] = run.workdir
       out[key] = (run.accuracy[i], None if ranked is None else ranked[i])
   return out
@@ -373,16 +372,6 @@ def _paired_cell(differences):
   return f'{mean:+.2f}{interval} (' + ', '.join(f'{d:+.2f}' for d in differences) + ')'
 
 
-def _pairable(runs, split):
-  """_by_split, or None with a warning where two runs hold one seed and split (e.g. different
-  configs filed under one row off the sweep's layout): no pair may silently replace another."""
-  try:
-    return _by_split(runs, split)
-  except DuplicateRuns as e:
-    print(f'not paired: {e}', file=sys.stderr)
-    return None
-
-
 def paired_table(rows, reference, split='test'):
   """Markdown table of every row minus the `reference` row (None if the experiment has no such
   row or nothing pairs with it). Runs are paired by (seed, label-split seed): a pair trained on
@@ -394,12 +383,12 @@ def paired_table(rows, reference, split='test'):
   names = [n for n in rows if _base_row(n) == reference and '--' not in n]
   if not names:
     return None
-  base = _pairable(rows[names[0]], split)
+  base = _by_split(rows[names[0]], split)
   if base is None:
     return None
   lines = []
   for name, runs in rows.items():
-    by_split = None if name == names[0] else _pairable(runs, split)
+    by_split = None if name == names[0] else _by_split(runs, split)
     if by_split is None:
       continue
     pairs = sorted(((k, v) for k, v in by_split.items() if k in base), key=lambda pair: pair[0])
