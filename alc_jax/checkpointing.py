@@ -166,6 +166,9 @@ def _read_ocdbt_metadata(item):
       store.read(key).result()
 
 
+FOLDER = 'checkpoints'  # A run's checkpoints: <workdir>/checkpoints/<step>/.
+
+
 def has_checkpoint(directory):
   """Whether `directory` (local or gs://) holds a step directory: a run there has something to
   resume. A read, not orbax's listing (which creates and cleans the directory)."""

@@ -249,7 +249,7 @@ def _restore(workdir, target):
   """(state, step) of the latest checkpoint in `workdir`. Read only: unlike
   checkpointing.Manager it neither creates, cleans nor moves anything, so it may read the
   workdir of a run that is still training."""
-  directory = epath.Path(workdir) / 'checkpoints'
+  directory = epath.Path(workdir) / checkpointing.FOLDER
   if not workdir_io.is_remote(directory):
     directory = epath.Path(os.path.abspath(directory))  # Orbax needs absolute local paths.
   if directory.is_dir():

@@ -462,7 +462,7 @@ def _train_in_workdir(config, devices, workdir, interruption):
   """train_and_evaluate once the workdir is held and the signal handlers are in place."""
   config_lib.check_workdir(config, workdir)
   exp = create_experiment(config, devices)  # May refuse the data or the config: no file yet.
-  checkpoints = os.path.join(workdir, 'checkpoints')
+  checkpoints = os.path.join(workdir, checkpointing.FOLDER)
   if checkpointing.has_checkpoint(checkpoints):  # To resume, the run must find its data again
     inference.check_same_data(workdir, exp)  # (a user's folder may have changed since).
   if jax.process_index() == 0:  # Written once the set-up passed, so that a rerun fixing what it
