@@ -16,6 +16,10 @@ BOOKKEEPING = ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps', 
 # would join two schedules (the rate jumps at the resumed step), so check_workdir refuses them
 # unless config.allow_schedule_change. Not in BOOKKEEPING, and compared apart from the others.
 SCHEDULE = ('num_train_steps', 'num_epochs')
+# Method settings that a study sets for all its rows at once (launch/_study_protocol.sh passes one
+# ramp-up to supervised and FixMatch rows too, which have no ramped weight): an override of them
+# where unused is let through with a note (alc_jax.main), not refused as other unread settings.
+SHARED_SCHEDULE = ('consistency_rampup_epochs',)
 # Fields renamed so that each name says one thing (issue 28); alc_jax.main answers an override of
 # an old name with the new one. (alc.graph's value 'attention' is alc.head_training's 'eq13'.)
 RENAMED_FIELDS = {'alc.logits': 'alc.attention_logits', 'alc.normalization': 'alc.pairwise_scale',
@@ -241,6 +245,39 @@ def unknown_field_error(config, overrides):
             f'its fields: {", ".join(sorted(node))}')
     return ConfigError(f'--config.{path}: {where} has no field {part!r} ({hint})')
   return None
+
+
+def ignored_overrides(config, overrides):
+  """The method-specific fields among `overrides` (dotted paths, as in --config.PATH=...) that
+  runs of `config` do not read: another method's settings (`Method.SETTINGS`), ALC's without
+  ALC. [] for a config.method that validate() will refuse."""
+  if config.method not in methods.NAMES:
+    return []
+  read = set(methods.create(config).settings(config))
+  universe = set(methods.all_settings(config))
+  return [path for path in dict.fromkeys(overrides) if path in universe and path not in read]
+
+
+def ignored_override_error(config, overrides):
+  """The ConfigError for overrides of settings that `config`'s method would ignore (e.g.
+  --config.ema_decay for FixMatch, whose EMA is config.fixmatch.ema_decay), or None. Overrides of
+  SHARED_SCHEDULE fields are let through (see there)."""
+  ignored = [path for path in ignored_overrides(config, overrides) if path not in SHARED_SCHEDULE]
+  if not ignored:
+    return None
+  method = methods.create(config)
+  read = method.settings(config)
+  hints = []
+  for path in ignored:
+    same_name = [field for field in read if field.rsplit('.', 1)[-1] == path.rsplit('.', 1)[-1]]
+    if same_name:
+      hints.append(f'Did you mean --config.{same_name[0]}?')
+    elif path.startswith('alc.') and not config.alc.enabled:
+      hints.append('ALC is off: --config.alc.enabled=True turns it on.')
+  names, them = ', '.join(f'--config.{path}' for path in ignored), 'them' if ignored[1:] else 'it'
+  fix = ' '.join(list(dict.fromkeys(hints)) + [f'{"Or leave" if hints else "Leave"} {them} out.'])
+  return ConfigError(f'{names} would be ignored: {method.label} does not read {them} (its own '
+                     f'settings: {", ".join(read) or "none"}). {fix}')
 
 
 def flatten(tree, prefix=''):

@@ -17,7 +17,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # pylint: disable=wrong-import-position
-from alc_jax import checkpointing, config_lib, cpu_setup, train, workdir_io, workdir_lock
+from alc_jax import checkpointing, config_lib, cpu_setup, methods, train, workdir_io, workdir_lock
 from alc_jax import data as data_lib
 from alc_jax.data import tfds_data
 
@@ -55,7 +55,8 @@ def main(argv):
 def parse_flags(argv):
   """absl's flag parsing (app.run's default), with the config's mistakes in one line, where
   ml_collections raises a traceback: a config file that does not load, a row its get_config
-  refuses, an override that names no field (a renamed one with its new name)."""
+  refuses, an override that names no field (a renamed one with its new name) or a setting the
+  method would ignore (config_lib.ignored_override_error)."""
   try:  # As absl reads them: --flagfile contents expanded, -config or --config, the last wins.
     args = FLAGS.read_flags_from_files(argv[1:], force_gnu=False)
   except flags.Error:
@@ -71,7 +72,6 @@ def parse_flags(argv):
     rest = FLAGS(argv)
     if FLAGS.config is not None:
       FLAGS.config.keys()  # pylint: disable=pointless-statement  # A file that did not load raises.
-    return rest
   except OSError as e:  # ml_collections could not load the file (raised on first use).
     sys.exit(f'Config error: the --config file did not load: '
              f'{str(e).strip().splitlines()[-1].strip()}')
@@ -88,6 +88,14 @@ def parse_flags(argv):
       raise
     sys.exit(f'FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on '
              'flags.')
+  if FLAGS.config is not None:
+    error = config_lib.ignored_override_error(FLAGS.config, overrides)
+    if error:
+      sys.exit(f'Config error: {error}')
+    for path in config_lib.ignored_overrides(FLAGS.config, overrides):  # SHARED_SCHEDULE's.
+      print(f'Note: --config.{path} is not read by {methods.create(FLAGS.config).label} (it has '
+            'no ramped-up weight); the run goes on without it.', file=sys.stderr)
+  return rest
 
 
 def run(config, workdir):

@@ -85,8 +85,10 @@ def load_config_module(path):
   return module
 
 
-def row_args(path, rows, ratios):
-  """[(config argument, run name)] of one config file; checks that each argument loads."""
+def row_args(path, rows, ratios, fields=()):
+  """[(config argument, run name)] of one config file; checks that each argument loads and that
+  its method reads the method-specific `fields` (--override / --grid keys) it is given."""
+  from alc_jax import config_lib  # pylint: disable=g-import-not-at-top
   from configs import common  # pylint: disable=g-import-not-at-top
   module = load_config_module(path)
   rows = rows or list(getattr(module, 'ROWS', ()))
@@ -101,9 +103,12 @@ def row_args(path, rows, ratios):
       out += [(f'{row},{r}', common.run_name(row, r)) for r in (ratios or module_ratios)]
   for arg, _ in out:
     try:
-      module.get_config(arg)
+      config = module.get_config(arg)
     except ValueError as e:
       raise SystemExit(f'{path}:{arg}: {e}') from None
+    error = config_lib.ignored_override_error(config, fields)
+    if error:  # alc_jax.main would refuse the job: refuse the sweep before anything runs.
+      raise SystemExit(f'{path}:{arg}: {error}')
   return out
 
 
@@ -133,11 +138,12 @@ def make_jobs(args):
   rows = _csv(args.rows)
   ratios = _csv(args.ratios)
   overrides = [f'--config.{_flag(k)}={v}' for k, v in (o.split('=', 1) for o in args.override)]
+  fields = [_flag(flag.split('=', 1)[0]) for flag in args.override + args.grid]
   jobs = []
   for path in args.configs:
     path = os.path.abspath(path)
     stem = os.path.basename(path)[:-len('.py')]
-    for arg, name in row_args(path, rows, ratios):
+    for arg, name in row_args(path, rows, ratios, fields):
       for suffix, grid_flags in grid_points(args.grid):
         for chunk in seed_chunks(args.seeds, args.num_runs_per_job):
           tag = f'seed{chunk[0]}' if len(chunk) == 1 else f'seed{chunk[0]}-{chunk[-1]}'

@@ -92,8 +92,7 @@ def test_method_wrappers_forward_every_hook():
   for wrapper in (alc.WithALC, sntg.SNTG):
     assert hooks <= set(vars(wrapper)), (wrapper.__name__, sorted(hooks - set(vars(wrapper))))
   wrapped = alc.WithALC(methods.get('fixmatch'))
-  for attribute in ('name', 'uses_teacher', 'labeled_only', 'config_block', 'ema_model',
-                    'has_targets'):
+  for attribute in ('name', 'uses_teacher', 'labeled_only', 'ema_model', 'has_targets'):
     assert getattr(wrapped, attribute) == getattr(methods.get('fixmatch'), attribute)
 
 

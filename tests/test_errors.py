@@ -20,6 +20,7 @@ from alc_jax import (checkpointing, config_lib, cpu_setup, inference, main, mode
                      workdir_lock)
 from alc_jax.data import datasets
 from alc_jax.data import DataError, DataFileNotFoundError
+from configs import common, fashion_mnist_cpu
 from tests.conftest import ROOT, make_tiny_images, tiny_config
 
 
@@ -298,6 +299,53 @@ def test_a_config_override_naming_no_field_is_one_line(args, message):
   finally:
     main.FLAGS.unparse_flags()
   assert str(e.value.code) == message
+
+
+@pytest.mark.parametrize('row,overrides,message', [
+    ('fixmatch', {'ema_decay': 0.9},
+     '--config.ema_decay would be ignored: FixMatch does not read it (its own settings: '
+     'fixmatch.threshold, fixmatch.weight, fixmatch.ema_decay, fixmatch.num_ops). Did you mean '
+     '--config.fixmatch.ema_decay? Or leave it out.'),
+    ('mean_teacher', {'vat.epsilon': 2.0, 'alc.weight': 3.0},
+     '--config.vat.epsilon, --config.alc.weight would be ignored: MeanTeacher does not read them '
+     '(its own settings: consistency_weight, consistency_rampup_epochs, ema_decay). ALC is off: '
+     '--config.alc.enabled=True turns it on. Or leave them out.'),
+    ('vat', {'vat.xi': 1e-5},  # The exact power iteration has no finite difference.
+     '--config.vat.xi would be ignored: VAT does not read it (its own settings: vat.weight, '
+     'vat.epsilon, vat.power_iteration, consistency_rampup_epochs). Leave it out.'),
+    ('vat', {'vat.power_iteration': 'finite_difference', 'vat.xi': 1e-5}, None),
+    ('mean_teacher_alc', {'ema_decay': 0.9, 'alc.weight': 3.0}, None),
+    ('supervised', {'consistency_rampup_epochs': 1.0}, None),  # A study's shared ramp-up.
+])
+def test_an_override_the_method_would_ignore_is_refused(row, overrides, message):
+  """A method-specific setting of another method (or ALC's without ALC) is refused: it would
+  change nothing, while its name says it does. A shared ramp-up is let through (with a note)."""
+  config = fashion_mnist_cpu.get_config(row)
+  for path, value in overrides.items():
+    common.set_path(config, path, value)
+  error = config_lib.ignored_override_error(config, list(overrides))
+  assert (error and str(error)) == message
+
+
+def test_main_refuses_an_ignored_override_and_notes_an_unread_ramp_up(tmp_path):
+  """On the command line (ml_collections defines the override flags from sys.argv, so this runs
+  in a process of its own): the refusal is one line and writes nothing; a ramp-up that the method
+  does not read is a note, and the run goes on (here to the next config error)."""
+  main_args = [sys.executable, '-m', 'alc_jax.main', f'--workdir={tmp_path / "run"}']
+  out = subprocess.run(main_args + [f'--config={ROOT}/configs/fashion_mnist_cpu.py:fixmatch',
+                                    '--config.ema_decay=0.9'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].startswith(
+      'Config error: --config.ema_decay would be ignored: FixMatch does not read it'), out.stderr
+  assert not (tmp_path / 'run').exists()
+  out = subprocess.run(main_args + [f'--config={ROOT}/configs/fashion_mnist_cpu.py:supervised',
+                                    '--config.consistency_rampup_epochs=1',
+                                    '--config.num_train_steps=0', '--config.num_epochs=0'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert ('Note: --config.consistency_rampup_epochs is not read by Supervised (it has no '
+          'ramped-up weight); the run goes on without it.') in out.stderr, out.stderr
+  assert out.stderr.strip().splitlines()[-1] == (
+      'Config error: set config.num_epochs > 0 or config.num_train_steps > 0.'), out.stderr
 
 
 @pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')

@@ -69,6 +69,19 @@ def test_sweep_default_rows_ratios_vectorised_seeds_and_grid(tmp_path):
   assert '5 jobs' in out.stdout and 'ablation_svhn/e/seed0' in out.stdout  # The config's ROWS.
 
 
+def test_sweep_refuses_an_override_a_row_s_method_would_ignore(tmp_path):
+  """Before any job runs (alc_jax.main would refuse the row's job): --override or --grid of a
+  setting that one of the rows' methods does not read."""
+  for flag in (['--override', 'config.ema_decay=0.9'], ['--grid', 'config.alc.weight=1,10']):
+    out = _sweep('--configs', 'configs/fashion_mnist_250.py', '--rows',
+                 'mean_teacher_alc,supervised', '--seeds', '0', '--root', str(tmp_path), *flag)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        f'{ROOT}/configs/fashion_mnist_250.py:supervised: --config.'), out.stderr
+    assert 'would be ignored: Supervised does not read it' in out.stderr
+    assert not os.listdir(tmp_path)
+
+
 def test_sweep_rejects_unknown_rows(tmp_path):
   out = _sweep('--configs', 'configs/svhn_250.py', '--rows', 'nope', '--root', str(tmp_path),
                '--dry-run')

@@ -6,11 +6,13 @@ which parameters, statistics, view and key a pass was given, so a pass handed th
 The pure losses are checked term by term in test_losses.py; FixMatch in test_fixmatch.py.
 """
 
+import functools
 import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import pytest
 
 from alc_jax import ema, methods
@@ -300,3 +302,65 @@ def test_alc_objective_on_a_method_matches_numpy(case, groups):
   if graph is not None:
     np.testing.assert_allclose(float(metrics['losses/alc_graph']), graph, rtol=2e-5)
   np.testing.assert_allclose(float(total), want, rtol=2e-5)
+
+
+class _ReadRecorder:
+  """A config that records the dotted path of every value read through it."""
+
+  def __init__(self, node, prefix, seen):
+    self._node, self._prefix, self._seen = node, prefix, seen
+
+  def __getattr__(self, name):
+    value = getattr(self._node, name)
+    if isinstance(value, ml_collections.ConfigDict):
+      return _ReadRecorder(value, f'{self._prefix}{name}.', self._seen)
+    self._seen.add(self._prefix + name)
+    return value
+
+  __getitem__ = __getattr__
+
+
+_SETTINGS_CASES = [*[(name, ()) for name in methods.NAMES],
+                   ('pseudo_label', (('pseudo_label_schedule', 'lee2013'),)),
+                   ('sntg', (('sntg.base', 'pi_model'),)),
+                   ('vat', (('vat.power_iteration', 'finite_difference'),)),
+                   ('fixmatch', (('fixmatch.ema_decay', 0.0),))]
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_read(method_name, overrides):
+  """(the config fields a method's hooks and loss read, traced through a recording config;
+  whether its loss is ramped up: its total changes with the ramp-up's length)."""
+  config = _config(method_name, **dict(overrides))
+  method, seen = methods.get(method_name), set()
+  recorder = _ReadRecorder(config, '', seen)
+  if method.has_teacher(recorder):
+    method.ema_decay(recorder)
+  method.reported_model(recorder)
+  method.view_keys(recorder)
+  params, state, batch, rng = _inputs()
+  batch = dict(batch, image=batch['image'][..., :1])  # One channel, as RandAugment takes.
+  normalization = lambda images: images.astype(jnp.float32) / 255.0 - 0.5
+
+  def total(rampup_steps, config):
+    return methods.loss_fn(params, state, batch, rng, method=method, model=FakeModel(),
+                           config=config, normalization=normalization,
+                           rampup_steps=rampup_steps, steps_per_epoch=3)[0]
+
+  jax.eval_shape(lambda: total(RAMPUP_STEPS, recorder))
+  ramped = float(total(RAMPUP_STEPS, config)) != float(total(100 * RAMPUP_STEPS, config))
+  return frozenset(seen), ramped
+
+
+@pytest.mark.parametrize('method_name,overrides', _SETTINGS_CASES)
+def test_a_method_s_settings_are_the_method_specific_fields_it_reads(method_name, overrides):
+  """Method.settings (whose fields alc_jax.main refuses to override for the other methods) is
+  what the method reads that not every method reads, plus the ramp-up where its loss is ramped:
+  a field read but not declared would be refused as ignored; one declared but not read would let
+  an ignored override through."""
+  read, ramped = _fields_read(method_name, overrides)
+  read_by_all = frozenset.intersection(*(_fields_read(*case)[0] for case in _SETTINGS_CASES))
+  config = _config(method_name, **dict(overrides))
+  declared = set(methods.get(method_name).settings(config))
+  assert declared == (read - read_by_all) | ({'consistency_rampup_epochs'} if ramped else set())
+  assert declared <= set(methods.all_settings(config))

@@ -20,6 +20,13 @@ IMBALANCE_WEIGHTINGS = ('none', 'hard', 'soft')  # config.alc.imbalance: Eq. 6, 
 OUTPUTS = ('logits', 'probs')  # config.alc.outputs: which p_i Eq. 13 compares.
 
 
+def settings(config):
+  """The config fields ALC reads: every field of config.alc (the model's head, Eq. 13-15), and
+  the ramp-up of w2 (Eq. 6)."""
+  return tuple(f'alc.{key}' for key in config.alc if key != 'enabled') + (
+      'consistency_rampup_epochs',)
+
+
 class WithALC(base.Method):
   """`method` + ALC. Its passes, teacher and settings are the method's own."""
   needs_similarity = True
@@ -28,8 +35,10 @@ class WithALC(base.Method):
     self.method = method
     self.name, self.label = method.name, f'{method.label} + ALC'
     self.uses_teacher, self.labeled_only = method.uses_teacher, method.labeled_only
-    self.has_targets = method.has_targets
-    self.config_block, self.ema_model = method.config_block, method.ema_model
+    self.has_targets, self.ema_model = method.has_targets, method.ema_model
+
+  def settings(self, config):
+    return tuple(dict.fromkeys(self.method.settings(config) + settings(config)))
 
   def has_teacher(self, config):
     return self.method.has_teacher(config)

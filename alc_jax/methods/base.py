@@ -1,7 +1,7 @@
 """What every method shares: the step's inputs (`Step`), the student's pass, and the `Method` base.
 
-A method is an object with a name, what it needs (an EMA teacher, labeled rows only, a config
-block) and its objective: `targets` runs the passes beyond the student's (the
+A method is an object with a name, what it needs (an EMA teacher, labeled rows only, the config
+settings it reads) and its objective: `targets` runs the passes beyond the student's (the
 teacher of Eq. 3, the second pass of Eq. 1) and `loss` adds up its terms. `loss_fn` (the body of
 `train.train_step`'s gradient) is the same for all of them. ALC wraps any method (alc.py).
 
@@ -111,7 +111,6 @@ class Method:
   label = ''  # Its name in tables and logs.
   uses_teacher = False  # An EMA teacher (Eq. 2) in the optimizer state, used by the loss.
   labeled_only = False  # Its batches hold labeled rows only (config.labeled_batch_size unused).
-  config_block = None  # The config section of its own settings (config.<block>), if any.
   needs_similarity = False  # The student's pass also computes ALC's S (alc.WithALC).
   # Its unsupervised term compares the student with a target prediction z on every image (Eq. 1
   # and 3's z; FixMatch's weak view): the term Eq. 14 weights by z's class and Eq. 15 by z's
@@ -120,6 +119,16 @@ class Method:
   # The name its EMA model (when `has_teacher`) is evaluated, reported and loaded under:
   # 'teacher' where the loss learns from it (Eq. 2-3), 'ema' where only evaluation uses it.
   ema_model = 'teacher'
+
+  # The method-specific config fields it reads (config_lib refuses an override of another
+  # method's field: it would be ignored). Beyond what every method reads (batch, augmentation,
+  # supervised_normalization, ...); `settings` adds those that depend on the config.
+  SETTINGS: Tuple[str, ...] = ()
+
+  def settings(self, config) -> Tuple[str, ...]:
+    """The method-specific config fields runs of `config` read (`SETTINGS` by default)."""
+    del config
+    return self.SETTINGS
 
   def has_teacher(self, config) -> bool:
     """Whether runs of `config` keep an EMA teacher (SNTG: as its base does)."""
@@ -167,6 +176,7 @@ class ConsistencyMethod(Method):
   """CE + w1 * ||f(x) - z||^2 on softmax outputs (Eq. 1 / Eq. 3), z from `targets`, a pass on
   the second view ('augment2': the same images under other noise)."""
   has_targets = True
+  SETTINGS = ('consistency_weight', 'consistency_rampup_epochs')  # w1(t) of Eq. 1 / 3.
 
   def view_keys(self, config):
     del config

@@ -39,7 +39,7 @@ from alc_jax.methods import base
 class FixMatch(base.Method):
   name = 'fixmatch'
   label = 'FixMatch'
-  config_block = 'fixmatch'
+  SETTINGS = ('fixmatch.threshold', 'fixmatch.weight', 'fixmatch.ema_decay', 'fixmatch.num_ops')
   has_targets = True  # The weak view's prediction, whose class is the pseudo-label.
   ema_model = 'ema'  # An EMA for evaluation only: the loss has no teacher.
 

@@ -13,6 +13,7 @@ class MeanTeacher(base.ConsistencyMethod):
   name = 'mean_teacher'
   label = 'MeanTeacher'
   uses_teacher = True
+  SETTINGS = base.ConsistencyMethod.SETTINGS + ('ema_decay',)  # alpha of Eq. 2.
 
   def reported_model(self, config):
     del config

@@ -15,6 +15,13 @@ WEIGHT_SCHEDULES = ('recipe', 'lee2013')  # config.pseudo_label_schedule.
 class PseudoLabel(base.Method):
   name = 'pseudo_label'
   label = 'Pseudo-Label'
+  SETTINGS = ('pseudo_label_threshold', 'pseudo_label_schedule', 'consistency_weight',
+              'consistency_rampup_epochs')
+
+  def settings(self, config):
+    if config.pseudo_label_schedule == 'lee2013':  # Lee's alpha(t) instead of w1(t).
+      return self.SETTINGS[:2]
+    return self.SETTINGS
 
   def loss(self, step, student, targets, weights=base.SampleWeights()):
     sup = base.supervised_cross_entropy(step, student, weights)

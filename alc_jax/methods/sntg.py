@@ -13,8 +13,13 @@ BASES = {'pi_model': pi_model.PiModel(), 'mean_teacher': mean_teacher.MeanTeache
 class SNTG(base.Method):
   name = 'sntg'
   label = 'SNTG'
-  config_block = 'sntg'
   has_targets = True  # Its base's (Π or Mean Teacher).
+  OWN_SETTINGS = ('sntg.base', 'sntg.weight', 'sntg.margin', 'sntg.distance')
+  SETTINGS = OWN_SETTINGS + tuple(dict.fromkeys(
+      field for base_method in BASES.values() for field in base_method.SETTINGS))
+
+  def settings(self, config):
+    return self.OWN_SETTINGS + self._base(config).settings(config)
 
   def _base(self, config):
     return BASES[config.sntg.base]

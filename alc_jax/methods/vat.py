@@ -39,15 +39,23 @@ def vat_loss(forward, x, logits, rng, xi, epsilon, power_iteration='finite_diffe
 class VAT(base.Method):
   name = 'vat'
   label = 'VAT'
-  config_block = 'vat'
+  # The LDS weight is ramped up like w1 (config.consistency_rampup_epochs).
+  SETTINGS = ('vat.weight', 'vat.epsilon', 'vat.xi', 'vat.power_iteration',
+              'consistency_rampup_epochs')
+
+  def settings(self, config):
+    if config.vat.power_iteration == 'exact':  # No finite difference: xi is not read.
+      return tuple(field for field in self.SETTINGS if field != 'vat.xi')
+    return self.SETTINGS
 
   def loss(self, step, student, targets, weights=base.SampleWeights()):
     sup = base.supervised_cross_entropy(step, student, weights)
     # The perturbed passes use the student's first view, dropout key and batch statistics.
     forward = lambda inputs: step.forward(step.params, step.state.batch_stats, inputs,
                                           step.keys['dropout'])[0][0]
+    vat_config = step.config.vat
+    xi = vat_config.xi if vat_config.power_iteration == 'finite_difference' else None  # Unused.
     vat = vat_loss(forward, student.inputs, jax.lax.stop_gradient(student.logits),
-                   step.keys['vat'], step.config.vat.xi, step.config.vat.epsilon,
-                   step.config.vat.power_iteration)
-    weight = step.config.vat.weight * step.ramp
+                   step.keys['vat'], xi, vat_config.epsilon, vat_config.power_iteration)
+    weight = vat_config.weight * step.ramp
     return sup + weight * vat, {'losses/supervised': sup, 'losses/vat': vat, 'weights/vat': weight}

@@ -7,6 +7,7 @@ from alc_jax.methods import vat
 class VATEntMin(vat.VAT):
   name = 'vat_entmin'
   label = 'VAT + EntMin'
+  SETTINGS = vat.VAT.SETTINGS + ('vat.entmin_weight',)
 
   def loss(self, step, student, targets, weights=vat.base.SampleWeights()):
     total, metrics = super().loss(step, student, targets, weights)
