@@ -460,11 +460,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_in_workdir(config, devices, workdir, interruption):
   """train_and_evaluate once the workdir is held and the signal handlers are in place."""
-  config_lib.check_workdir(config, workdir)
-  exp = create_experiment(config, devices)  # May refuse the data or the config: no file yet.
   checkpoints = os.path.join(workdir, checkpointing.FOLDER)
-  if checkpointing.has_checkpoint(checkpoints):  # To resume, the run must find its data again
-    inference.check_same_data(workdir, exp)  # (a user's folder may have changed since).
+  # A run with nothing to resume starts over under any config (e.g. a smaller batch after the
+  # first step ran out of memory), and its logs are cut back to step 0; one to resume must be
+  # the run it was: the same config, and the same data (a user's folder may have changed since).
+  resuming = checkpointing.has_checkpoint(checkpoints)
+  if resuming:
+    config_lib.check_workdir(config, workdir)
+  exp = create_experiment(config, devices)  # May refuse the data or the config: no file yet.
+  if resuming:
+    inference.check_same_data(workdir, exp)
   if jax.process_index() == 0:  # Written once the set-up passed, so that a rerun fixing what it
     # refused is not refused in turn as "a different config"; before the first checkpoint, so
     # that any checkpoint is usable by predict.py.

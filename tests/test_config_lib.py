@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from alc_jax import config_lib
+from alc_jax import checkpointing, config_lib, train
 from tests.conftest import tiny_config
 
 
@@ -94,6 +94,28 @@ def test_workdir_of_a_different_config_is_refused(tiny_npz, tmp_path):
   with pytest.raises(config_lib.ConfigError, match='learning_rate'):
     config_lib.check_workdir(tiny_config(tiny_npz, seed=1, learning_rate=0.5), str(tmp_path))
   config_lib.check_workdir(tiny_config(tiny_npz), str(tmp_path / 'fresh'))  # No config.json yet.
+
+
+def test_only_a_run_with_a_checkpoint_to_resume_refuses_another_config(tiny_npz, tmp_path,
+                                                                      monkeypatch):
+  """config.json of a run that stopped before its first checkpoint (e.g. out of memory in its
+  first step) does not hold a rerun with a fixed config: nothing would resume. With a checkpoint
+  the rerun is refused before the experiment is built."""
+
+  class Built(Exception):
+    pass
+
+  def create_experiment(config, devices):
+    raise Built
+
+  monkeypatch.setattr(train, 'create_experiment', create_experiment)
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump(tiny_config(tiny_npz, batch_size=32).to_dict(), f)
+  with pytest.raises(Built):
+    train.train_and_evaluate(tiny_config(tiny_npz), str(tmp_path))
+  (tmp_path / checkpointing.FOLDER / '10').mkdir(parents=True)
+  with pytest.raises(config_lib.ConfigError, match='batch_size: 32 -> 16'):
+    train.train_and_evaluate(tiny_config(tiny_npz), str(tmp_path))
 
 
 def test_a_run_from_before_a_field_was_added_resumes(tiny_npz, tmp_path):
