@@ -52,7 +52,7 @@ def evaluate(workdir, data, out, weights='reported', run=0, batch_size=256):
   names = model.labels
   record = {'workdir': workdir, 'data': data, 'weights': model.weights, 'run': model.run,
             'step': model.step, 'class_names': list(names), **_with_classes(metrics, names)}
-  os.makedirs(out, exist_ok=True)
+  workdir_io.make_dirs(out)
   workdir_io.write_json(os.path.join(out, 'metrics.json'), record)
   plot_confusion(metrics['confusion_matrix'], names, os.path.join(out, 'confusion_matrix.png'))
   print(f'{metrics["num_images"]} images: accuracy {100 * metrics["accuracy"]:.2f}%, balanced '

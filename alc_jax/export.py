@@ -67,7 +67,7 @@ normalisation of its training images is part of it. `model.json` has the class n
 class id) and the image shape. It is the {weights} of run {run} at step {step} of the run in
 `{workdir}`.
 
-Load and run it with jax and numpy alone (a jax at least as new as {jax_version}; see
+{copy_note}Load and run it with jax and numpy alone (a jax at least as new as {jax_version}; see
 jax.export's compatibility guarantees):
 
 ```python
@@ -100,19 +100,28 @@ def export(workdir, out, weights='reported', run=0, platforms=('cpu', 'cuda')):
           'num_classes': model.num_classes, 'weights': model.weights, 'run': model.run,
           'step': model.step, 'workdir': workdir, 'platforms': list(exported.platforms),
           'jax_version': jax.__version__}
-  os.makedirs(out, exist_ok=True)
+  workdir_io.make_dirs(out)
   workdir_io.write_bytes(os.path.join(out, 'model.jaxexport'), bytes(exported.serialize()))
   workdir_io.write_json(os.path.join(out, 'model.json'), info)
   height, width, channels = model.image_shape
   readme = README.format(jax_version=jax.__version__, platforms=', '.join(exported.platforms),
                          height=height, width=width, channels=channels,
                          num_classes=model.num_classes, weights=model.weights, run=model.run,
-                         step=model.step, workdir=workdir,
-                         snippet=SNIPPET.format(directory=os.path.abspath(out)))
+                         step=model.step, workdir=workdir, **_where_to_load(out))
   workdir_io.write_bytes(os.path.join(out, 'README.md'), readme.encode('utf-8'))
   print(f'Exported the {model.weights} of run {model.run} at step {model.step} for '
         f'{", ".join(exported.platforms)}: {out}', flush=True)
   return exported
+
+
+def _where_to_load(out):
+  """The README's snippet reads local files: the folder's absolute path, or for a bucket
+  (gs://...), the folder's name and how to copy it there."""
+  if not workdir_io.is_remote(out):
+    return {'snippet': SNIPPET.format(directory=os.path.abspath(out)), 'copy_note': ''}
+  name = out.rstrip('/').rsplit('/', 1)[-1]
+  return {'snippet': SNIPPET.format(directory=name),
+          'copy_note': f'Copy the folder from its bucket first: `gsutil cp -r {out} .`\n\n'}
 
 
 def export_forward(model, platforms=('cpu', 'cuda')):

@@ -67,7 +67,7 @@ def write_csv(path, names, probabilities, labels):
   """The CSV of the module docstring, composed in memory and then written whole
   (workdir_io.write_bytes): a failure part-way leaves an earlier CSV at `path` as it was."""
   if not workdir_io.is_remote(path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    workdir_io.make_dirs(os.path.dirname(os.path.abspath(path)))
   text = io.StringIO(newline='')
   writer = csv.writer(text)
   writer.writerow(['path', 'class', 'confidence'] + [f'p_{label}' for label in labels])

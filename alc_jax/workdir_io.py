@@ -29,6 +29,13 @@ def is_remote(path):
   return '://' in str(path)
 
 
+def make_dirs(path):
+  """Creates the local folder `path` and its parents; nothing for an object store, which has no
+  folders (each file is written under its full name)."""
+  if not is_remote(path):
+    os.makedirs(path, exist_ok=True)
+
+
 def write_bytes(path, data: bytes):
   """Writes a whole file; a crash never leaves it half-written (local: `write_atomically`; an
   object store's upload is atomic by itself)."""

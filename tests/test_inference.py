@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alc_jax import evaluate, export, inference, predict, train
+from alc_jax import evaluate, export, inference, predict, train, workdir_io
 from tests.conftest import ROOT, make_tiny_images, tiny_config
 
 CLASSES = ('circle', 'square', 'star')  # Folder names; sorted, so label k is CLASSES[k].
@@ -239,6 +239,24 @@ def test_export_equals_predict_and_loads_without_alc_jax(run, folder_data, tmp_p
                              atol=1e-6)
   # The module docstring shows the same snippet.
   assert textwrap.indent(export.SNIPPET.format(directory='my_export'), '  ') in export.__doc__
+
+
+def test_evaluate_and_export_write_to_a_bucket(run, folder_data, tmp_path, monkeypatch):
+  """--out=gs://...: the files go to the bucket by their full names (no local 'gs:' folder), and
+  the README's snippet loads a local copy of the folder, saying how to make it."""
+  workdir, _ = run
+  written = {}
+  monkeypatch.setattr(workdir_io, 'write_bytes', lambda path, data: written.update({path: data}))
+  monkeypatch.chdir(tmp_path)
+  evaluate.evaluate(workdir, str(folder_data / 'test'), 'gs://bucket/eval')
+  export.export(workdir, 'gs://bucket/exported', platforms=('cpu',))
+  assert sorted(written) == [f'gs://bucket/{name}' for name in (
+      'eval/confusion_matrix.png', 'eval/metrics.json', 'exported/README.md',
+      'exported/model.jaxexport', 'exported/model.json')]
+  assert not os.listdir(tmp_path)
+  readme = written['gs://bucket/exported/README.md'].decode()
+  assert 'Copy the folder from its bucket first: `gsutil cp -r gs://bucket/exported .`' in readme
+  assert export.SNIPPET.format(directory='exported') in readme
 
 
 def test_errors_are_one_line(run, folder_data, tmp_path):
