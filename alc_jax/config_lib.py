@@ -253,7 +253,7 @@ def ignored_overrides(config, overrides):
   ALC. [] for a config.method that validate() will refuse."""
   if config.method not in methods.NAMES:
     return []
-  read = set(methods.create(config).settings(config))
+  read = set(methods.fields_read(methods.create(config), config))
   universe = set(methods.all_settings(config))
   return [path for path in dict.fromkeys(overrides) if path in universe and path not in read]
 
@@ -266,7 +266,7 @@ def ignored_override_error(config, overrides):
   if not ignored:
     return None
   method = methods.create(config)
-  read = method.settings(config)
+  read = methods.fields_read(method, config)
   hints = []
   for path in ignored:
     same_name = [field for field in read if field.rsplit('.', 1)[-1] == path.rsplit('.', 1)[-1]]

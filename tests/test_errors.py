@@ -308,11 +308,15 @@ def test_a_config_override_naming_no_field_is_one_line(args, message):
      '--config.fixmatch.ema_decay? Or leave it out.'),
     ('mean_teacher', {'vat.epsilon': 2.0, 'alc.weight': 3.0},
      '--config.vat.epsilon, --config.alc.weight would be ignored: MeanTeacher does not read them '
-     '(its own settings: consistency_weight, consistency_rampup_epochs, ema_decay). ALC is off: '
-     '--config.alc.enabled=True turns it on. Or leave them out.'),
+     '(its own settings: consistency_weight, consistency_rampup_epochs, ema_decay, '
+     'augment.noise_std). ALC is off: --config.alc.enabled=True turns it on. Or leave them out.'),
     ('vat', {'vat.xi': 1e-5},  # The exact power iteration has no finite difference.
      '--config.vat.xi would be ignored: VAT does not read it (its own settings: vat.weight, '
-     'vat.epsilon, vat.power_iteration, consistency_rampup_epochs). Leave it out.'),
+     'vat.epsilon, vat.power_iteration, consistency_rampup_epochs, augment.noise_std). Leave it '
+     'out.'),
+    ('fixmatch', {'augment.noise_std': 0.3},  # Its weak and strong views have no noise.
+     '--config.augment.noise_std would be ignored: FixMatch does not read it (its own settings: '
+     'fixmatch.threshold, fixmatch.weight, fixmatch.ema_decay, fixmatch.num_ops). Leave it out.'),
     ('vat', {'vat.power_iteration': 'finite_difference', 'vat.xi': 1e-5}, None),
     ('mean_teacher_alc', {'ema_decay': 0.9, 'alc.weight': 3.0}, None),
     ('supervised', {'consistency_rampup_epochs': 1.0}, None),  # A study's shared ramp-up.

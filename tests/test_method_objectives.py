@@ -354,13 +354,14 @@ def _fields_read(method_name, overrides):
 
 @pytest.mark.parametrize('method_name,overrides', _SETTINGS_CASES)
 def test_a_method_s_settings_are_the_method_specific_fields_it_reads(method_name, overrides):
-  """Method.settings (whose fields alc_jax.main refuses to override for the other methods) is
-  what the method reads that not every method reads, plus the ramp-up where its loss is ramped:
+  """methods.fields_read (Method.settings and the views' noise; alc_jax.main refuses overrides
+  of the others) is what the method reads that not every method reads, plus the ramp-up where its
+  loss is ramped:
   a field read but not declared would be refused as ignored; one declared but not read would let
   an ignored override through."""
   read, ramped = _fields_read(method_name, overrides)
   read_by_all = frozenset.intersection(*(_fields_read(*case)[0] for case in _SETTINGS_CASES))
   config = _config(method_name, **dict(overrides))
-  declared = set(methods.get(method_name).settings(config))
+  declared = set(methods.fields_read(methods.get(method_name), config))
   assert declared == (read - read_by_all) | ({'consistency_rampup_epochs'} if ramped else set())
   assert declared <= set(methods.all_settings(config))

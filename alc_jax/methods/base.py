@@ -166,6 +166,17 @@ class Method:
     return sup, {'losses/supervised': sup}
 
 
+# The input noise of the views loss_fn draws (Mean Teacher's eta): read by the methods it draws
+# views for, not by FixMatch, whose weak and strong views have none.
+VIEW_SETTINGS = ('augment.noise_std',)
+
+
+def fields_read(method, config):
+  """The method-specific config fields runs of `config` read: the method's `settings`, and the
+  views' noise where `loss_fn` draws views for it."""
+  return method.settings(config) + (VIEW_SETTINGS if method.view_keys(config) else ())
+
+
 def supervised_cross_entropy(step, student, weights):
   """The cross-entropy of the labeled rows (weighted by 1 - r_c under Eq. 14 / 15)."""
   return losses.cross_entropy(student.logits, step.labels, weights.supervised, step.labeled,
@@ -212,11 +223,14 @@ def loss_fn(params, state, batch, rng, *, method: Method, model, config, normali
   """
   if 'diagnostic_label' in batch:
     raise ValueError('the loss must not see diagnostic_label (true labels of unlabeled rows).')
-  keys, x, aug = step_keys(rng), normalization(batch['image']), config.augment
+  keys, x = step_keys(rng), normalization(batch['image'])
   view_keys = method.view_keys(config)
-  # One draw for all views: the same values as one augment() each, faster (augment_views).
-  views = augment.augment_views([keys[k] for k in view_keys], x, aug.translate, aug.flip,
-                                aug.noise_std)
+  views = []
+  if view_keys:  # (FixMatch draws its own views: the noise setting is not read; fields_read.)
+    aug = config.augment
+    # One draw for all views: the same values as one augment() each, faster (augment_views).
+    views = augment.augment_views([keys[k] for k in view_keys], x, aug.translate, aug.flip,
+                                  aug.noise_std)
   step = Step(params=params, state=state, images=batch['image'], normalization=normalization,
               x=x, labels=batch['label'], labeled=batch['labeled'], keys=keys, model=model,
               config=config, ramp=losses.sigmoid_rampup(state.step, rampup_steps),
