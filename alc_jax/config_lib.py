@@ -173,6 +173,16 @@ def _validate_dataset(dc):
         f'config.dataset.num_labels={dc.num_labels} is not labels per class times '
         f'{num_classes} classes: a balanced split needs a multiple of {num_classes} '
         f'(e.g. {num_classes * max(1, dc.num_labels // num_classes)}).')
+  ignored = [f'config.dataset.{field}={value!r}' for field, value, readers in (
+      ('image_size', dc.image_size, datasets.IMAGE_FILE_NAMES + imagenet.STREAMED_NAMES),
+      ('skip_unreadable', dc.skip_unreadable, datasets.IMAGE_FILE_NAMES),
+      ('zca', dc.zca, datasets.IN_MEMORY_NAMES)) if value and dc.name not in readers]
+  if ignored:
+    raise ConfigError(
+        f'{", ".join(ignored)} would be ignored: {dc.name} does not read '
+        f'{"them" if ignored[1:] else "it"} (image_size and skip_unreadable are for image '
+        "folders' files, image_size for ImageNet's crops too; zca for data held in memory). "
+        'Leave it at its default.')
   if dc.image_size < 0 or (dc.name in imagenet.STREAMED_NAMES and dc.image_size == 0):
     raise ConfigError(
         f'config.dataset.image_size={dc.image_size} must be positive for {dc.name} crops '

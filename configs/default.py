@@ -163,7 +163,7 @@ def get_config(row=None):
   # Side of the square images: ImageNet's crops (configs/imagenet_1pct.py: 224), and what a
   # labeled/ + unlabeled/ image folder is resized to (bicubic). 0 = a folder's most common image
   # size in labeled/ (stated on stdout). Arrays (.npz, TFDS, train/ + test/ folders) keep their
-  # own size.
+  # own size (a size set for them is refused, as are skip_unreadable there and ZCA for ImageNet).
   config.dataset.image_size = 0
   # An image file of a labeled/ folder that cannot be read: False stops with an error naming it;
   # True skips it (a warning gives the count).

@@ -47,6 +47,13 @@ BAD_CONFIGS = [
     ({'method': 'vat', 'alc.enabled': True, 'alc.imbalance': 'soft'}, 1,
      ["config.alc.imbalance='soft'", 'VAT does not have', "same run as 'hard'",
       '--config.alc.imbalance=hard']),
+    ({'dataset.name': 'fashion_mnist', 'dataset.num_labels': 250, 'dataset.image_size': 32}, 1,
+     ['config.dataset.image_size=32 would be ignored: fashion_mnist does not read it',
+      'Leave it at its default']),
+    ({'dataset.skip_unreadable': True, 'dataset.zca': True}, 1,  # npz: ZCA is read.
+     ['config.dataset.skip_unreadable=True would be ignored: npz']),
+    ({'dataset.name': 'imagenet_1pct', 'dataset.image_size': 224, 'dataset.zca': True}, 1,
+     ['config.dataset.zca=True would be ignored: imagenet_1pct']),
 ]
 
 

@@ -26,7 +26,7 @@ def _no_tfds_download(monkeypatch):
 
 
 def _config(**kwargs):
-  config = {'name': 'npz', 'path': '', 'data_dir': '', 'zca': False, 'image_size': 224}
+  config = {'name': 'npz', 'path': '', 'data_dir': '', 'zca': False, 'image_size': 0}
   config.update(kwargs)
   return config
 
@@ -469,6 +469,16 @@ def test_folder_round_trip(tmp_path, mode):
   np.testing.assert_array_equal(ds.y_train, written['train'][1])
   np.testing.assert_array_equal(ds.x_test, written['test'][0])
   np.testing.assert_array_equal(ds.y_test, written['test'][1])
+
+
+@pytest.mark.parametrize('field,value', [('image_size', 32), ('skip_unreadable', True)])
+def test_a_train_test_folder_refuses_settings_it_would_ignore(tmp_path, field, value):
+  """Only a labeled/ + unlabeled/ folder is resized and may skip files: in the train/ + test/
+  layout these settings would change nothing."""
+  _write_folder(tmp_path)
+  with pytest.raises(DataError, match=rf'config.dataset.{field}={value} would be ignored: the '
+                                      r'train/ \+ test/ folder'):
+    datasets.load_dataset(_config(name='folder', path=str(tmp_path), **{field: value}))
 
 
 def test_folder_images_are_read_as_shown_as_predict_reads_them(tmp_path):

@@ -40,6 +40,9 @@ from alc_jax.data.user_files import load_folder
 IN_MEMORY_NAMES = ('fashion_mnist', 'cifar10', 'svhn_cropped', 'npz', 'folder')
 # Those read from the user's files at config.dataset.path (an .npz file, a folder of images).
 PATH_NAMES = ('npz', 'folder')
+# Those decoded from image files, which config.dataset.image_size resizes and skip_unreadable may
+# skip (in the labeled/ + unlabeled/ layout; user_files refuses both for train/ + test/).
+IMAGE_FILE_NAMES = ('folder',)
 
 
 @dataclasses.dataclass(kw_only=True)

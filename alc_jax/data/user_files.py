@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from alc_jax.data.base import DataError, DataFileNotFoundError, ImageArrays
+from alc_jax.data.base import DataError, DataFileNotFoundError, ImageArrays, config_value
 from alc_jax.data.labeled_folder import LABELED, load_labeled_folder
 
 # What the train/test layout reads (the labeled/ layout reads image_files.IMAGE_EXTENSIONS).
@@ -37,6 +37,13 @@ def load_folder(path: str, dataset_config: Any) -> ImageArrays:
                       f'{LABELED}/ + unlabeled/ (semi-supervised) or train/ + test/ (fully '
                       'labeled), not both.')
     return load_labeled_folder(path, dataset_config)
+  ignored = [f'config.dataset.{field}={config_value(dataset_config, field, None)!r}'
+             for field in ('image_size', 'skip_unreadable')
+             if config_value(dataset_config, field, None)]
+  if ignored:
+    raise DataError(f'{", ".join(ignored)} would be ignored: the train/ + test/ folder {path} is '
+                    'read as it is (images of one size, every file readable; only a labeled/ + '
+                    'unlabeled/ folder is resized and may skip files). Leave it at its default.')
   x_train, y_train, x_test, y_test, class_names = load_train_test_folder(path)
   return ImageArrays(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                      num_classes=len(class_names), class_names=class_names)
