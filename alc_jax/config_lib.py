@@ -152,6 +152,11 @@ def validate(config, num_devices=1):
     raise ConfigError('set config.num_epochs > 0 or config.num_train_steps > 0.')
   if config.dataset.name in imagenet.STREAMED_NAMES and config.num_runs != 1:
     raise ConfigError(f'{config.dataset.name} streams from TFDS: set config.num_runs=1.')
+  if config.dataset.name in imagenet.STREAMED_NAMES and not config.augment.flip:
+    raise ConfigError(
+        f'config.augment.flip=False would not stop the flips: {config.dataset.name}\'s input '
+        'pipeline flips every training image (with its random-resized crop). Set '
+        '--config.augment.flip=True (the on-device flip that makes the two views differ).')
 
 
 def _validate_dataset(dc):
@@ -160,7 +165,7 @@ def _validate_dataset(dc):
     raise ConfigError(f'config.dataset.num_labels={dc.num_labels} must be positive, or '
                       f'{splits.ALL_LABELS} for every label the data set gives.')
   # Known class counts only (not for npz/folder data); ImageNet's fixed 1% subset decides its
-  # labels, so num_labels is informational there.
+  # labels (num_labels must be its size: below).
   num_classes = tfds_data.NUM_CLASSES.get(dc.name)
   if num_classes and dc.num_labels == splits.ALL_LABELS:
     raise ConfigError(
@@ -176,13 +181,27 @@ def _validate_dataset(dc):
   ignored = [f'config.dataset.{field}={value!r}' for field, value, readers in (
       ('image_size', dc.image_size, datasets.IMAGE_FILE_NAMES + imagenet.STREAMED_NAMES),
       ('skip_unreadable', dc.skip_unreadable, datasets.IMAGE_FILE_NAMES),
-      ('zca', dc.zca, datasets.IN_MEMORY_NAMES)) if value and dc.name not in readers]
+      ('zca', dc.zca, datasets.IN_MEMORY_NAMES),
+      ('path', dc.path, datasets.PATH_NAMES + ('fashion_mnist',)))
+             if value and dc.name not in readers]
   if ignored:
     raise ConfigError(
         f'{", ".join(ignored)} would be ignored: {dc.name} does not read '
         f'{"them" if ignored[1:] else "it"} (image_size and skip_unreadable are for image '
-        "folders' files, image_size for ImageNet's crops too; zca for data held in memory). "
-        'Leave it at its default.')
+        "folders' files, image_size for ImageNet's crops too; zca for data held in memory; path "
+        "for the user's files and Fashion-MNIST's IDX files, TFDS data sets read data_dir). "
+        f'Leave {"them" if ignored[1:] else "it"} at the default.')
+  if dc.name in imagenet.STREAMED_NAMES:  # TFDS' fixed 1 % subset is the labeled set.
+    fixed = [f'config.dataset.{field}={value!r}' for field, value, default in (
+        ('num_labels', dc.num_labels, imagenet.NUM_LABELED),
+        ('validation_size', dc.validation_size, 0), ('imbalance_ratio', dc.imbalance_ratio, 1.0),
+        ('split_seed', dc.split_seed, -1)) if value != default]
+    if fixed:
+      raise ConfigError(
+          f'{", ".join(fixed)} would be ignored: {dc.name} trains on TFDS\' fixed 1 % subset '
+          f'({imagenet.NUM_LABELED} labeled images, ~13 per class) and tests on the validation '
+          f'split; no split is drawn. Leave {"them" if fixed[1:] else "it"} at the ImageNet '
+          'config\'s values.')
   if dc.image_size < 0 or (dc.name in imagenet.STREAMED_NAMES and dc.image_size == 0):
     raise ConfigError(
         f'config.dataset.image_size={dc.image_size} must be positive for {dc.name} crops '
@@ -260,8 +279,8 @@ def unknown_field_error(config, overrides):
 def ignored_overrides(config, overrides):
   """The method-specific fields among `overrides` (dotted paths, as in --config.PATH=...) that
   runs of `config` do not read: another method's settings (`Method.SETTINGS`), ALC's without
-  ALC. [] for a config.method that validate() will refuse."""
-  if config.method not in methods.NAMES:
+  ALC. [] for a config.method or sntg.base that validate() will refuse."""
+  if config.method not in methods.NAMES or config.sntg.base not in sntg.BASES:
     return []
   read = set(methods.fields_read(methods.create(config), config))
   universe = set(methods.all_settings(config))
@@ -271,7 +290,13 @@ def ignored_overrides(config, overrides):
 def ignored_override_error(config, overrides):
   """The ConfigError for overrides of settings that `config`'s method would ignore (e.g.
   --config.ema_decay for FixMatch, whose EMA is config.fixmatch.ema_decay), or None. Overrides of
-  SHARED_SCHEDULE fields are let through (see there)."""
+  SHARED_SCHEDULE fields are let through (see there). Also --config.num_epochs where
+  num_train_steps sets the run's length."""
+  if 'num_epochs' in overrides and config.num_train_steps > 0:
+    return ConfigError(
+        f'--config.num_epochs would be ignored: config.num_train_steps={config.num_train_steps} '
+        'sets the run\'s length (it takes precedence). Set --config.num_train_steps=0 too to '
+        'train by epochs.')
   ignored = [path for path in ignored_overrides(config, overrides) if path not in SHARED_SCHEDULE]
   if not ignored:
     return None
@@ -280,10 +305,10 @@ def ignored_override_error(config, overrides):
   hints = []
   for path in ignored:
     same_name = [field for field in read if field.rsplit('.', 1)[-1] == path.rsplit('.', 1)[-1]]
-    if same_name:
-      hints.append(f'Did you mean --config.{same_name[0]}?')
-    elif path.startswith('alc.') and not config.alc.enabled:
+    if path.startswith('alc.') and not config.alc.enabled:
       hints.append('ALC is off: --config.alc.enabled=True turns it on.')
+    elif same_name:
+      hints.append(f'Did you mean --config.{same_name[0]}?')
   names, them = ', '.join(f'--config.{path}' for path in ignored), 'them' if ignored[1:] else 'it'
   fix = ' '.join(list(dict.fromkeys(hints)) + [f'{"Or leave" if hints else "Leave"} {them} out.'])
   return ConfigError(f'{names} would be ignored: {method.label} does not read {them} (its own '

@@ -93,8 +93,8 @@ def parse_flags(argv):
     if error:
       sys.exit(f'Config error: {error}')
     for path in config_lib.ignored_overrides(FLAGS.config, overrides):  # SHARED_SCHEDULE's.
-      print(f'Note: --config.{path} is not read by {methods.create(FLAGS.config).label} (it has '
-            'no ramped-up weight); the run goes on without it.', file=sys.stderr)
+      print(f'Note: --config.{path} is not read by {methods.create(FLAGS.config).label} (its '
+            'weights do not use this ramp-up); the run goes on without it.', file=sys.stderr)
   return rest
 
 

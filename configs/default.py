@@ -140,7 +140,8 @@ def get_config(row=None):
   config.dataset.name = 'fashion_mnist'
   # For 'npz' (a .npz file) and 'folder': a folder with labeled/<class>/, unlabeled/ and optional
   # validation/<class>/, test/<class>/ (semi-supervised), or with train/<class>/ and test/<class>/
-  # (fully labeled). Layouts and checks: alc_jax/data/labeled_folder.py, npz_files.py.
+  # (fully labeled). Layouts and checks: alc_jax/data/labeled_folder.py, npz_files.py. For
+  # fashion_mnist: a folder of its IDX files. Refused for the TFDS data sets (they read data_dir).
   config.dataset.path = ''
   config.dataset.data_dir = ''  # TFDS data dir; '' = TFDS' default (~/tensorflow_datasets).
   # Labeled examples in total. -1: every label the data set gives (a labeled/ folder, x_labeled);
@@ -171,7 +172,8 @@ def get_config(row=None):
   # Where a labeled/ folder's decoded images are cached when beside the data (ROOT/.alc_jax_cache)
   # cannot be written; '' = $XDG_CACHE_HOME/alc_jax (~/.cache/alc_jax). Changes no result.
   config.dataset.cache_dir = ''
-  config.dataset.eval_examples = -1  # Evaluate on the first N test examples; -1 = all of them.
+  # Evaluate on the first N test examples (ImageNet: N / hosts of each host's shard); -1 = all.
+  config.dataset.eval_examples = -1
   config.eval_top5 = False  # Also report top-5 accuracy (Table 4, ImageNet's 1000 classes).
 
   # --- Batches and augmentation (Sec. 5; the Temporal Ensembling / Mean Teacher recipe) -------------

@@ -17,11 +17,10 @@ from configs import common
 
 ROWS = ('supervised', 'pseudo_label', 'pi_model', 'mean_teacher', 'pi_model_alc',
         'mean_teacher_alc')
-NUM_LABELS = 12811  # len(imagenet2012_subset/1pct train) ~ 1% of 1,281,167.
 
 
 def get_config(row='mean_teacher_alc'):
-  config = common.experiment('imagenet', NUM_LABELS, row)
+  config = common.experiment('imagenet', imagenet.NUM_LABELED, row)
   config.num_runs = 1
   config.dataset.image_size = 224  # The crops (configs/default.py's 0 is for image folders).
   # Encoded images in each train stream's shuffle buffer (~110 kB each: ~1 GB per stream).

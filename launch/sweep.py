@@ -85,10 +85,8 @@ def load_config_module(path):
   return module
 
 
-def row_args(path, rows, ratios, fields=()):
-  """[(config argument, run name)] of one config file; checks that each argument loads and that
-  its method reads the method-specific `fields` (--override / --grid keys) it is given."""
-  from alc_jax import config_lib  # pylint: disable=g-import-not-at-top
+def row_args(path, rows, ratios):
+  """[(config argument, run name, its config)] of one config file; checks that each loads."""
   from configs import common  # pylint: disable=g-import-not-at-top
   module = load_config_module(path)
   rows = rows or list(getattr(module, 'ROWS', ()))
@@ -101,15 +99,37 @@ def row_args(path, rows, ratios, fields=()):
       out.append((row, row))
     else:
       out += [(f'{row},{r}', common.run_name(row, r)) for r in (ratios or module_ratios)]
-  for arg, _ in out:
+  configs = []
+  for arg, name in out:
     try:
-      config = module.get_config(arg)
+      configs.append((arg, name, module.get_config(arg)))
     except ValueError as e:
       raise SystemExit(f'{path}:{arg}: {e}') from None
-    error = config_lib.ignored_override_error(config, fields)
-    if error:  # alc_jax.main would refuse the job: refuse the sweep before anything runs.
-      raise SystemExit(f'{path}:{arg}: {error}')
-  return out
+  return configs
+
+
+def check_job(where, config, flags):
+  """Refuses the sweep, before anything runs, where alc_jax.main would refuse a job because
+  its --config.KEY=VALUE `flags` set a field that the run (with them applied) would ignore."""
+  from alc_jax import config_lib  # pylint: disable=g-import-not-at-top
+  config = config.copy_and_resolve_references()
+  fields = []
+  for flag in flags:
+    key, text = flag[len('--config.'):].split('=', 1)
+    fields.append(key)
+    try:
+      node = config
+      *parents, leaf = key.split('.')
+      for part in parents:
+        node = node[part]
+      old = node[leaf]
+      node[leaf] = (text.lower() in ('true', '1') if isinstance(old, bool) else
+                    type(old)(text) if isinstance(old, (int, float)) else text.strip('\'"'))
+    except (KeyError, AttributeError, TypeError, ValueError):
+      return  # A field or value alc_jax.main answers itself, in the job's log.
+  error = config_lib.ignored_override_error(config, fields)
+  if error:
+    raise SystemExit(f'{where}: {error}')
 
 
 def grid_points(grid):
@@ -138,13 +158,13 @@ def make_jobs(args):
   rows = _csv(args.rows)
   ratios = _csv(args.ratios)
   overrides = [f'--config.{_flag(k)}={v}' for k, v in (o.split('=', 1) for o in args.override)]
-  fields = [_flag(flag.split('=', 1)[0]) for flag in args.override + args.grid]
   jobs = []
   for path in args.configs:
     path = os.path.abspath(path)
     stem = os.path.basename(path)[:-len('.py')]
-    for arg, name in row_args(path, rows, ratios, fields):
+    for arg, name, config in row_args(path, rows, ratios):
       for suffix, grid_flags in grid_points(args.grid):
+        check_job(f'{path}:{arg}{suffix}', config, overrides + grid_flags)
         for chunk in seed_chunks(args.seeds, args.num_runs_per_job):
           tag = f'seed{chunk[0]}' if len(chunk) == 1 else f'seed{chunk[0]}-{chunk[-1]}'
           workdir = os.path.join(os.path.abspath(args.root), stem, name + suffix, tag)

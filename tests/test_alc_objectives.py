@@ -128,3 +128,44 @@ def test_diagnostic_labels_never_reach_the_loss(tiny_npz):
   for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
     np.testing.assert_array_equal(a, b)
   assert float(m1['losses/total']) == float(m2['losses/total'])
+
+
+# A value other than the variants' below for each field of config.alc.
+_OTHER_VALUE = {'pooling': 'gmp_avg', 'se_reduction': 2, 'mlp_dim': 4, 'gaussian_temperature': 0.5,
+                'gmp_lambda': 5.0, 'temperature': 0.5, 'temperature_floor': 0.05,
+                'graph_threshold': 0.1, 'graph_weight': 3.0, 'entropy_weight': 0.5}
+
+
+@pytest.mark.parametrize('variant', [
+    {},  # The shipped reading: the attention head, cosine logits, the decoupled graph.
+    common.PAPER_ALC,  # Eq. 13 trains the head; dot-product logits.
+    {'alc.similarity': 'gaussian'},  # No head.
+    {'alc.channel_attention': False, 'alc.pooling': 'max', 'alc.learned_temperature': True,
+     **ATTENTION_GRAPH},
+], ids=['decoupled', 'paper', 'gaussian', 'no_se_learned_tau'])
+def test_alc_settings_it_does_not_declare_change_no_gradient(tiny_npz, variant):
+  """config.alc's fields outside alc.settings (which alc_jax.main refuses to override, as the
+  run would ignore them) all changed at once leave the gradient and statistics of the step as
+  they were: none of them is read by this reading of ALC."""
+  config = tiny_config(tiny_npz, **{'alc.enabled': True, **variant})
+  declared = set(methods.fields_read(methods.create(config), config))
+  unread = [f for f in methods.all_settings(config)
+            if f.startswith('alc.') and f not in declared]
+  assert unread
+  changed = {}
+  for field in unread:
+    key, value = field[len('alc.'):], config.alc[field[len('alc.'):]]
+    changed[field] = (not value if isinstance(value, bool) else
+                      _OTHER_VALUE[key] if _OTHER_VALUE.get(key, value) != value else
+                      {'gmp_avg': 'max', 'cosine': 'dot'}.get(value, 'cosine'))
+  if config.alc.head_training == 'decoupled':
+    del changed['alc.entropy_weight']  # validate() refuses it there by value.
+  exp = train.create_experiment(config)
+  batch = next(exp.train_batches())
+  grads, _ = _grads(exp, batch)
+  other = train.create_experiment(tiny_config(tiny_npz, **{'alc.enabled': True, **variant,
+                                                           **changed}))
+  other_grads, _ = _grads(other, batch)
+  assert jax.tree.structure(grads) == jax.tree.structure(other_grads), changed
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(other_grads)):
+    np.testing.assert_array_equal(a, b, err_msg=str(changed))

@@ -40,7 +40,8 @@ BAD_CONFIGS = [
      ['config.alc.temperature=0.0 must be positive']),
     ({'ema_decay': 1.0}, 1, ['config.ema_decay=1.0', 'in [0, 1)']),
     ({'fixmatch.threshold': 1.2}, 1, ['config.fixmatch.threshold=1.2', 'in [0, 1]']),
-    ({'dataset.name': 'imagenet_1pct', 'dataset.image_size': 224, 'num_runs': 2}, 1,
+    ({'dataset.name': 'imagenet_1pct', 'dataset.path': '', 'dataset.num_labels': 12811,
+      'dataset.image_size': 224, 'num_runs': 2}, 1,
      ['imagenet_1pct streams from TFDS', 'config.num_runs=1']),
     ({'alc.enabled': False, 'alc.imbalance': 'hard'}, 1,
      ["config.alc.imbalance='hard'", 'would be ignored', '--config.alc.enabled=True']),
@@ -49,11 +50,22 @@ BAD_CONFIGS = [
       '--config.alc.imbalance=hard']),
     ({'dataset.name': 'fashion_mnist', 'dataset.num_labels': 250, 'dataset.image_size': 32}, 1,
      ['config.dataset.image_size=32 would be ignored: fashion_mnist does not read it',
-      'Leave it at its default']),
+      'Leave it at the default']),
     ({'dataset.skip_unreadable': True, 'dataset.zca': True}, 1,  # npz: ZCA is read.
      ['config.dataset.skip_unreadable=True would be ignored: npz']),
-    ({'dataset.name': 'imagenet_1pct', 'dataset.image_size': 224, 'dataset.zca': True}, 1,
+    ({'dataset.name': 'imagenet_1pct', 'dataset.path': '', 'dataset.num_labels': 12811,
+      'dataset.image_size': 224, 'dataset.zca': True}, 1,
      ['config.dataset.zca=True would be ignored: imagenet_1pct']),
+    ({'dataset.name': 'imagenet_1pct', 'dataset.path': '', 'dataset.num_labels': 12811,
+      'dataset.image_size': 224, 'augment.flip': False}, 1,
+     ["config.augment.flip=False would not stop the flips: imagenet_1pct's input pipeline"]),
+    ({'dataset.name': 'cifar10', 'dataset.num_labels': 40}, 1,  # tiny_config's .npz path.
+     ["config.dataset.path='", 'would be ignored: cifar10', 'TFDS data sets read data_dir']),
+    ({'dataset.name': 'imagenet_1pct', 'dataset.path': '', 'dataset.image_size': 224,
+      'dataset.validation_size': 100, 'dataset.split_seed': 3}, 1,  # And num_labels=40.
+     ['config.dataset.num_labels=40, config.dataset.validation_size=100, '
+      "config.dataset.split_seed=3 would be ignored: imagenet_1pct trains on TFDS' fixed 1 % "
+      'subset (12811 labeled images']),
 ]
 
 

@@ -199,6 +199,13 @@ def test_imagenet_train_crops_are_flipped_half_the_time():
   assert len(sides) > 10 and 0.2 < np.mean(sides) < 0.8
 
 
+def test_a_fashion_mnist_path_without_its_files_is_refused_not_replaced_by_tfds(tmp_path):
+  """A folder the user named must hold the IDX files: TFDS' copy is only the fallback of no path."""
+  with pytest.raises(DataFileNotFoundError, match=r"config.dataset.path='.*' does not hold the "
+                                                  r'four Fashion-MNIST IDX files'):
+    fashion_mnist.load_fashion_mnist(str(tmp_path), None)
+
+
 def test_imagenet_missing_data_says_how_to_prepare(tmp_path):
   with pytest.raises(DataFileNotFoundError, match='tfds build imagenet2012'):
     imagenet.imagenet_train_iterator(_config(data_dir=str(tmp_path), image_size=8), 4, 2, 0,
@@ -228,6 +235,12 @@ def test_imagenet_eval_pads_to_full_batches():
   np.testing.assert_array_equal(mask, [True] * 10 + [False] * 14)
   assert np.all((labels[:10] >= 0) & (labels[:10] < 1000)) and np.all(labels[10:] == -1)
   assert not batches[2]['image'].any()
+  # config.dataset.eval_examples = 6: 3 of each process's shard, then padding.
+  with tfds.testing.mock_data(num_examples=10):
+    batches = list(imagenet.imagenet_eval_iterator(config, 16, process_index=1, process_count=2,
+                                                   num_examples=6))
+  assert len(batches) == 1
+  np.testing.assert_array_equal(batches[0]['mask'], [True] * 3 + [False] * 5)
 
 
 # --------------------------------------------------------------------------------------------

@@ -320,6 +320,22 @@ def test_a_config_override_naming_no_field_is_one_line(args, message):
     ('vat', {'vat.power_iteration': 'finite_difference', 'vat.xi': 1e-5}, None),
     ('mean_teacher_alc', {'ema_decay': 0.9, 'alc.weight': 3.0}, None),
     ('supervised', {'consistency_rampup_epochs': 1.0}, None),  # A study's shared ramp-up.
+    ('fixmatch', {'alc.weight': 10.0},  # w2, not FixMatch's weight.
+     '--config.alc.weight would be ignored: FixMatch does not read it (its own settings: '
+     'fixmatch.threshold, fixmatch.weight, fixmatch.ema_decay, fixmatch.num_ops). ALC is off: '
+     '--config.alc.enabled=True turns it on. Or leave it out.'),
+    ('mean_teacher_alc', {'alc.stop_gradient_similarity': True},  # Eq. 13 does not train S.
+     '--config.alc.stop_gradient_similarity would be ignored: MeanTeacher + ALC does not read '
+     'it (its own settings: consistency_weight, consistency_rampup_epochs, ema_decay, alc.weight, '
+     'alc.imbalance, alc.similarity, alc.include_self, alc.outputs, alc.pairwise_scale, '
+     'alc.head_training, alc.scope, alc.pooling, alc.channel_attention, alc.mlp_dim, '
+     'alc.attention_logits, alc.se_reduction, alc.temperature, alc.learned_temperature, '
+     'alc.graph_threshold, alc.graph_weight, augment.noise_std). Leave it out.'),
+    ('sntg', {'sntg.base': 'pi', 'ema_decay': 0.9}, None),  # validate() names the bad base.
+    ('supervised', {'num_epochs': 10.0},  # The CPU config sets num_train_steps.
+     "--config.num_epochs would be ignored: config.num_train_steps=1200 sets the run's length (it "
+     'takes precedence). Set --config.num_train_steps=0 too to train by epochs.'),
+    ('supervised', {'num_epochs': 10.0, 'num_train_steps': 0}, None),
 ])
 def test_an_override_the_method_would_ignore_is_refused(row, overrides, message):
   """A method-specific setting of another method (or ALC's without ALC) is refused: it would
@@ -346,8 +362,8 @@ def test_main_refuses_an_ignored_override_and_notes_an_unread_ramp_up(tmp_path):
                                     '--config.consistency_rampup_epochs=1',
                                     '--config.num_train_steps=0', '--config.num_epochs=0'],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert ('Note: --config.consistency_rampup_epochs is not read by Supervised (it has no '
-          'ramped-up weight); the run goes on without it.') in out.stderr, out.stderr
+  assert ('Note: --config.consistency_rampup_epochs is not read by Supervised (its weights do '
+          'not use this ramp-up); the run goes on without it.') in out.stderr, out.stderr
   assert out.stderr.strip().splitlines()[-1] == (
       'Config error: set config.num_epochs > 0 or config.num_train_steps > 0.'), out.stderr
 

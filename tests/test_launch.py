@@ -77,9 +77,29 @@ def test_sweep_refuses_an_override_a_row_s_method_would_ignore(tmp_path):
                  'mean_teacher_alc,supervised', '--seeds', '0', '--root', str(tmp_path), *flag)
     assert out.returncode != 0
     assert out.stderr.strip().splitlines()[-1].startswith(
-        f'{ROOT}/configs/fashion_mnist_250.py:supervised: --config.'), out.stderr
+        f'{ROOT}/configs/fashion_mnist_250.py:supervised'), out.stderr
     assert 'would be ignored: Supervised does not read it' in out.stderr
     assert not os.listdir(tmp_path)
+  # Checked with the sweep's own overrides applied: here they turn on what reads the field.
+  out = _sweep('--configs', 'configs/fashion_mnist_250.py', '--rows', 'mean_teacher,vat',
+               '--seeds', '0', '--root', str(tmp_path), '--dry-run',
+               '--override', 'config.alc.enabled=True', '--override', 'config.alc.weight=10',
+               '--override', 'config.vat.power_iteration=finite_difference',
+               '--override', 'config.vat.xi=1e-5')
+  assert out.returncode != 0
+  assert out.stderr.strip().endswith(  # Mean Teacher does not read VAT's settings.
+      'fashion_mnist_250.py:mean_teacher: --config.vat.power_iteration, --config.vat.xi would be '
+      'ignored: MeanTeacher + ALC does not read them (its own settings: consistency_weight, '
+      'consistency_rampup_epochs, ema_decay, alc.weight, alc.imbalance, alc.similarity, '
+      'alc.include_self, alc.outputs, alc.pairwise_scale, alc.head_training, alc.scope, '
+      'alc.pooling, alc.channel_attention, alc.mlp_dim, alc.attention_logits, alc.se_reduction, '
+      'alc.temperature, alc.learned_temperature, alc.graph_threshold, alc.graph_weight, '
+      'augment.noise_std). Leave them out.'), out.stderr
+  out = _sweep('--configs', 'configs/fashion_mnist_250.py', '--rows', 'vat', '--seeds', '0',
+               '--root', str(tmp_path), '--dry-run', '--override', 'config.alc.enabled=True',
+               '--override', 'config.alc.weight=10', '--grid',
+               'config.vat.power_iteration=finite_difference', '--override', 'config.vat.xi=1e-5')
+  assert out.returncode == 0, out.stderr
 
 
 def test_sweep_rejects_unknown_rows(tmp_path):

@@ -11,8 +11,8 @@ import types
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import ml_collections
+import numpy as np
 import pytest
 
 from alc_jax import ema, methods

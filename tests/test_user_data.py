@@ -423,7 +423,9 @@ def test_config_checks_of_the_dataset_fields(tiny_npz):
   with pytest.raises(config_lib.ConfigError, match='num_labels=0 must be positive, or -1'):
     config_lib.validate(tiny_config(tiny_npz, **{'dataset.num_labels': 0}))
   with pytest.raises(config_lib.ConfigError, match='image_size=0 must be positive for'):
-    config_lib.validate(tiny_config(tiny_npz, **{'dataset.name': 'imagenet_1pct'}))
+    config_lib.validate(tiny_config(tiny_npz, **{'dataset.name': 'imagenet_1pct',
+                                                 'dataset.path': '',
+                                                 'dataset.num_labels': 12811}))
   config_lib.validate(tiny_config(tiny_npz, **{'dataset.name': 'folder',
                                                'dataset.num_labels': -1}))
 

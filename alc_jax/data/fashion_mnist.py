@@ -118,6 +118,12 @@ def load_fashion_mnist(path: str, data_dir: Optional[str]):
   arrays = load_fashion_mnist_idx(directory)
   if arrays is not None:
     return arrays
+  if path:  # A folder the user named: not a reason to train on TFDS' copy instead.
+    stems = ', '.join(s + '[.gz]' for pair in _FASHION_MNIST_FILES.values() for s in pair)
+    raise DataFileNotFoundError(
+        f'config.dataset.path={path!r} does not hold the four Fashion-MNIST IDX files ({stems}). '
+        'Point it to the folder that does, or leave it empty to use the Debian package, '
+        f'${FASHION_MNIST_ENV} or TFDS.')
   try:
     x_train, y_train = load_tfds_arrays('fashion_mnist', 'train', data_dir)
     x_test, y_test = load_tfds_arrays('fashion_mnist', 'test', data_dir)

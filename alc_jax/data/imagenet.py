@@ -35,6 +35,7 @@ EVAL_SPLIT = 'validation'
 STREAMED_NAMES = ('imagenet_1pct',)  # The config.dataset.name this module streams.
 NUM_CLASSES = TFDS_NUM_CLASSES[UNLABELED_NAME]  # 1000.
 NUM_TRAIN = KNOWN_SIZES[UNLABELED_NAME][0]  # Labeled and unlabeled images per epoch.
+NUM_LABELED = 12811  # len(imagenet2012_subset/1pct train): the fixed 1 % (dataset.num_labels).
 # The per-channel statistics every ImageNet model uses (torchvision's, the Flax example's).
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Evaluation: centre crop of image_size / (image_size + CROP_PADDING) of the shorter side, i.e.
@@ -273,8 +274,8 @@ def imagenet_eval_iterator(dataset_config: Any, batch_size: int,
     batch_size: global evaluation batch; each process gets batch_size / process_count rows.
     process_index: this process; None = jax.process_index().
     process_count: number of processes; None = jax.process_count().
-    num_examples: size of the validation split; None = 50,000 (KNOWN_SIZES). Only mock data in
-      tests need another value.
+    num_examples: how many validation images to evaluate (config.dataset.eval_examples): the
+      first ceil(num_examples / P) of each process's shard; None = all 50,000 (KNOWN_SIZES).
 
   Returns:
     Iterator of dict(image=uint8 (B, S, S, 3), label=int32 (B,), mask=bool (B,)).
@@ -294,6 +295,7 @@ def imagenet_eval_iterator(dataset_config: Any, batch_size: int,
   num_batches = math.ceil(math.ceil(num_examples / process_count) / local)
 
   ds = _load_shard(UNLABELED_NAME, EVAL_SPLIT, data_dir, process_index, process_count, None)
+  ds = ds.take(math.ceil(num_examples / process_count))  # All of a shard for all 50,000.
 
   def prepare(example):
     return {'image': preprocess_eval(example['image'], image_size),

@@ -268,7 +268,7 @@ class StreamedPipeline(Pipeline):
     self.num_classes = imagenet.NUM_CLASSES
     self.image_shape = (config.dataset.image_size, config.dataset.image_size, 3)
     self.num_train = imagenet.NUM_TRAIN
-    self.num_labeled = config.dataset.num_labels  # TFDS' fixed 1% subset.
+    self.num_labeled = imagenet.NUM_LABELED  # TFDS' fixed 1% subset.
     # ~13 labels per class: r of Eq. 14 is uniform.
     self.priors = np.full((len(self.seeds), self.num_classes), 1.0 / self.num_classes)
     self.normalization = Normalization.create(imagenet.MEAN, imagenet.STD)

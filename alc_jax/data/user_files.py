@@ -43,7 +43,8 @@ def load_folder(path: str, dataset_config: Any) -> ImageArrays:
   if ignored:
     raise DataError(f'{", ".join(ignored)} would be ignored: the train/ + test/ folder {path} is '
                     'read as it is (images of one size, every file readable; only a labeled/ + '
-                    'unlabeled/ folder is resized and may skip files). Leave it at its default.')
+                    'unlabeled/ folder is resized and may skip files). Leave '
+                    f'{"them" if ignored[1:] else "it"} at the default.')
   x_train, y_train, x_test, y_test, class_names = load_train_test_folder(path)
   return ImageArrays(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                      num_classes=len(class_names), class_names=class_names)

@@ -33,7 +33,7 @@ EVALUATED_MODELS = ('student',) + tuple(dict.fromkeys(method.ema_model for metho
 def all_settings(config):
   """Every method-specific config field: those some method (or ALC) reads and others ignore."""
   return tuple(dict.fromkeys([field for method in _ALL for field in method.SETTINGS]
-                             + list(alc.settings(config)) + list(base.VIEW_SETTINGS)))
+                             + list(alc.all_settings(config)) + list(base.VIEW_SETTINGS)))
 
 
 def get(name: str) -> base.Method:

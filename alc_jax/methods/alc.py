@@ -20,15 +20,36 @@ IMBALANCE_WEIGHTINGS = ('none', 'hard', 'soft')  # config.alc.imbalance: Eq. 6, 
 OUTPUTS = ('logits', 'probs')  # config.alc.outputs: which p_i Eq. 13 compares.
 
 
+def all_settings(config):
+  """Every field of config.alc that some reading of ALC reads (all but `enabled`)."""
+  return tuple(f'alc.{key}' for key in config.alc if key != 'enabled')
+
+
 def settings(config):
-  """The config fields ALC reads: every field of config.alc (the model's head, Eq. 13-15), and
-  the ramp-up of w2 (Eq. 6)."""
-  return tuple(f'alc.{key}' for key in config.alc if key != 'enabled') + (
-      'consistency_rampup_epochs',)
+  """The fields of config.alc that this reading of ALC reads (the head of Eq. 7-12, Eq. 13-15:
+  the others are switches of other readings), and the ramp-up of w2 (Eq. 6)."""
+  alc = config.alc
+  read = ['weight', 'imbalance', 'similarity', 'include_self', 'outputs', 'pairwise_scale',
+          'head_training', 'scope']
+  if alc.similarity == 'attention':  # The head of Eq. 7-12; the others have none.
+    read += ['pooling', 'channel_attention', 'mlp_dim', 'attention_logits']
+    read += ['se_reduction'] if alc.channel_attention else []
+    read += ['gmp_lambda'] if alc.pooling == 'gmp_avg' else []
+    if alc.attention_logits == 'cosine':
+      read += ['temperature', 'learned_temperature']
+      read += ['temperature_floor'] if alc.learned_temperature else []
+  elif alc.similarity == 'gaussian':
+    read += ['gaussian_temperature']
+  if alc.head_training == 'eq13':  # S trained (or detached) by Eq. 13 itself.
+    read += ['stop_gradient_similarity', 'entropy_weight']
+  elif alc.similarity == 'attention':  # The decoupled head's graph loss (none without a head).
+    read += ['graph_threshold', 'graph_weight']
+  return tuple(f'alc.{key}' for key in read) + ('consistency_rampup_epochs',)
 
 
 class WithALC(base.Method):
-  """`method` + ALC. Its passes, teacher and settings are the method's own."""
+  """`method` + ALC. Its passes and teacher are the method's own; its settings are the
+  method's and ALC's."""
   needs_similarity = True
 
   def __init__(self, method: base.Method):
