@@ -152,11 +152,6 @@ def validate(config, num_devices=1):
     raise ConfigError('set config.num_epochs > 0 or config.num_train_steps > 0.')
   if config.dataset.name in imagenet.STREAMED_NAMES and config.num_runs != 1:
     raise ConfigError(f'{config.dataset.name} streams from TFDS: set config.num_runs=1.')
-  if config.dataset.name in imagenet.STREAMED_NAMES and not config.augment.flip:
-    raise ConfigError(
-        f'config.augment.flip=False would not stop the flips: {config.dataset.name}\'s input '
-        'pipeline flips every training image (with its random-resized crop). Set '
-        '--config.augment.flip=True (the on-device flip that makes the two views differ).')
 
 
 def _validate_dataset(dc):
@@ -192,16 +187,15 @@ def _validate_dataset(dc):
         "for the user's files and Fashion-MNIST's IDX files, TFDS data sets read data_dir). "
         f'Leave {"them" if ignored[1:] else "it"} at the default.')
   if dc.name in imagenet.STREAMED_NAMES:  # TFDS' fixed 1 % subset is the labeled set.
-    fixed = [f'config.dataset.{field}={value!r}' for field, value, default in (
-        ('num_labels', dc.num_labels, imagenet.NUM_LABELED),
-        ('validation_size', dc.validation_size, 0), ('imbalance_ratio', dc.imbalance_ratio, 1.0),
-        ('split_seed', dc.split_seed, -1)) if value != default]
+    expected = {'num_labels': (imagenet.NUM_LABELED, splits.ALL_LABELS), 'validation_size': (0,),
+                'imbalance_ratio': (1.0,), 'split_seed': (-1,)}
+    fixed = [field for field, values in expected.items() if dc[field] not in values]
     if fixed:
       raise ConfigError(
-          f'{", ".join(fixed)} would be ignored: {dc.name} trains on TFDS\' fixed 1 % subset '
-          f'({imagenet.NUM_LABELED} labeled images, ~13 per class) and tests on the validation '
-          f'split; no split is drawn. Leave {"them" if fixed[1:] else "it"} at the ImageNet '
-          'config\'s values.')
+          f'{", ".join(f"config.dataset.{f}={dc[f]!r}" for f in fixed)} would be ignored: '
+          f"{dc.name} trains on TFDS' fixed 1% subset ({imagenet.NUM_LABELED} labeled images, "
+          '~13 per class) and tests on the validation split; no split is drawn. Set '
+          f'{" ".join(f"--config.dataset.{f}={expected[f][0]!r}" for f in fixed)}.')
   if dc.image_size < 0 or (dc.name in imagenet.STREAMED_NAMES and dc.image_size == 0):
     raise ConfigError(
         f'config.dataset.image_size={dc.image_size} must be positive for {dc.name} crops '
@@ -279,8 +273,11 @@ def unknown_field_error(config, overrides):
 def ignored_overrides(config, overrides):
   """The method-specific fields among `overrides` (dotted paths, as in --config.PATH=...) that
   runs of `config` do not read: another method's settings (`Method.SETTINGS`), ALC's without
-  ALC. [] for a config.method or sntg.base that validate() will refuse."""
-  if config.method not in methods.NAMES or config.sntg.base not in sntg.BASES:
+  ALC. [] for a config that validate() refuses (it names the mistake: a typo in a switch the
+  settings depend on, such as alc.similarity, is not 'an ignored field')."""
+  try:
+    validate(config)
+  except ConfigError:
     return []
   read = set(methods.fields_read(methods.create(config), config))
   universe = set(methods.all_settings(config))
@@ -307,12 +304,16 @@ def ignored_override_error(config, overrides):
     same_name = [field for field in read if field.rsplit('.', 1)[-1] == path.rsplit('.', 1)[-1]]
     if path.startswith('alc.') and not config.alc.enabled:
       hints.append('ALC is off: --config.alc.enabled=True turns it on.')
+    elif alc_method.read_only_with(path):
+      hints.append(f'--config.{path} is read only with {alc_method.read_only_with(path)}.')
     elif same_name:
       hints.append(f'Did you mean --config.{same_name[0]}?')
   names, them = ', '.join(f'--config.{path}' for path in ignored), 'them' if ignored[1:] else 'it'
   fix = ' '.join(list(dict.fromkeys(hints)) + [f'{"Or leave" if hints else "Leave"} {them} out.'])
+  own = [field for field in read if not field.startswith('alc.')]
+  own += ["ALC's of its reading (alc.*)"] if config.alc.enabled else []
   return ConfigError(f'{names} would be ignored: {method.label} does not read {them} (its own '
-                     f'settings: {", ".join(read) or "none"}). {fix}')
+                     f'settings: {", ".join(own) or "none"}). {fix}')
 
 
 def flatten(tree, prefix=''):

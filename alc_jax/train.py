@@ -188,8 +188,8 @@ def _check_finite(bad, step, config):
   if bad:
     hint = 'Lower config.learning_rate or the loss weights, or check the input data.'
     alc = config.alc
-    if (alc.enabled and alc.head_training == 'eq13' and alc.attention_logits != 'cosine'
-        and not alc.stop_gradient_similarity):
+    if (alc.enabled and alc.similarity == 'attention' and alc.head_training == 'eq13'
+        and alc.attention_logits != 'cosine' and not alc.stop_gradient_similarity):
       hint += (' With unbounded attention logits and gradient flowing into S, minimising Eq. 13 '
                'drives the logits without bound (docs/results.md, section 5); the shipped reading '
                '(config.alc.head_training=decoupled, a row@decoupled) or bounded logits '

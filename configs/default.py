@@ -172,7 +172,8 @@ def get_config(row=None):
   # Where a labeled/ folder's decoded images are cached when beside the data (ROOT/.alc_jax_cache)
   # cannot be written; '' = $XDG_CACHE_HOME/alc_jax (~/.cache/alc_jax). Changes no result.
   config.dataset.cache_dir = ''
-  # Evaluate on the first N test examples (ImageNet: N / hosts of each host's shard); -1 = all.
+  # Evaluate on the first N test examples (ImageNet: ceil(N / hosts) of each host's shard);
+  # -1 = all of them.
   config.dataset.eval_examples = -1
   config.eval_top5 = False  # Also report top-5 accuracy (Table 4, ImageNet's 1000 classes).
 
@@ -182,7 +183,8 @@ def get_config(row=None):
   # (0 for a method that trains on labels only, supervised: every row is labeled.)
   config.augment = ml_collections.ConfigDict()
   config.augment.translate = 2  # Random translation by up to this many pixels, reflect padding.
-  config.augment.flip = False  # Horizontal flip (CIFAR-10 only).
+  # Horizontal flip of each view (CIFAR-10, ImageNet; ImageNet's input pipeline also flips).
+  config.augment.flip = False
   config.augment.noise_std = 0.15  # Gaussian input noise (the reference CNN-13's noise layer).
 
   # --- Model --------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Paper (Sec. 5, 5.5): ResNet-18, batch 240 of which 120 labeled, 400 epochs, SGD 
 from 0.1, EMA 0.97, w2 = 1 (Sec. 5.1's default); 1% of the training images labeled, the 50k
 validation images for testing; trained on 3 GTX 1080 Ti.
 The labeled 1% is TFDS' fixed `imagenet2012_subset/1pct` (12,811 images, about 13 per class, not
-exactly balanced; see alc_jax/data/imagenet.py), so num_labels = 12,811 and imbalance_ratio = 1
-are informational: the subset, not a split seed, decides which images are labeled.
+exactly balanced; see alc_jax/data/imagenet.py): num_labels must be 12,811 (or -1) and
+imbalance_ratio 1, as config_lib checks: the subset, not a split seed, decides which images are
+labeled.
 Silent in the paper (our choices): w1 = 10 (the Mean Teacher reference's ImageNet value), weight
 decay 1e-4 (the usual ResNet ImageNet value), 224-pixel crops, on-device flips and 16-pixel
 translation plus input noise so that student and teacher see different views. One epoch is one

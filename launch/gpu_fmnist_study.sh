@@ -14,8 +14,11 @@ declare -A ROWS=(
   [pi_model_alc]="--config.method=pi_model --config.alc.enabled=True"
   [mean_teacher]="--config.method=mean_teacher"
   [mean_teacher_alc]="--config.method=mean_teacher --config.alc.enabled=True")
-if [ "${ALC_VARIANTS:-0}" = 1 ]; then  # The three open points of the paper (configs/default.py).
-  MT_ALC="--config.method=mean_teacher --config.alc.enabled=True"
+if [ "${ALC_VARIANTS:-0}" = 1 ]; then  # The three open points of the paper (configs/default.py),
+  # on the paper's reading (configs/common.py PAPER_ALC): under the shipped decoupled head S is
+  # detached anyway, and alc_jax.main refuses alc.stop_gradient_similarity there.
+  MT_ALC="--config.method=mean_teacher --config.alc.enabled=True --config.alc.head_training=eq13
+    --config.alc.attention_logits=dot --config.alc.pairwise_scale=batch --config.alc.outputs=logits"
   ROWS=([mt_alc_stopgrad_s]="$MT_ALC --config.alc.stop_gradient_similarity=True"
         [mt_alc_no_self]="$MT_ALC --config.alc.include_self=False"
         [mt_alc_probs]="$MT_ALC --config.alc.outputs=probs")

@@ -111,6 +111,7 @@ def row_args(path, rows, ratios):
 def check_job(where, config, flags):
   """Refuses the sweep, before anything runs, where alc_jax.main would refuse a job because
   its --config.KEY=VALUE `flags` set a field that the run (with them applied) would ignore."""
+  from absl.flags import BooleanParser  # pylint: disable=g-import-not-at-top
   from alc_jax import config_lib  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()
   fields = []
@@ -123,7 +124,7 @@ def check_job(where, config, flags):
       for part in parents:
         node = node[part]
       old = node[leaf]
-      node[leaf] = (text.lower() in ('true', '1') if isinstance(old, bool) else
+      node[leaf] = (BooleanParser().parse(text) if isinstance(old, bool) else  # As absl.
                     type(old)(text) if isinstance(old, (int, float)) else text.strip('\'"'))
     except (KeyError, AttributeError, TypeError, ValueError):
       return  # A field or value alc_jax.main answers itself, in the job's log.

@@ -326,11 +326,10 @@ def test_a_config_override_naming_no_field_is_one_line(args, message):
      '--config.alc.enabled=True turns it on. Or leave it out.'),
     ('mean_teacher_alc', {'alc.stop_gradient_similarity': True},  # Eq. 13 does not train S.
      '--config.alc.stop_gradient_similarity would be ignored: MeanTeacher + ALC does not read '
-     'it (its own settings: consistency_weight, consistency_rampup_epochs, ema_decay, alc.weight, '
-     'alc.imbalance, alc.similarity, alc.include_self, alc.outputs, alc.pairwise_scale, '
-     'alc.head_training, alc.scope, alc.pooling, alc.channel_attention, alc.mlp_dim, '
-     'alc.attention_logits, alc.se_reduction, alc.temperature, alc.learned_temperature, '
-     'alc.graph_threshold, alc.graph_weight, augment.noise_std). Leave it out.'),
+     'it (its own settings: consistency_weight, consistency_rampup_epochs, ema_decay, '
+     "augment.noise_std, ALC's of its reading (alc.*)). --config.alc.stop_gradient_similarity "
+     "is read only with alc.head_training='eq13'. Or leave it out."),
+    ('mean_teacher_alc', {'alc.similarity': 'atention', 'alc.pooling': 'max'}, None),  # A typo.
     ('sntg', {'sntg.base': 'pi', 'ema_decay': 0.9}, None),  # validate() names the bad base.
     ('supervised', {'num_epochs': 10.0},  # The CPU config sets num_train_steps.
      "--config.num_epochs would be ignored: config.num_train_steps=1200 sets the run's length (it "
@@ -350,7 +349,7 @@ def test_an_override_the_method_would_ignore_is_refused(row, overrides, message)
 def test_main_refuses_an_ignored_override_and_notes_an_unread_ramp_up(tmp_path):
   """On the command line (ml_collections defines the override flags from sys.argv, so this runs
   in a process of its own): the refusal is one line and writes nothing; a ramp-up that the method
-  does not read is a note, and the run goes on (here to the next config error)."""
+  does not read is a note, and the run goes on (here to a data error)."""
   main_args = [sys.executable, '-m', 'alc_jax.main', f'--workdir={tmp_path / "run"}']
   out = subprocess.run(main_args + [f'--config={ROOT}/configs/fashion_mnist_cpu.py:fixmatch',
                                     '--config.ema_decay=0.9'],
@@ -360,12 +359,12 @@ def test_main_refuses_an_ignored_override_and_notes_an_unread_ramp_up(tmp_path):
   assert not (tmp_path / 'run').exists()
   out = subprocess.run(main_args + [f'--config={ROOT}/configs/fashion_mnist_cpu.py:supervised',
                                     '--config.consistency_rampup_epochs=1',
-                                    '--config.num_train_steps=0', '--config.num_epochs=0'],
+                                    '--config.dataset.name=npz',
+                                    f'--config.dataset.path={tmp_path / "none.npz"}'],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert ('Note: --config.consistency_rampup_epochs is not read by Supervised (its weights do '
           'not use this ramp-up); the run goes on without it.') in out.stderr, out.stderr
-  assert out.stderr.strip().splitlines()[-1] == (
-      'Config error: set config.num_epochs > 0 or config.num_train_steps > 0.'), out.stderr
+  assert out.stderr.strip().splitlines()[-1].startswith('Data error: '), out.stderr
 
 
 @pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')

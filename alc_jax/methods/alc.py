@@ -25,26 +25,46 @@ def all_settings(config):
   return tuple(f'alc.{key}' for key in config.alc if key != 'enabled')
 
 
+# The fields of config.alc that only some readings of ALC read: when (a test on config.alc), in
+# words. The attention head (Eq. 7-12) exists for alc.similarity='attention' only; the graph loss
+# trains it under the decoupled reading; Eq. 13 itself trains S under 'eq13'.
+_ATTENTION = "alc.similarity='attention'"
+_COSINE = f"{_ATTENTION} and alc.attention_logits='cosine'"
+_READ_WHEN = {
+    'pooling': (lambda a: a.similarity == 'attention', _ATTENTION),
+    'channel_attention': (lambda a: a.similarity == 'attention', _ATTENTION),
+    'mlp_dim': (lambda a: a.similarity == 'attention', _ATTENTION),
+    'attention_logits': (lambda a: a.similarity == 'attention', _ATTENTION),
+    'se_reduction': (lambda a: a.similarity == 'attention' and a.channel_attention,
+                     f'{_ATTENTION} and alc.channel_attention=True'),
+    'gmp_lambda': (lambda a: a.similarity == 'attention' and a.pooling == 'gmp_avg',
+                   f"{_ATTENTION} and alc.pooling='gmp_avg'"),
+    'temperature': (lambda a: a.similarity == 'attention' and a.attention_logits == 'cosine',
+                    _COSINE),
+    'learned_temperature': (
+        lambda a: a.similarity == 'attention' and a.attention_logits == 'cosine', _COSINE),
+    'temperature_floor': (lambda a: a.similarity == 'attention' and a.attention_logits == 'cosine'
+                          and a.learned_temperature, f'{_COSINE} and alc.learned_temperature=True'),
+    'gaussian_temperature': (lambda a: a.similarity == 'gaussian', "alc.similarity='gaussian'"),
+    'stop_gradient_similarity': (lambda a: a.head_training == 'eq13', "alc.head_training='eq13'"),
+    'entropy_weight': (lambda a: a.head_training == 'eq13', "alc.head_training='eq13'"),
+    'graph_threshold': (lambda a: a.head_training == 'decoupled' and a.similarity == 'attention',
+                        f"alc.head_training='decoupled' and {_ATTENTION}"),
+    'graph_weight': (lambda a: a.head_training == 'decoupled' and a.similarity == 'attention',
+                     f"alc.head_training='decoupled' and {_ATTENTION}"),
+}
+
+
 def settings(config):
-  """The fields of config.alc that this reading of ALC reads (the head of Eq. 7-12, Eq. 13-15:
-  the others are switches of other readings), and the ramp-up of w2 (Eq. 6)."""
-  alc = config.alc
-  read = ['weight', 'imbalance', 'similarity', 'include_self', 'outputs', 'pairwise_scale',
-          'head_training', 'scope']
-  if alc.similarity == 'attention':  # The head of Eq. 7-12; the others have none.
-    read += ['pooling', 'channel_attention', 'mlp_dim', 'attention_logits']
-    read += ['se_reduction'] if alc.channel_attention else []
-    read += ['gmp_lambda'] if alc.pooling == 'gmp_avg' else []
-    if alc.attention_logits == 'cosine':
-      read += ['temperature', 'learned_temperature']
-      read += ['temperature_floor'] if alc.learned_temperature else []
-  elif alc.similarity == 'gaussian':
-    read += ['gaussian_temperature']
-  if alc.head_training == 'eq13':  # S trained (or detached) by Eq. 13 itself.
-    read += ['stop_gradient_similarity', 'entropy_weight']
-  elif alc.similarity == 'attention':  # The decoupled head's graph loss (none without a head).
-    read += ['graph_threshold', 'graph_weight']
-  return tuple(f'alc.{key}' for key in read) + ('consistency_rampup_epochs',)
+  """The fields of config.alc that this reading of ALC reads (the others are switches of other
+  readings: `read_only_with`), and the ramp-up of w2 (Eq. 6)."""
+  return tuple(f'alc.{key}' for key in config.alc if key != 'enabled' and (
+      key not in _READ_WHEN or _READ_WHEN[key][0](config.alc))) + ('consistency_rampup_epochs',)
+
+
+def read_only_with(field):
+  """The condition, in words, under which `field` ('alc.KEY') is read; None if always."""
+  return _READ_WHEN.get(field[len('alc.'):], (None, None))[1] if field.startswith('alc.') else None
 
 
 class WithALC(base.Method):
@@ -133,6 +153,8 @@ def alc_terms(alc, student, target_logits, labels, labeled):
   consistency = functools.partial(losses.decoupled_label_consistency,
                                   pairwise_scale=alc.pairwise_scale)
   alc_loss = jnp.mean(jax.vmap(consistency)(similarity, grouped(outputs), grouped(targets)))
+  if alc.similarity != 'attention':  # No head to train: S has no parameters.
+    return alc_loss, None
   graph = functools.partial(losses.class_graph, threshold=alc.graph_threshold,
                             include_self=alc.include_self)
   target_graph = jax.vmap(graph)(grouped(labels), grouped(labeled), grouped(reference))
