@@ -186,7 +186,7 @@ def _validate_dataset(dc):
         "folders' files, image_size for ImageNet's crops too; zca for data held in memory; path "
         "for the user's files and Fashion-MNIST's IDX files, TFDS data sets read data_dir). "
         f'Leave {"them" if ignored[1:] else "it"} at the default.')
-  if dc.name in imagenet.STREAMED_NAMES:  # TFDS' fixed 1 % subset is the labeled set.
+  if dc.name in imagenet.STREAMED_NAMES:  # TFDS' fixed 1% subset is the labeled set.
     expected = {'num_labels': (imagenet.NUM_LABELED, splits.ALL_LABELS), 'validation_size': (0,),
                 'imbalance_ratio': (1.0,), 'split_seed': (-1,)}
     fixed = [field for field, values in expected.items() if dc[field] not in values]

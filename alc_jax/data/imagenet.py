@@ -35,7 +35,7 @@ EVAL_SPLIT = 'validation'
 STREAMED_NAMES = ('imagenet_1pct',)  # The config.dataset.name this module streams.
 NUM_CLASSES = TFDS_NUM_CLASSES[UNLABELED_NAME]  # 1000.
 NUM_TRAIN = KNOWN_SIZES[UNLABELED_NAME][0]  # Labeled and unlabeled images per epoch.
-NUM_LABELED = 12811  # len(imagenet2012_subset/1pct train): the fixed 1 % (dataset.num_labels).
+NUM_LABELED = 12811  # len(imagenet2012_subset/1pct train): the fixed 1% (dataset.num_labels).
 # The per-channel statistics every ImageNet model uses (torchvision's, the Flax example's).
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Evaluation: centre crop of image_size / (image_size + CROP_PADDING) of the shorter side, i.e.
