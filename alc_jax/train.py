@@ -47,7 +47,10 @@ class TrainState:
 def create_optimizer(config, total_steps, steps_per_epoch, method):
   """SGD with Nesterov momentum, cosine-annealed lr, L2 weight decay, then the EMA teacher of a
   method that has one (Eq. 2)."""
-  warmup = int(config.lr_warmup_epochs * steps_per_epoch)
+  # At least one step for any warm-up asked for: on a small data set a fraction of an epoch
+  # could truncate to none, and the setting would be ignored.
+  warmup = (max(1, round(config.lr_warmup_epochs * steps_per_epoch))
+            if config.lr_warmup_epochs > 0 else 0)
   if warmup > 0:
     schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup, total_steps)
   else:

@@ -207,7 +207,7 @@ def get_config(row=None):
   config.num_epochs = 400.0  # One epoch = len(training set) / batch_size steps.
   config.num_train_steps = -1  # > 0 overrides num_epochs.
   config.learning_rate = 0.1  # Initial lr of the cosine annealing (Sec. 5).
-  config.lr_warmup_epochs = 0.0  # Linear warm-up (the paper: none).
+  config.lr_warmup_epochs = 0.0  # Linear warm-up (the paper: none); rounded to >= 1 step if > 0.
   config.momentum = 0.9
   config.nesterov = True
   config.weight_decay = 2e-4  # Mean Teacher reference value (the paper is silent).

@@ -282,6 +282,18 @@ def test_optimizer_is_nesterov_sgd_with_coupled_l2_on_a_cosine_schedule(tiny_npz
     np.testing.assert_allclose(params['w'], want, rtol=1e-6)
 
 
+@pytest.mark.parametrize('epochs,steps_per_epoch,warmup', [(0.1, 5, 1), (0.5, 5, 2), (2.0, 3, 6)])
+def test_a_learning_rate_warm_up_is_rounded_to_steps_never_to_none(tiny_npz, epochs,
+                                                                    steps_per_epoch, warmup):
+  """lr_warmup_epochs in steps of the data set: rounded, and at least one step (0.1 epoch of 5
+  steps truncated to no warm-up at all)."""
+  config = tiny_config(tiny_npz, learning_rate=0.1, lr_warmup_epochs=epochs)
+  _, schedule = train.create_optimizer(config, 20, steps_per_epoch, methods.get('supervised'))
+  assert float(schedule(0)) == 0.0  # Linear from 0 ...
+  np.testing.assert_allclose(float(schedule(warmup)), 0.1, rtol=1e-6)  # ... to the peak.
+  assert float(schedule(warmup - 1)) < 0.1
+
+
 def test_grad_norm_monitor_is_the_norm_of_the_step_gradient(tiny_npz):
   # Without weight decay, Nesterov SGD's first update is -lr (1 + momentum) g: the parameters
   # move by lr (1 + momentum) |g|, |g| being what monitors/grad_norm reports.
