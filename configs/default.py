@@ -49,7 +49,8 @@ def get_config(row=None):
   config.alc.gmp_lambda = 1.0  # Ridge regulariser of generalized max pooling.
   # Three points the paper leaves open (defaults: the paper's reading):
   # (a) False: gradient flows into S, so the attention head is trained by Eq. 13 (the only loss
-  #     that reaches it). True detaches S: the head then stays at its initialisation.
+  #     that reaches it). True detaches S: the head then stays at its initialisation. Read with
+  #     alc.head_training='eq13' only (the decoupled head always detaches S; refused there).
   config.alc.stop_gradient_similarity = False
   # (b) True: the softmax of Eq. 12 runs over all i including i = j (the paper's sum). False masks
   #     the diagonal, which removes the trivial minimiser of Eq. 13 (all mass on i = j).

@@ -7,7 +7,7 @@ cosine, EMA 0.97, w1 = 5 (Sec. 5). ALC rows use the hard (Eq. 14) or soft (Eq. 1
 Ambiguity: Sec. 5.7 says the settings "are the same with Section 5.3" (the CIFAR-10 section:
 labeled batch 30, w2 = 100). We read it as "the balanced settings of each data set" and keep
 Fashion-MNIST's own (Sec. 5.2: labeled batch 10, w2 = 1); the literal reading is
-`--config.labeled_batch_size=30 --config.alc.weight=100`.
+`--config.labeled_batch_size=30`, and `--config.alc.weight=100` for the ALC rows.
 Silent in the paper (our choices): geometric per-class counts (alc_jax/data/splits.py), no flips.
 """
 

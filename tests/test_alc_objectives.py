@@ -145,8 +145,8 @@ _OTHER_VALUE = {'pooling': 'gmp_avg', 'se_reduction': 2, 'mlp_dim': 4, 'gaussian
 ], ids=['decoupled', 'paper', 'gaussian', 'no_se_learned_tau'])
 def test_alc_settings_it_does_not_declare_change_no_gradient(tiny_npz, variant):
   """config.alc's fields outside alc.settings (which alc_jax.main refuses to override, as the
-  run would ignore them) all changed at once leave the gradient and statistics of the step as
-  they were: none of them is read by this reading of ALC."""
+  run would ignore them) all changed at once leave the gradient and the logged metrics of the
+  step as they were: none of them is read by this reading of ALC."""
   config = tiny_config(tiny_npz, **{'alc.enabled': True, **variant})
   declared = set(methods.fields_read(methods.create(config), config))
   unread = [f for f in methods.all_settings(config)
@@ -162,10 +162,16 @@ def test_alc_settings_it_does_not_declare_change_no_gradient(tiny_npz, variant):
     del changed['alc.entropy_weight']  # validate() refuses it there by value.
   exp = train.create_experiment(config)
   batch = next(exp.train_batches())
-  grads, _ = _grads(exp, batch)
+  grads, metrics = _grads(exp, batch)
   other = train.create_experiment(tiny_config(tiny_npz, **{'alc.enabled': True, **variant,
                                                            **changed}))
-  other_grads, _ = _grads(other, batch)
+  other_grads, other_metrics = _grads(other, batch)
   assert jax.tree.structure(grads) == jax.tree.structure(other_grads), changed
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(other_grads)):
     np.testing.assert_array_equal(a, b, err_msg=str(changed))
+  # Nor a logged value (a graph loss without a head to train moved losses/total only).
+  assert sorted(metrics) == sorted(other_metrics)
+  for key in metrics:
+    np.testing.assert_array_equal(metrics[key], other_metrics[key], err_msg=key)
+  assert ('losses/alc_graph' in metrics) == (config.alc.head_training == 'decoupled'
+                                             and config.alc.similarity == 'attention')
