@@ -25,46 +25,38 @@ def all_settings(config):
   return tuple(f'alc.{key}' for key in config.alc if key != 'enabled')
 
 
-# The fields of config.alc that only some readings of ALC read: when (a test on config.alc), in
-# words. The attention head (Eq. 7-12) exists for alc.similarity='attention' only; the graph loss
-# trains it under the decoupled reading; Eq. 13 itself trains S under 'eq13'.
-_ATTENTION = "alc.similarity='attention'"
-_COSINE = f"{_ATTENTION} and alc.attention_logits='cosine'"
+# The fields of config.alc that only some readings of ALC read, with the values of the switches
+# that read them. The attention head (Eq. 7-12) exists for alc.similarity='attention' only; the
+# graph loss trains it under the decoupled reading; Eq. 13 itself trains S under 'eq13'.
+_ATTENTION = (('similarity', 'attention'),)
+_COSINE = _ATTENTION + (('attention_logits', 'cosine'),)
+_EQ13 = (('head_training', 'eq13'),)
+_GRAPH = (('head_training', 'decoupled'),) + _ATTENTION
 _READ_WHEN = {
-    'pooling': (lambda a: a.similarity == 'attention', _ATTENTION),
-    'channel_attention': (lambda a: a.similarity == 'attention', _ATTENTION),
-    'mlp_dim': (lambda a: a.similarity == 'attention', _ATTENTION),
-    'attention_logits': (lambda a: a.similarity == 'attention', _ATTENTION),
-    'se_reduction': (lambda a: a.similarity == 'attention' and a.channel_attention,
-                     f'{_ATTENTION} and alc.channel_attention=True'),
-    'gmp_lambda': (lambda a: a.similarity == 'attention' and a.pooling == 'gmp_avg',
-                   f"{_ATTENTION} and alc.pooling='gmp_avg'"),
-    'temperature': (lambda a: a.similarity == 'attention' and a.attention_logits == 'cosine',
-                    _COSINE),
-    'learned_temperature': (
-        lambda a: a.similarity == 'attention' and a.attention_logits == 'cosine', _COSINE),
-    'temperature_floor': (lambda a: a.similarity == 'attention' and a.attention_logits == 'cosine'
-                          and a.learned_temperature, f'{_COSINE} and alc.learned_temperature=True'),
-    'gaussian_temperature': (lambda a: a.similarity == 'gaussian', "alc.similarity='gaussian'"),
-    'stop_gradient_similarity': (lambda a: a.head_training == 'eq13', "alc.head_training='eq13'"),
-    'entropy_weight': (lambda a: a.head_training == 'eq13', "alc.head_training='eq13'"),
-    'graph_threshold': (lambda a: a.head_training == 'decoupled' and a.similarity == 'attention',
-                        f"alc.head_training='decoupled' and {_ATTENTION}"),
-    'graph_weight': (lambda a: a.head_training == 'decoupled' and a.similarity == 'attention',
-                     f"alc.head_training='decoupled' and {_ATTENTION}"),
+    'pooling': _ATTENTION, 'channel_attention': _ATTENTION, 'mlp_dim': _ATTENTION,
+    'attention_logits': _ATTENTION,
+    'se_reduction': _ATTENTION + (('channel_attention', True),),
+    'gmp_lambda': _ATTENTION + (('pooling', 'gmp_avg'),),
+    'temperature': _COSINE, 'learned_temperature': _COSINE,
+    'temperature_floor': _COSINE + (('learned_temperature', True),),
+    'gaussian_temperature': (('similarity', 'gaussian'),),
+    'stop_gradient_similarity': _EQ13, 'entropy_weight': _EQ13,
+    'graph_threshold': _GRAPH, 'graph_weight': _GRAPH,
 }
 
 
 def settings(config):
   """The fields of config.alc that this reading of ALC reads (the others are switches of other
   readings: `read_only_with`), and the ramp-up of w2 (Eq. 6)."""
-  return tuple(f'alc.{key}' for key in config.alc if key != 'enabled' and (
-      key not in _READ_WHEN or _READ_WHEN[key][0](config.alc))) + ('consistency_rampup_epochs',)
+  return tuple(f'alc.{key}' for key in config.alc if key != 'enabled' and all(
+      config.alc[switch] == value for switch, value in _READ_WHEN.get(key, ()))) + (
+          'consistency_rampup_epochs',)
 
 
 def read_only_with(field):
   """The condition, in words, under which `field` ('alc.KEY') is read; None if always."""
-  return _READ_WHEN.get(field[len('alc.'):], (None, None))[1] if field.startswith('alc.') else None
+  switches = _READ_WHEN.get(field[len('alc.'):]) if field.startswith('alc.') else None
+  return ' and '.join(f'alc.{switch}={value!r}' for switch, value in switches) if switches else None
 
 
 class WithALC(base.Method):

@@ -15,12 +15,12 @@ WEIGHT_SCHEDULES = ('recipe', 'lee2013')  # config.pseudo_label_schedule.
 class PseudoLabel(base.Method):
   name = 'pseudo_label'
   label = 'Pseudo-Label'
-  SETTINGS = ('pseudo_label_threshold', 'pseudo_label_schedule', 'consistency_weight',
-              'consistency_rampup_epochs')
+  OWN_SETTINGS = ('pseudo_label_threshold', 'pseudo_label_schedule')
+  SETTINGS = OWN_SETTINGS + base.ConsistencyMethod.SETTINGS  # w1(t) under the 'recipe' schedule.
 
   def settings(self, config):
     if config.pseudo_label_schedule == 'lee2013':  # Lee's alpha(t) instead of w1(t).
-      return self.SETTINGS[:2]
+      return self.OWN_SETTINGS
     return self.SETTINGS
 
   def loss(self, step, student, targets, weights=base.SampleWeights()):
